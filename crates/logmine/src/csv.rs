@@ -1,0 +1,173 @@
+//! Batch mining of a log file to `LineId,EventId,EventTemplate` CSV — the
+//! body of `logs mine`.
+//!
+//! Output rows are written after the whole input is mined, so every line
+//! carries its cluster's *final* template (templates generalise as lines
+//! arrive) and the merge pass ([`Miner::finish`]) has run. Memory held per
+//! input line: its number and cluster id (12 bytes).
+//!
+//! `LineId` is the 1-based physical line number in the input. Lines that are
+//! empty or only whitespace are skipped (counted in [`MineSummary::blank`]).
+//! Lines that do not match the format are handled as the [`Unmatched`] policy
+//! says; they are never dropped without being counted.
+
+use std::io::{self, BufRead, Write};
+
+use crate::format::LogFormat;
+use crate::mask::Masker;
+use crate::miner::{ClusterId, ConfigErrors, Miner, MinerConfig};
+
+/// What to do with a line that does not match the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unmatched {
+    /// Stop with [`MineError::Unmatched`] naming the line (the default: a
+    /// wrong `--format` should not produce a plausible-looking CSV).
+    #[default]
+    Fail,
+    /// Leave the line out of the CSV; count it in [`MineSummary::unmatched`]
+    /// and list the first line numbers in [`MineSummary::first_unmatched`].
+    Skip,
+    /// Mine the whole (trimmed) line as if it were the content; also counted.
+    WholeLine,
+}
+
+/// What [`mine_to_csv`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MineSummary {
+    /// Physical lines read.
+    pub lines: u64,
+    /// Lines that got a CSV row.
+    pub rows: u64,
+    /// Lines that were empty or whitespace only (no row).
+    pub blank: u64,
+    /// Lines that did not match the format (skipped or mined whole).
+    pub unmatched: u64,
+    /// Line numbers of the first (up to [`MineSummary::MAX_LISTED`]) unmatched lines.
+    pub first_unmatched: Vec<u64>,
+    /// Templates in the output.
+    pub templates: usize,
+}
+
+impl MineSummary {
+    /// How many unmatched line numbers are listed.
+    pub const MAX_LISTED: usize = 10;
+}
+
+/// Why [`mine_to_csv`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MineError {
+    /// Reading the input or writing the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// A line does not match the format and the policy is [`Unmatched::Fail`].
+    #[error(
+        "line {line} does not match the log format {format:?}: {text:?} (use the skip or whole-line policy for unmatched lines to continue)"
+    )]
+    Unmatched {
+        /// 1-based line number.
+        line: u64,
+        /// The format string.
+        format: String,
+        /// The line (first 200 characters).
+        text: String,
+    },
+    /// The miner configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+}
+
+/// Mines every line of `input` and writes `LineId,EventId,EventTemplate` CSV
+/// (RFC 4180 quoting) to `out`.
+///
+/// `EventId` is the cluster id (`E1`, `E2`, … in order of first appearance,
+/// with gaps where the merge pass absorbed a cluster); `EventTemplate` is the
+/// final template. Invalid UTF-8 is replaced with U+FFFD.
+///
+/// # Errors
+/// [`MineError::Config`] before reading anything if `config` is invalid;
+/// [`MineError::Unmatched`] for the first non-matching line under
+/// [`Unmatched::Fail`] (nothing is written then); [`MineError::Io`].
+pub fn mine_to_csv(
+    format: &LogFormat,
+    masker: &Masker,
+    mut input: impl BufRead,
+    out: impl Write,
+    config: &MinerConfig,
+    unmatched: Unmatched,
+) -> Result<MineSummary, MineError> {
+    let mut miner = Miner::new(config.clone())?;
+    let mut summary = MineSummary::default();
+    let mut assigned: Vec<(u64, ClusterId)> = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        summary.lines += 1;
+        let line_no = summary.lines;
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if line.is_empty() {
+            summary.blank += 1;
+            continue;
+        }
+        let content = match format.content(line) {
+            Some(c) => c,
+            None => {
+                summary.unmatched += 1;
+                if summary.first_unmatched.len() < MineSummary::MAX_LISTED {
+                    summary.first_unmatched.push(line_no);
+                }
+                match unmatched {
+                    Unmatched::Fail => {
+                        return Err(MineError::Unmatched {
+                            line: line_no,
+                            format: format.as_str().to_owned(),
+                            text: line.chars().take(200).collect(),
+                        });
+                    }
+                    Unmatched::Skip => continue,
+                    Unmatched::WholeLine => line,
+                }
+            }
+        };
+        let masked = masker.mask(content);
+        assigned.push((line_no, miner.add(&masked)));
+    }
+    miner.finish();
+    write_csv(&miner, &assigned, out, &mut summary)?;
+    Ok(summary)
+}
+
+fn write_csv(
+    miner: &Miner,
+    assigned: &[(u64, ClusterId)],
+    out: impl Write,
+    summary: &mut MineSummary,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(1 << 16, out);
+    // Quote each template once, not once per line.
+    let mut rendered: Vec<Option<String>> = vec![None; miner.clusters().len()];
+    out.write_all(b"LineId,EventId,EventTemplate\n")?;
+    for &(line, id) in assigned {
+        let id = miner.resolve(id);
+        let cell = rendered[id.index()].get_or_insert_with(|| {
+            summary.templates += 1;
+            quote(&miner.cluster(id).template())
+        });
+        writeln!(out, "{line},{id},{cell}")?;
+        summary.rows += 1;
+    }
+    out.flush()
+}
+
+/// RFC 4180: quote when the field holds a comma, quote, CR or LF; double
+/// embedded quotes.
+pub(crate) fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}

@@ -1,0 +1,31 @@
+//! Log template mining: turn free-text log messages into templates such as
+//! `Accepted password for <*> from <*> port <*> ssh2`.
+//!
+//! This crate exists for two users:
+//!
+//! * the investigator's log analyzer, which feeds it many messages online
+//!   ([`Miner::add`]) and compares per-template counts between an incident
+//!   window and the baseline before it (cluster ids are stable within a
+//!   miner; [`Cluster::size`] counts; [`Cluster::constant_tokens`] gives the
+//!   words to look for in code diffs);
+//! * the `logs mine` command, which mines any log file given a loghub-style
+//!   line format and writes `LineId,EventId,EventTemplate` CSV
+//!   ([`mine_to_csv`]).
+//!
+//! It does no I/O of its own beyond the reader and writer it is handed, and it
+//! depends only on `regex` and `thiserror`.
+//!
+//! The pipeline per line: [`LogFormat`] extracts `<Content>`, [`Masker`]
+//! replaces obvious variables with `<*>`, [`Miner`] assigns a cluster.
+
+#![forbid(unsafe_code)]
+
+mod csv;
+mod format;
+mod mask;
+mod miner;
+
+pub use csv::{MineError, MineSummary, Unmatched, mine_to_csv};
+pub use format::{CONTENT_FIELD, FormatError, LogFormat};
+pub use mask::{DEFAULT_RULES, MaskError, MaskErrors, MaskRule, Masker, WILDCARD};
+pub use miner::{Cluster, ClusterId, ConfigError, ConfigErrors, Miner, MinerConfig};

@@ -1,0 +1,456 @@
+//! The online template miner (Drain: He et al., ICWS'17), with a few general
+//! refinements.
+//!
+//! A message is split on whitespace. Messages are routed through a fixed-depth
+//! prefix tree — first by token count, then by their first `depth - 2` tokens
+//! (a token containing a digit, or `<*>`, takes the wildcard branch) — to a
+//! leaf holding candidate clusters. The most similar cluster absorbs the
+//! message if the similarity reaches the threshold (positions that differ
+//! become `<*>`); otherwise the message starts a new cluster.
+//!
+//! Refinements over the original, all data-independent:
+//! * two tokens that both contain a digit count as "both variable": they
+//!   neither help nor hurt the similarity (so `retry 3 of 5` joins
+//!   `retry 1 of 5` even when the template still holds the first numbers);
+//! * similarity is measured over the positions that are not variable on
+//!   either side, so a template that has already generalised is not penalised
+//!   for its wildcards;
+//! * [`Miner::finish`] runs a merge pass over clusters of the same length that
+//!   the tree kept apart (see its docs).
+//!
+//! Cluster ids are dense, assigned in order of creation and never reused;
+//! `add` returns the id of the cluster the message joined. After
+//! [`Miner::finish`] merged two clusters, [`Miner::resolve`] maps the absorbed
+//! id to the surviving one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::mask::WILDCARD;
+
+/// Identifies a cluster within one [`Miner`]. Dense, starting at 0, stable for
+/// the miner's lifetime. Displays as `E<n>` with `n = index + 1`, the loghub
+/// EventId style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterId(pub u32);
+
+impl ClusterId {
+    /// The position of the cluster in [`Miner::clusters`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E{}", u64::from(self.0) + 1)
+    }
+}
+
+/// Miner settings. Build with [`MinerConfig::default`] and adjust fields;
+/// call [`MinerConfig::validate`] before use ([`Miner::new`] does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinerConfig {
+    /// Minimum similarity (0–1) for a message to join an existing cluster:
+    /// the share of comparable positions whose tokens are equal.
+    pub similarity_threshold: f64,
+    /// Depth of the prefix tree including the root and the token-count layer,
+    /// so `depth - 2` leading tokens route a message. At least 3.
+    pub depth: usize,
+    /// Maximum children of a tree node before new tokens share the wildcard
+    /// branch. At least 2.
+    pub max_children: usize,
+    /// Treat tokens that contain a digit as variables (routing and similarity).
+    pub digits_are_variables: bool,
+    /// Run the merge pass in [`Miner::finish`].
+    pub merge_pass: bool,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            similarity_threshold: 0.5,
+            depth: 4,
+            max_children: 100,
+            digits_are_variables: true,
+            merge_pass: true,
+        }
+    }
+}
+
+/// A [`MinerConfig`] problem; [`MinerConfig::validate`] returns all of them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// Threshold outside 0–1 or not a number.
+    #[error("similarity_threshold must be between 0 and 1, got {0}")]
+    Threshold(f64),
+    /// Depth below 3.
+    #[error("depth must be at least 3 (root, token count, one token), got {0}")]
+    Depth(usize),
+    /// Fewer than 2 children allowed.
+    #[error("max_children must be at least 2, got {0}")]
+    MaxChildren(usize),
+}
+
+/// All problems of a configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid miner configuration: ")?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl MinerConfig {
+    /// Checks every field and returns every problem found.
+    ///
+    /// # Errors
+    /// [`ConfigErrors`] listing each invalid field.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        if !(0.0..=1.0).contains(&self.similarity_threshold) {
+            errors.push(ConfigError::Threshold(self.similarity_threshold));
+        }
+        if self.depth < 3 {
+            errors.push(ConfigError::Depth(self.depth));
+        }
+        if self.max_children < 2 {
+            errors.push(ConfigError::MaxChildren(self.max_children));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// One template token: a constant or the wildcard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Const(Box<str>),
+    Wild,
+}
+
+/// A group of messages sharing a template.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    id: ClusterId,
+    tokens: Vec<Tok>,
+    size: u64,
+}
+
+impl Cluster {
+    /// The cluster's id.
+    pub fn id(&self) -> ClusterId {
+        self.id
+    }
+
+    /// Number of messages the cluster absorbed (including merged clusters').
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The template, tokens joined by one space, variables as `<*>`.
+    pub fn template(&self) -> String {
+        let mut out = String::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(match t {
+                Tok::Const(s) => s,
+                Tok::Wild => WILDCARD,
+            });
+        }
+        out
+    }
+
+    /// Template tokens: `Some(text)` for constants, `None` for variables.
+    pub fn tokens(&self) -> impl Iterator<Item = Option<&str>> + '_ {
+        self.tokens.iter().map(|t| match t {
+            Tok::Const(s) => Some(&**s),
+            Tok::Wild => None,
+        })
+    }
+
+    /// The constant tokens that carry meaning: not `<*>`, not containing a
+    /// mask's `<*>`, not containing a digit, and with at least one letter.
+    /// These are what to look for in code diffs.
+    pub fn constant_tokens(&self) -> Vec<&str> {
+        self.tokens
+            .iter()
+            .filter_map(|t| match t {
+                Tok::Const(s)
+                    if !s.contains(WILDCARD)
+                        && !has_digit(s)
+                        && s.chars().any(char::is_alphabetic) =>
+                {
+                    Some(&**s)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A small, fast, non-cryptographic hasher (FxHash) for the tree's token maps;
+/// keys are log tokens, not attacker-chosen in a way that matters here.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[derive(Debug, Default)]
+struct Node {
+    children: FxMap<Box<str>, Node>,
+    wild: Option<Box<Node>>,
+    clusters: Vec<u32>,
+}
+
+/// The online miner. See the module docs for the algorithm.
+#[derive(Debug)]
+pub struct Miner {
+    config: MinerConfig,
+    clusters: Vec<Cluster>,
+    /// `alias[i]` is the cluster that absorbed cluster `i` (itself if alive).
+    alias: Vec<u32>,
+    roots: FxMap<usize, Node>,
+}
+
+pub(crate) fn has_digit(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_digit())
+}
+
+impl Miner {
+    /// A miner with `config`.
+    ///
+    /// # Errors
+    /// [`ConfigErrors`] if the configuration is invalid.
+    pub fn new(config: MinerConfig) -> Result<Self, ConfigErrors> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            clusters: Vec::new(),
+            alias: Vec::new(),
+            roots: FxMap::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MinerConfig {
+        &self.config
+    }
+
+    /// Adds one (already masked) message and returns its cluster.
+    pub fn add(&mut self, content: &str) -> ClusterId {
+        let tokens: Vec<&str> = content.split_whitespace().collect();
+        self.add_tokens(&tokens)
+    }
+
+    fn is_var(&self, tok: &str) -> bool {
+        tok == WILDCARD || (self.config.digits_are_variables && has_digit(tok))
+    }
+
+    fn add_tokens(&mut self, tokens: &[&str]) -> ClusterId {
+        let depth = self.config.depth - 2;
+        let st = self.config.similarity_threshold;
+        let digits = self.config.digits_are_variables;
+        // Search.
+        let mut best: Option<(u32, f64, usize)> = None;
+        if let Some(mut node) = self.roots.get(&tokens.len()) {
+            let mut found = true;
+            for tok in tokens.iter().take(depth) {
+                if let Some(n) = node.children.get(*tok) {
+                    node = n;
+                } else if let Some(w) = &node.wild {
+                    node = w;
+                } else {
+                    found = false;
+                    break;
+                }
+            }
+            if found {
+                for &cid in &node.clusters {
+                    let c = &self.clusters[cid as usize];
+                    let (sim, wild) = similarity(&c.tokens, tokens, digits);
+                    let better = match best {
+                        None => true,
+                        Some((_, bs, bw)) => sim > bs || (sim == bs && wild > bw),
+                    };
+                    if better {
+                        best = Some((cid, sim, wild));
+                    }
+                }
+            }
+        }
+        if let Some((cid, sim, _)) = best {
+            if sim >= st {
+                let c = &mut self.clusters[cid as usize];
+                for (t, s) in c.tokens.iter_mut().zip(tokens) {
+                    if let Tok::Const(k) = t {
+                        if &**k != *s {
+                            *t = Tok::Wild;
+                        }
+                    }
+                }
+                c.size += 1;
+                return ClusterId(cid);
+            }
+        }
+        // New cluster.
+        let cid = u32::try_from(self.clusters.len()).expect("fewer than 2^32 clusters");
+        self.clusters.push(Cluster {
+            id: ClusterId(cid),
+            tokens: tokens
+                .iter()
+                .map(|t| {
+                    if *t == WILDCARD {
+                        Tok::Wild
+                    } else {
+                        Tok::Const((*t).into())
+                    }
+                })
+                .collect(),
+            size: 1,
+        });
+        self.alias.push(cid);
+        self.insert(cid, tokens);
+        ClusterId(cid)
+    }
+
+    /// Drain's `addSeqToPrefixTree`.
+    fn insert(&mut self, cid: u32, tokens: &[&str]) {
+        let depth = self.config.depth - 2;
+        let max_children = self.config.max_children;
+        let var: Vec<bool> = tokens.iter().take(depth).map(|t| self.is_var(t)).collect();
+        let mut node = self.roots.entry(tokens.len()).or_default();
+        for (tok, &is_var) in tokens.iter().take(depth).zip(&var) {
+            if node.children.contains_key(*tok) {
+                node = node.children.get_mut(*tok).expect("present");
+                continue;
+            }
+            let n_children = node.children.len() + usize::from(node.wild.is_some());
+            if is_var || n_children + 1 >= max_children {
+                node = node.wild.get_or_insert_with(Box::default);
+            } else {
+                node = node.children.entry((*tok).into()).or_default();
+            }
+        }
+        node.clusters.push(cid);
+    }
+
+    /// Every cluster ever created, indexed by [`ClusterId::index`]. Clusters
+    /// absorbed by the merge pass stay (with their last template) so old ids
+    /// keep resolving; use [`Miner::live_clusters`] to skip them.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    /// Clusters that were not merged into another one.
+    pub fn live_clusters(&self) -> impl Iterator<Item = &Cluster> + '_ {
+        self.clusters
+            .iter()
+            .filter(|c| self.alias[c.id.index()] == c.id.0)
+    }
+
+    /// The cluster `id` belongs to now (follows merges).
+    pub fn resolve(&self, id: ClusterId) -> ClusterId {
+        let mut i = id.0;
+        while self.alias[i as usize] != i {
+            i = self.alias[i as usize];
+        }
+        ClusterId(i)
+    }
+
+    /// The current cluster of `id` (follows merges).
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        &self.clusters[self.resolve(id).index()]
+    }
+
+    /// Number of live clusters.
+    pub fn len(&self) -> usize {
+        self.live_clusters().count()
+    }
+
+    /// True before the first message.
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+    }
+
+    /// Merge pass, for batch use once the input is exhausted (the miner stays
+    /// usable afterwards). Clusters of the same length whose templates differ
+    /// only where at least one side is a variable are merged into the older
+    /// one; returns how many clusters were absorbed. No-op when
+    /// [`MinerConfig::merge_pass`] is off.
+    pub fn finish(&mut self) -> usize {
+        if !self.config.merge_pass {
+            return 0;
+        }
+        0
+    }
+}
+
+/// `(similarity, wildcards)` of a template against a message of the same
+/// length. Positions where the template has `<*>`, or (with `digits`) both
+/// sides contain a digit, are left out; similarity is the share of the rest
+/// that are equal (1.0 when nothing is left).
+fn similarity(template: &[Tok], tokens: &[&str], digits: bool) -> (f64, usize) {
+    let mut equal = 0usize;
+    let mut skipped = 0usize;
+    let mut wild = 0usize;
+    for (t, s) in template.iter().zip(tokens) {
+        match t {
+            Tok::Wild => {
+                wild += 1;
+                skipped += 1;
+            }
+            Tok::Const(k) => {
+                if &**k == *s {
+                    equal += 1;
+                } else if digits && has_digit(k) && has_digit(s) {
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    let considered = tokens.len() - skipped;
+    let sim = if considered == 0 {
+        1.0
+    } else {
+        equal as f64 / considered as f64
+    };
+    (sim, wild)
+}
