@@ -17,5 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod filter;
+pub mod stats;
 
 pub use filter::{FilterPattern, FilterPatternError, Selector};
+pub use stats::{Datapoint, Sample, period_start, period_statistics, statistic};
