@@ -16,8 +16,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alarm;
 pub mod filter;
 pub mod stats;
+mod timefmt;
 
+pub use alarm::{
+    AlarmEvaluator, AlarmState, EvaluatedDatapoint, EvaluatorError, ReasonData, TimeWindow,
+    Transition, scaled_period_ms,
+};
 pub use filter::{FilterPattern, FilterPatternError, Selector};
 pub use stats::{Datapoint, Sample, period_start, period_statistics, statistic};
