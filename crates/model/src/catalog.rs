@@ -384,12 +384,11 @@ impl Catalog {
             if !names.insert(a.name.as_str()) {
                 p.push(format!("{at}.name: duplicate alarm name"));
             }
-            if a.period_seconds == 0 || (a.period_seconds >= 60 && a.period_seconds % 60 != 0) {
-                p.push(format!(
-                    "{at}.period_seconds: {} must be 10, 30 or a multiple of 60",
-                    a.period_seconds
-                ));
-            } else if a.period_seconds < 60 && ![10, 30].contains(&a.period_seconds) {
+            let period_ok = match a.period_seconds {
+                10 | 30 => true,
+                secs => secs >= 60 && secs % 60 == 0,
+            };
+            if !period_ok {
                 p.push(format!(
                     "{at}.period_seconds: {} must be 10, 30 or a multiple of 60",
                     a.period_seconds

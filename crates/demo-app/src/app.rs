@@ -1,0 +1,649 @@
+//! The HTTP application: state, router and the request pipeline.
+//!
+//! Pipeline, outermost first:
+//! 1. `CatchPanicLayer` — a bug in a handler becomes a logged 500, not a dropped connection.
+//! 2. `observe` — request id, timing, metrics and the access log, in one place so every
+//!    response (including timeouts, injected failures and cancelled requests) is counted
+//!    and logged exactly once. It sits inside routing (`Router::layer`) so it sees
+//!    `MatchedPath` and labels metrics by route template, never by raw path.
+//! 3. Body limit (`DefaultBodyLimit`) — oversized bodies are refused before parsing.
+//! 4. Handlers; the `/error/*` routes additionally pass the `gate` (FAULTS, token).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::api;
+use crate::config::{Config, FaultMode};
+use crate::error::AppError;
+use crate::extract::ValidQuery;
+use crate::faults::{Faults, Latency};
+use crate::log::{Logger, now_rfc3339};
+use crate::metrics::{self, HttpMetrics, Info, ProcessStats};
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const FAULT_TOKEN_HEADER: &str = "x-fault-token";
+
+/// Everything a handler may touch; shared by all requests.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub log: Logger,
+    pub http: HttpMetrics,
+    pub faults: Faults,
+    pub started: Instant,
+    pub start_time: SystemTime,
+    info: Info,
+}
+
+impl AppState {
+    pub fn new(config: Config, log: Logger) -> Arc<AppState> {
+        let start_time = SystemTime::now();
+        Arc::new(AppState {
+            info: Info {
+                version: config.version.clone(),
+                git_sha: config.git_sha.clone(),
+                environment: config.environment.clone(),
+                task_id: config.task_id.clone(),
+                start_time,
+            },
+            faults: Faults::new(config.limits.clone()),
+            config,
+            log,
+            http: HttpMetrics::default(),
+            started: Instant::now(),
+            start_time,
+        })
+    }
+}
+
+/// Builds the router. No sockets: tests drive it with `oneshot`.
+pub fn app(state: Arc<AppState>) -> Router {
+    let faults = Router::new()
+        .route("/error/500", get(fault_500).post(fault_500))
+        .route("/error/timeout", get(fault_timeout).post(fault_timeout))
+        .route("/error/memory-leak", get(fault_leak).post(fault_leak))
+        .route("/error/clear-memory", get(fault_clear).post(fault_clear))
+        .route("/error/cpu-spike", get(fault_cpu).post(fault_cpu))
+        .route(
+            "/error/disable-health",
+            get(fault_disable_health).post(fault_disable_health),
+        )
+        .route(
+            "/error/enable-health",
+            get(fault_enable_health).post(fault_enable_health),
+        )
+        .route(
+            "/error/error-rate",
+            get(fault_error_rate).post(fault_error_rate),
+        )
+        .route("/error/latency", get(fault_latency).post(fault_latency))
+        .route("/error/crash", get(fault_crash).post(fault_crash))
+        .route("/error/reset", get(fault_reset).post(fault_reset))
+        .route_layer(middleware::from_fn_with_state(state.clone(), gate));
+
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_handler))
+        .route("/api/products", get(api::list_products))
+        .route("/api/products/{id}", get(api::get_product))
+        .route("/api/quote", post(api::quote))
+        .merge(faults)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    // The panic message itself was printed by the panic hook (see main); keep the body clean.
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "internal_error", "message": "internal error"})),
+    )
+        .into_response()
+}
+
+/// Logs and counts a request exactly once, even when its future is dropped (client gone).
+struct RequestRecord {
+    state: Arc<AppState>,
+    method: Method,
+    route: Option<MatchedPath>,
+    path: String,
+    request_id: String,
+    client_ip: IpAddr,
+    user_agent: Option<HeaderValue>,
+    start: Instant,
+    done: bool,
+}
+
+impl RequestRecord {
+    fn finish(&mut self, status: u16) {
+        self.done = true;
+        let latency = self.start.elapsed();
+        let route = self
+            .route
+            .as_ref()
+            .map_or(metrics::UNMATCHED, |m| m.as_str());
+        let st = &self.state;
+        st.http
+            .observe(self.method.as_str(), route, status, latency);
+        st.http.request_finished();
+        // 5xx access lines are WARN: the cause is logged at ERROR exactly once where it
+        // happens, so the ErrorCount metric filter counts failures, not failures twice.
+        let level = if status >= 500 {
+            crate::log::Level::Warn
+        } else {
+            crate::log::Level::Info
+        };
+        st.log
+            .line(level, "request completed")
+            .str("request_id", &self.request_id)
+            .str("method", self.method.as_str())
+            .str("route", route)
+            .str("path", &self.path)
+            .u64("status", u64::from(status))
+            .f64("latency_ms", (latency.as_micros() as f64) / 1000.0)
+            .str("client_ip", &self.client_ip.to_string())
+            .str(
+                "user_agent",
+                self.user_agent
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            )
+            .emit();
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.done {
+            // nginx's convention: 499 = client closed the request before the response.
+            self.finish(499);
+        }
+    }
+}
+
+fn valid_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+    .then_some(s)
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// First `X-Forwarded-For` hop if it is an IP address, else the TCP peer.
+fn client_ip(req: &Request) -> IpAddr {
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        })
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    state.http.request_started();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(valid_request_id)
+        .map_or_else(new_request_id, str::to_owned);
+    let mut record = RequestRecord {
+        state: state.clone(),
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        client_ip: client_ip(&req),
+        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        route,
+        request_id,
+        start: Instant::now(),
+        done: false,
+    };
+
+    let is_api = record
+        .route
+        .as_ref()
+        .is_some_and(|r| r.as_str().starts_with("/api/"));
+    let (fail, delay) = if is_api {
+        state.faults.roll()
+    } else {
+        (false, None)
+    };
+    let timeout = state.config.request_timeout;
+    let work = async {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if fail {
+            state
+                .log
+                .error("Injected failure on API request")
+                .str("request_id", &record.request_id)
+                .str("route", record.route.as_ref().map_or("", |r| r.as_str()))
+                .str("fault", "error-rate")
+                .emit();
+            return AppError::Injected("injected failure (error-rate fault)".into())
+                .into_response();
+        }
+        next.run(req).await
+    };
+    let mut response = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            state
+                .log
+                .error("Request timed out")
+                .str("request_id", &record.request_id)
+                .str(
+                    "route",
+                    record
+                        .route
+                        .as_ref()
+                        .map_or(metrics::UNMATCHED, |r| r.as_str()),
+                )
+                .u64("timeout_ms", timeout.as_millis() as u64)
+                .emit();
+            AppError::Timeout(format!(
+                "request exceeded {} ms (REQUEST_TIMEOUT_MS)",
+                timeout.as_millis()
+            ))
+            .into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&record.request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    // Rejections from axum's own extractors (body limit) are plain text: make them JSON.
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v != "application/json")
+    {
+        let id = response.headers().get(REQUEST_ID).cloned();
+        response = AppError::PayloadTooLarge {
+            limit: state.config.max_body_bytes,
+        }
+        .into_response();
+        if let Some(id) = id {
+            response.headers_mut().insert(REQUEST_ID, id);
+        }
+    }
+    record.finish(response.status().as_u16());
+    response
+}
+
+/// Admits `/error/*` requests only when faults are enabled and, if a token is configured,
+/// the request carries it.
+async fn gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.config.faults == FaultMode::Disabled {
+        return AppError::FaultsDisabled.into_response();
+    }
+    if let Some(expected) = &state.config.fault_token {
+        let given = req
+            .headers()
+            .get(FAULT_TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(given, expected.as_bytes()) {
+            state
+                .log
+                .warn("Fault request rejected: missing or wrong token")
+                .str("path", req.uri().path())
+                .emit();
+            return AppError::FaultTokenRequired.into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn root(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let c = &st.config;
+    Json(json!({
+        "service": "demo-app",
+        "version": c.version,
+        "git_sha": c.git_sha,
+        "environment": c.environment,
+        "task_id": c.task_id,
+        "timestamp": now_rfc3339(),
+        "request_count": st.http.total(),
+    }))
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    if !st.faults.health_enabled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unhealthy",
+                "reason": "health check disabled by fault injection (/error/disable-health)",
+                "task_id": st.config.task_id,
+            })),
+        )
+            .into_response();
+    }
+    let rss = ProcessStats::read().map_or(0, |p| p.resident_bytes);
+    Json(json!({
+        "status": "healthy",
+        "uptime_s": st.started.elapsed().as_secs_f64(),
+        "memory_rss_bytes": rss,
+        "leaked_bytes": st.faults.leaked_bytes(),
+        "version": st.config.version,
+        "git_sha": st.config.git_sha,
+        "task_id": st.config.task_id,
+        "in_flight": st.http.in_flight(),
+    }))
+    .into_response()
+}
+
+async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
+    let body = metrics::render(
+        &st.http,
+        &st.info,
+        ProcessStats::read(),
+        st.faults.gauges(),
+        st.log.dropped(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request<Body>) -> AppError {
+    AppError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}
+
+// ---- faults -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+async fn fault_500(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> AppError {
+    st.log
+        .error("Intentional 500 error triggered")
+        .str("fault", "error-500")
+        .emit();
+    AppError::Injected("intentional 500 error (/error/500)".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutParams {
+    delay_ms: Option<u64>,
+}
+
+async fn fault_timeout(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<TimeoutParams>,
+) -> Result<AppError, AppError> {
+    let delay = st.faults.delay(p.delay_ms.unwrap_or(5_000), "delay_ms")?;
+    tokio::time::sleep(delay).await;
+    st.log
+        .error("Simulated upstream timeout")
+        .str("fault", "timeout")
+        .u64("delay_ms", delay.as_millis() as u64)
+        .emit();
+    Ok(AppError::Timeout(format!(
+        "simulated upstream dependency timed out after {} ms",
+        delay.as_millis()
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeakParams {
+    mb: Option<u64>,
+}
+
+async fn fault_leak(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<LeakParams>,
+) -> Result<Json<Value>, AppError> {
+    let mb = p.mb.unwrap_or(10);
+    let st2 = st.clone();
+    // Allocating and touching tens of MiB takes milliseconds: keep it off the reactor.
+    let result = tokio::task::spawn_blocking(move || st2.faults.leak(mb))
+        .await
+        .map_err(|e| AppError::Unavailable(format!("leak task failed: {e}")))?;
+    match result {
+        Ok(total) => {
+            st.log
+                .warn("Memory leak injected")
+                .str("fault", "memory-leak")
+                .u64("leaked_mb", mb)
+                .u64("total_leaked_bytes", total)
+                .emit();
+            Ok(Json(json!({"leaked_mb": mb, "total_leaked_bytes": total})))
+        }
+        Err(e) => {
+            st.log
+                .warn("Memory leak refused")
+                .str("fault", "memory-leak")
+                .str("reason", &e.to_string())
+                .emit();
+            Err(e.into())
+        }
+    }
+}
+
+async fn fault_clear(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {
+    let freed = st.faults.clear_memory();
+    st.log
+        .warn("Leaked memory cleared")
+        .str("fault", "memory-leak")
+        .u64("freed_bytes", freed)
+        .emit();
+    Json(json!({"freed_bytes": freed}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CpuParams {
+    seconds: Option<u64>,
+    threads: Option<u32>,
+}
+
+async fn fault_cpu(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<CpuParams>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let spike = st
+        .faults
+        .cpu_spike(p.threads.unwrap_or(1), p.seconds.unwrap_or(30))?;
+    st.log
+        .warn("CPU spike started")
+        .str("fault", "cpu-spike")
+        .u64("threads", u64::from(spike.threads))
+        .u64("seconds", spike.seconds)
+        .emit();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"threads": spike.threads, "seconds": spike.seconds})),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DurationParams {
+    duration_s: Option<u64>,
+}
+
+async fn fault_disable_health(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<DurationParams>,
+) -> Result<Json<Value>, AppError> {
+    let lasts = st.faults.duration(p.duration_s)?;
+    st.faults.disable_health(lasts);
+    st.log
+        .warn("Health check disabled")
+        .str("fault", "disable-health")
+        .u64("duration_s", lasts.as_secs())
+        .emit();
+    Ok(Json(
+        json!({"health": "disabled", "duration_s": lasts.as_secs()}),
+    ))
+}
+
+async fn fault_enable_health(
+    State(st): State<Arc<AppState>>,
+    _: ValidQuery<NoParams>,
+) -> Json<Value> {
+    st.faults.enable_health();
+    st.log
+        .warn("Health check re-enabled")
+        .str("fault", "disable-health")
+        .emit();
+    Json(json!({"health": "enabled"}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErrorRateParams {
+    percent: f64,
+    duration_s: Option<u64>,
+}
+
+async fn fault_error_rate(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<ErrorRateParams>,
+) -> Result<Json<Value>, AppError> {
+    let lasts = st.faults.duration(p.duration_s)?;
+    st.faults.set_error_rate(p.percent, lasts)?;
+    st.log
+        .warn("Error rate fault set")
+        .str("fault", "error-rate")
+        .f64("percent", p.percent)
+        .u64("duration_s", lasts.as_secs())
+        .emit();
+    Ok(Json(
+        json!({"error_rate_percent": p.percent, "duration_s": lasts.as_secs()}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyParams {
+    ms: u64,
+    percent: Option<f64>,
+    duration_s: Option<u64>,
+}
+
+async fn fault_latency(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<LatencyParams>,
+) -> Result<Json<Value>, AppError> {
+    let delay = st.faults.delay(p.ms, "ms")?;
+    let lasts = st.faults.duration(p.duration_s)?;
+    let percent = p.percent.unwrap_or(100.0);
+    st.faults.set_latency(Latency { delay, percent }, lasts)?;
+    st.log
+        .warn("Latency fault set")
+        .str("fault", "latency")
+        .u64("ms", p.ms)
+        .f64("percent", percent)
+        .u64("duration_s", lasts.as_secs())
+        .emit();
+    Ok(Json(
+        json!({"latency_ms": p.ms, "percent": percent, "duration_s": lasts.as_secs()}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CrashParams {
+    exit_code: Option<i32>,
+    delay_ms: Option<u64>,
+}
+
+async fn fault_crash(
+    State(st): State<Arc<AppState>>,
+    ValidQuery(p): ValidQuery<CrashParams>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let code = p.exit_code.unwrap_or(1);
+    if !(1..=255).contains(&code) {
+        return Err(AppError::bad_field(
+            "exit_code",
+            "must be 1..=255 (a crash exits non-zero)",
+        ));
+    }
+    let delay = st.faults.delay(p.delay_ms.unwrap_or(100), "delay_ms")?;
+    st.log
+        .error("Crash injected: process exiting")
+        .str("fault", "crash")
+        .i64("exit_code", i64::from(code))
+        .u64("delay_ms", delay.as_millis() as u64)
+        .emit();
+    let log = st.log.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        log.shutdown();
+        std::process::exit(code);
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"crashing_in_ms": delay.as_millis() as u64, "exit_code": code})),
+    ))
+}
+
+async fn fault_reset(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {
+    let freed = st.faults.reset();
+    st.log
+        .warn("All faults reset")
+        .str("fault", "reset")
+        .u64("freed_bytes", freed)
+        .emit();
+    Json(json!({"reset": true, "freed_bytes": freed}))
+}
+
+/// Used by `demo-app healthcheck` and tests: how long to wait for `/health`.
+pub const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,0 +1,466 @@
+//! Structured JSON logging to stdout, one object per line, shaped for
+//! CloudWatch Logs: `timestamp` (RFC 3339, milliseconds), `level`, `message`,
+//! then fields. A filter pattern such as `{ $.level = "ERROR" }` matches the
+//! error lines.
+//!
+//! Requests never wait on stdout: a line is formatted on the request's thread
+//! and appended to an in-memory buffer under a short lock; a dedicated writer
+//! thread swaps the buffer out and writes it. If stdout stalls long enough for
+//! the buffer to reach its cap, further lines are dropped *and counted*; the
+//! count is exported as `app_log_lines_dropped_total` and announced in a WARN
+//! line as soon as output resumes.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error" => Some(Level::Error),
+            "warn" | "warning" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" => Some(Level::Debug),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+        }
+    }
+}
+
+/// Buffer cap before lines are dropped (stdout stalled for a long time).
+const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
+/// The writer wakes at least this often.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// Above this many pending bytes the writer is woken early.
+const WAKE_BYTES: usize = 256 * 1024;
+
+struct Shared {
+    pending: Mutex<Vec<u8>>,
+    dropped: AtomicU64,
+    lines: AtomicU64,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+/// Cheap to clone; all clones feed one writer.
+#[derive(Clone)]
+pub struct Logger {
+    level: Level,
+    /// `,"version":"..","task_id":".."}` appended to every line.
+    suffix: Arc<str>,
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("level", &self.level)
+            .finish()
+    }
+}
+
+impl Logger {
+    /// Starts a logger writing to `out` (stdout in the service, a buffer in tests).
+    pub fn new(
+        level: Level,
+        version: &str,
+        task_id: &str,
+        out: impl Write + Send + 'static,
+    ) -> Logger {
+        let mut suffix = String::from(",\"version\":");
+        suffix.push_str(&serde_json::to_string(version).unwrap_or_default());
+        suffix.push_str(",\"task_id\":");
+        suffix.push_str(&serde_json::to_string(task_id).unwrap_or_default());
+        suffix.push_str("}\n");
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            dropped: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
+        });
+        let writer_shared = shared.clone();
+        let suffix: Arc<str> = suffix.into();
+        let writer_suffix = suffix.clone();
+        let handle = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || writer_loop(writer_shared, out, &writer_suffix))
+            .expect("spawn log writer thread");
+        Logger {
+            level,
+            suffix,
+            shared,
+            writer: Arc::new(Mutex::new(Some(handle))),
+        }
+    }
+
+    pub fn enabled(&self, level: Level) -> bool {
+        level <= self.level
+    }
+
+    /// Starts a line; add fields, then `emit()`. A disabled level costs one comparison.
+    pub fn line(&self, level: Level, message: &str) -> Line<'_> {
+        if !self.enabled(level) {
+            return Line {
+                logger: self,
+                buf: None,
+            };
+        }
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        write_rfc3339_ms(&mut buf, SystemTime::now());
+        buf.extend_from_slice(b"\",\"level\":\"");
+        buf.extend_from_slice(level.as_str().as_bytes());
+        buf.extend_from_slice(b"\",\"message\":");
+        push_json_str(&mut buf, message);
+        Line {
+            logger: self,
+            buf: Some(buf),
+        }
+    }
+
+    pub fn error(&self, message: &str) -> Line<'_> {
+        self.line(Level::Error, message)
+    }
+    pub fn warn(&self, message: &str) -> Line<'_> {
+        self.line(Level::Warn, message)
+    }
+    pub fn info(&self, message: &str) -> Line<'_> {
+        self.line(Level::Info, message)
+    }
+    pub fn debug(&self, message: &str) -> Line<'_> {
+        self.line(Level::Debug, message)
+    }
+
+    /// Lines dropped because output stalled.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines accepted for writing.
+    pub fn lines(&self) -> u64 {
+        self.shared.lines.load(Ordering::Relaxed)
+    }
+
+    fn push(&self, line: &[u8]) {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if pending.len() + line.len() > MAX_PENDING_BYTES {
+            drop(pending);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pending.extend_from_slice(line);
+        let wake = pending.len() >= WAKE_BYTES;
+        drop(pending);
+        self.shared.lines.fetch_add(1, Ordering::Relaxed);
+        if wake
+            && let Some(h) = self
+                .writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+        {
+            h.thread().unpark();
+        }
+    }
+
+    /// Writes everything pending and stops the writer. Lines logged afterwards are lost,
+    /// so call this last, just before the process exits.
+    pub fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(shared: Arc<Shared>, mut out: impl Write, suffix: &str) {
+    let mut spare: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut reported_dropped = 0u64;
+    loop {
+        let closing = shared.closing.load(Ordering::Acquire);
+        {
+            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *pending, &mut spare);
+        }
+        if !spare.is_empty() {
+            // A failed write (closed stdout) cannot be reported anywhere better; keep draining.
+            let _ = out.write_all(&spare);
+            let _ = out.flush();
+            spare.clear();
+            if spare.capacity() > 4 * WAKE_BYTES {
+                spare.shrink_to(64 * 1024);
+            }
+        }
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        if dropped > reported_dropped {
+            let mut buf = Vec::with_capacity(200);
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            write_rfc3339_ms(&mut buf, SystemTime::now());
+            buf.extend_from_slice(b"\",\"level\":\"WARN\",\"message\":\"Log lines dropped: output stalled\",\"dropped\":");
+            buf.extend_from_slice((dropped - reported_dropped).to_string().as_bytes());
+            buf.extend_from_slice(suffix.as_bytes());
+            let _ = out.write_all(&buf);
+            let _ = out.flush();
+            reported_dropped = dropped;
+        }
+        if closing {
+            return;
+        }
+        std::thread::park_timeout(FLUSH_INTERVAL);
+    }
+}
+
+/// A log line being built. Fields appear in the order added.
+pub struct Line<'a> {
+    logger: &'a Logger,
+    buf: Option<Vec<u8>>,
+}
+
+impl Line<'_> {
+    fn key(buf: &mut Vec<u8>, key: &str) {
+        buf.push(b',');
+        push_json_str(buf, key);
+        buf.push(b':');
+    }
+
+    pub fn str(mut self, key: &str, value: &str) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            push_json_str(buf, value);
+        }
+        self
+    }
+
+    pub fn u64(mut self, key: &str, value: u64) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            buf.extend_from_slice(itoa_u64(value).as_bytes());
+        }
+        self
+    }
+
+    pub fn i64(mut self, key: &str, value: i64) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            buf.extend_from_slice(value.to_string().as_bytes());
+        }
+        self
+    }
+
+    /// Non-finite values are written as `null` (JSON has no NaN).
+    pub fn f64(mut self, key: &str, value: f64) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            if value.is_finite() {
+                buf.extend_from_slice(format!("{value}").as_bytes());
+            } else {
+                buf.extend_from_slice(b"null");
+            }
+        }
+        self
+    }
+
+    pub fn bool(mut self, key: &str, value: bool) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            buf.extend_from_slice(if value { b"true" } else { b"false" });
+        }
+        self
+    }
+
+    pub fn emit(self) {
+        if let Some(mut buf) = self.buf {
+            buf.extend_from_slice(self.logger.suffix.as_bytes());
+            self.logger.push(&buf);
+        }
+    }
+}
+
+fn itoa_u64(mut n: u64) -> String {
+    if n == 0 {
+        return "0".into();
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    while n > 0 {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    String::from_utf8_lossy(&digits[i..]).into_owned()
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => {
+                buf.extend_from_slice(&bytes[start..i]);
+                buf.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.extend_from_slice(esc);
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+    buf.push(b'"');
+}
+
+/// `2024-05-01T12:34:56.789Z`, computed without a calendar library.
+pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let ms = d.subsec_millis();
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, day) = civil_from_days(days);
+    let s = format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    );
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// RFC 3339 timestamp of now, for response bodies.
+pub fn now_rfc3339() -> String {
+    let mut buf = Vec::with_capacity(24);
+    write_rfc3339_ms(&mut buf, SystemTime::now());
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_json_with_required_fields_and_escaping() {
+        let sink = Sink::default();
+        let log = Logger::new(Level::Info, "1.2.3", "task-\"a\"", sink.clone());
+        log.error("boom \"quoted\"\n\u{1}")
+            .str("route", "/api/products/{id}")
+            .u64("status", 500)
+            .f64("latency_ms", 1.25)
+            .f64("nan", f64::NAN)
+            .bool("ok", false)
+            .emit();
+        log.debug("hidden").emit();
+        log.shutdown();
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "debug must be filtered at info: {out}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["message"], "boom \"quoted\"\n\u{1}");
+        assert_eq!(v["status"], 500);
+        assert_eq!(v["latency_ms"], 1.25);
+        assert!(v["nan"].is_null());
+        assert_eq!(v["task_id"], "task-\"a\"");
+        assert_eq!(v["version"], "1.2.3");
+        let ts = v["timestamp"].as_str().unwrap();
+        assert_eq!(ts.len(), 24, "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.');
+    }
+
+    #[test]
+    fn calendar_conversion_matches_known_dates() {
+        let mut b = Vec::new();
+        write_rfc3339_ms(&mut b, UNIX_EPOCH + Duration::from_millis(951_782_400_123));
+        assert_eq!(String::from_utf8(b).unwrap(), "2000-02-29T00:00:00.123Z");
+        let mut b = Vec::new();
+        write_rfc3339_ms(&mut b, UNIX_EPOCH + Duration::from_secs(4_102_444_799));
+        assert_eq!(String::from_utf8(b).unwrap(), "2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn a_stalled_output_drops_and_counts_instead_of_blocking() {
+        struct Stalled(Arc<std::sync::Barrier>);
+        impl Write for Stalled {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.wait();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let log = Logger::new(Level::Info, "v", "t", Stalled(barrier.clone()));
+        let big = "x".repeat(64 * 1024);
+        // First line gets picked up by the writer, which then blocks in write().
+        log.info("first").emit();
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..(MAX_PENDING_BYTES / big.len() + 10) {
+            log.info(&big).emit();
+        }
+        assert!(
+            log.dropped() > 0,
+            "lines beyond the cap must be counted as dropped"
+        );
+        // The writer stays blocked in write(); it is a detached thread and ends with the test process.
+    }
+}

@@ -1,0 +1,442 @@
+//! Prometheus metrics in the text exposition format (version 0.0.4).
+//!
+//! A small purpose-built registry rather than a general client library: the
+//! hot path (one counter and one histogram update per request) is a read-lock
+//! hash lookup plus a few relaxed atomic adds, and rendering writes exactly the
+//! families the service documents. The registry is owned by the app state and
+//! passed explicitly; there is no global.
+//!
+//! `route` is always a matched route template (`/api/products/{id}`) or the
+//! single value `unmatched`, so unknown paths cannot grow the series set.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Histogram upper bounds in seconds (Prometheus client defaults plus 30 s).
+pub const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Label value for requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+#[derive(Debug, Default)]
+struct Series {
+    /// Cumulative counts are computed at render time; these are per-bucket.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+/// Per-route series, keyed by (method, status).
+type RouteSeries = Vec<((Box<str>, u16), Arc<Series>)>;
+
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    routes: RwLock<HashMap<Box<str>, RouteSeries>>,
+    in_flight: AtomicU64,
+    total: AtomicU64,
+}
+
+impl HttpMetrics {
+    fn series(&self, method: &str, route: &str, status: u16) -> Arc<Series> {
+        {
+            let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(list) = routes.get(route)
+                && let Some((_, s)) = list
+                    .iter()
+                    .find(|((m, st), _)| *st == status && &**m == method)
+            {
+                return s.clone();
+            }
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        let list = routes.entry(route.into()).or_default();
+        if let Some((_, s)) = list
+            .iter()
+            .find(|((m, st), _)| *st == status && &**m == method)
+        {
+            return s.clone();
+        }
+        let s = Arc::new(Series::default());
+        list.push(((method.into(), status), s.clone()));
+        s
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, latency: Duration) {
+        let s = self.series(method, route, status);
+        let secs = latency.as_secs_f64();
+        let idx = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        s.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        s.count.fetch_add(1, Ordering::Relaxed);
+        s.sum_micros
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn request_started(&self) -> u64 {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Requests received since start, all routes.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Process figures read from `/proc/self` (Linux); absent elsewhere.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    pub threads: u64,
+}
+
+impl ProcessStats {
+    pub fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; utime and stime are 14 and 15 (1-based).
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // USER_HZ is 100 on every Linux ABI the service targets (x86_64, aarch64).
+        const USER_HZ: f64 = 100.0;
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        let threads: u64 = f.get(17)?.parse().ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb = |key: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(key))?;
+            line[key.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|v| v * 1024)
+        };
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|v| v.parse().ok())
+            });
+        Some(ProcessStats {
+            cpu_seconds: (utime + stime) / USER_HZ,
+            resident_bytes: kb("VmRSS:")?,
+            virtual_bytes: kb("VmSize:").unwrap_or(0),
+            open_fds,
+            max_fds,
+            threads,
+        })
+    }
+}
+
+/// Gauges describing injected faults, sampled at render time.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct FaultGauges {
+    pub health_enabled: bool,
+    pub leaked_bytes: u64,
+    pub error_rate_percent: f64,
+    pub latency_ms: u64,
+    pub latency_percent: f64,
+    pub cpu_spike_threads: u64,
+}
+
+/// Static identity for `app_info`.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub version: String,
+    pub git_sha: String,
+    pub environment: String,
+    pub task_id: String,
+    pub start_time: SystemTime,
+}
+
+fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders every family in the text exposition format.
+pub fn render(
+    http: &HttpMetrics,
+    info: &Info,
+    process: Option<ProcessStats>,
+    faults: FaultGauges,
+    log_dropped: u64,
+) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let routes = http.routes.read().unwrap_or_else(|e| e.into_inner());
+    let mut rows: Vec<(&str, &str, u16, &Series)> = routes
+        .iter()
+        .flat_map(|(route, list)| {
+            list.iter()
+                .map(move |((m, st), s)| (&**m, &**route, *st, &**s))
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.1, a.0, a.2).cmp(&(b.1, b.0, b.2)));
+
+    header(
+        &mut out,
+        "http_requests_total",
+        "counter",
+        "HTTP requests served, by method, matched route template and status code.",
+    );
+    for (m, r, st, s) in &rows {
+        let _ = writeln!(
+            out,
+            "http_requests_total{{method=\"{m}\",route=\"{}\",status_code=\"{st}\"}} {}",
+            escape_label(r),
+            s.count.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        &mut out,
+        "http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency in seconds, by method, matched route template and status code.",
+    );
+    for (m, r, st, s) in &rows {
+        let labels = format!(
+            "method=\"{m}\",route=\"{}\",status_code=\"{st}\"",
+            escape_label(r)
+        );
+        let mut cumulative = 0u64;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += s.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {cumulative}"
+            );
+        }
+        cumulative += s.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "http_request_duration_seconds_sum{{{labels}}} {}",
+            fmt_f64(sum)
+        );
+        // Use the bucket total so count always equals the +Inf bucket in one scrape.
+        let _ = writeln!(
+            out,
+            "http_request_duration_seconds_count{{{labels}}} {cumulative}"
+        );
+    }
+    drop(routes);
+    header(
+        &mut out,
+        "http_requests_in_flight",
+        "gauge",
+        "HTTP requests currently being served.",
+    );
+    let _ = writeln!(out, "http_requests_in_flight {}", http.in_flight());
+
+    header(
+        &mut out,
+        "app_info",
+        "gauge",
+        "Build and deployment identity of this replica (value is always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "app_info{{version=\"{}\",git_sha=\"{}\",environment=\"{}\",task_id=\"{}\"}} 1",
+        escape_label(&info.version),
+        escape_label(&info.git_sha),
+        escape_label(&info.environment),
+        escape_label(&info.task_id)
+    );
+
+    let start = info
+        .start_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    header(
+        &mut out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    );
+    let _ = writeln!(out, "process_start_time_seconds {}", fmt_f64(start));
+    if let Some(p) = process {
+        header(
+            &mut out,
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+        );
+        let _ = writeln!(out, "process_cpu_seconds_total {}", fmt_f64(p.cpu_seconds));
+        header(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
+        let _ = writeln!(out, "process_resident_memory_bytes {}", p.resident_bytes);
+        header(
+            &mut out,
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+        );
+        let _ = writeln!(out, "process_virtual_memory_bytes {}", p.virtual_bytes);
+        header(
+            &mut out,
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+        );
+        let _ = writeln!(out, "process_open_fds {}", p.open_fds);
+        if let Some(max) = p.max_fds {
+            header(
+                &mut out,
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+            );
+            let _ = writeln!(out, "process_max_fds {max}");
+        }
+        header(
+            &mut out,
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+        );
+        let _ = writeln!(out, "process_threads {}", p.threads);
+    }
+
+    let gauges: [(&str, &str, String); 6] = [
+        (
+            "app_fault_health_enabled",
+            "1 while /health answers healthy, 0 while disabled by fault injection.",
+            u8::from(faults.health_enabled).to_string(),
+        ),
+        (
+            "app_fault_leaked_bytes",
+            "Bytes held by the memory-leak fault.",
+            faults.leaked_bytes.to_string(),
+        ),
+        (
+            "app_fault_error_rate_percent",
+            "Percentage of /api requests answered 500 by the error-rate fault.",
+            fmt_f64(faults.error_rate_percent),
+        ),
+        (
+            "app_fault_latency_seconds",
+            "Delay added by the latency fault, in seconds.",
+            fmt_f64(faults.latency_ms as f64 / 1000.0),
+        ),
+        (
+            "app_fault_latency_percent",
+            "Percentage of /api requests delayed by the latency fault.",
+            fmt_f64(faults.latency_percent),
+        ),
+        (
+            "app_fault_cpu_spike_threads",
+            "Busy threads currently run by CPU-spike faults.",
+            faults.cpu_spike_threads.to_string(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(
+        &mut out,
+        "app_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because stdout stalled.",
+    );
+    let _ = writeln!(out, "app_log_lines_dropped_total {log_dropped}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_consistent() {
+        let m = HttpMetrics::default();
+        m.observe("GET", "/", 200, Duration::from_millis(3));
+        m.observe("GET", "/", 200, Duration::from_millis(70));
+        m.observe("GET", "/", 200, Duration::from_secs(60));
+        let info = Info {
+            version: "v\"1".into(),
+            git_sha: "abc".into(),
+            environment: "test".into(),
+            task_id: "t".into(),
+            start_time: SystemTime::now(),
+        };
+        let text = render(&m, &info, None, FaultGauges::default(), 0);
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="/",status_code="200"} 3"#)
+        );
+        assert!(text.contains(r#"le="0.005"} 1"#));
+        assert!(text.contains(r#"le="0.1"} 2"#));
+        assert!(text.contains(r#"le="30"} 2"#));
+        assert!(text.contains(r#"le="+Inf"} 3"#));
+        assert!(
+            text.contains(r#"version="v\"1""#),
+            "label values are escaped"
+        );
+    }
+
+    #[test]
+    fn process_stats_are_read_on_linux() {
+        let p = ProcessStats::read().expect("/proc/self is readable");
+        assert!(p.resident_bytes > 0 && p.open_fds >= 3 && p.threads >= 1);
+    }
+}
