@@ -70,7 +70,7 @@ pub struct MinerConfig {
 impl Default for MinerConfig {
     fn default() -> Self {
         Self {
-            similarity_threshold: 0.5,
+            similarity_threshold: 0.8,
             depth: 4,
             max_children: 100,
             digits_are_variables: true,
@@ -134,11 +134,99 @@ impl MinerConfig {
     }
 }
 
-/// One template token: a constant or the wildcard.
+/// Internal marker for a variable part inside a shape (never in log text in
+/// practice; rendered as `<*>`).
+const MARK: char = '\u{1}';
+
+/// One template token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
-    Const(Box<str>),
+    /// A constant. `shape` is set when the token looks variable (it contains
+    /// a digit or a mask's `<*>`).
+    Const {
+        text: Box<str>,
+        shape: Option<Box<str>>,
+    },
+    /// A variable of a known shape such as `user=\u{1}` (`user=<*>`).
+    Var(Box<str>),
+    /// Any variable-looking token (the position held variables of several
+    /// shapes, e.g. paths of different depths).
+    AnyVar,
+    /// Anything (the position held different words).
     Wild,
+}
+
+impl Tok {
+    fn from_token(tok: &str, digits: bool) -> Self {
+        if tok == WILDCARD {
+            return Tok::Var(MARK.to_string().into());
+        }
+        Tok::Const {
+            text: tok.into(),
+            shape: shape(tok, digits).map(Into::into),
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        match self {
+            Tok::Const { text, .. } => out.push_str(text),
+            Tok::Var(shape) => {
+                for c in shape.chars() {
+                    if c == MARK {
+                        out.push_str(WILDCARD);
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+            Tok::AnyVar | Tok::Wild => out.push_str(WILDCARD),
+        }
+    }
+}
+
+/// The token's shape: each run of ASCII letters and digits that contains a
+/// digit, and each `<*>`, becomes one [`MARK`]; everything else is kept.
+/// `None` for tokens with no variable part (plain words).
+fn shape(tok: &str, digits: bool) -> Option<String> {
+    let has_digit = digits && has_digit(tok);
+    if !has_digit && !tok.contains(WILDCARD) {
+        return None;
+    }
+    let mut out = String::with_capacity(tok.len());
+    let b = tok.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphanumeric() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let run = &tok[start..i];
+            if has_digit && has_digit_str(run) {
+                push_mark(&mut out);
+            } else {
+                out.push_str(run);
+            }
+        } else if tok[i..].starts_with(WILDCARD) {
+            push_mark(&mut out);
+            i += WILDCARD.len();
+        } else {
+            let c = tok[i..].chars().next().expect("in bounds");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    Some(out)
+}
+
+fn push_mark(out: &mut String) {
+    if !out.ends_with(MARK) {
+        out.push(MARK);
+    }
+}
+
+fn has_digit_str(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_digit())
 }
 
 /// A group of messages sharing a template.
@@ -160,46 +248,81 @@ impl Cluster {
         self.size
     }
 
-    /// The template, tokens joined by one space, variables as `<*>`.
+    /// Number of tokens in the template.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True for the template of an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The template, tokens joined by one space, variables as `<*>`
+    /// (`user=<*>` when only part of a token varies).
     pub fn template(&self) -> String {
         let mut out = String::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if i > 0 {
                 out.push(' ');
             }
-            out.push_str(match t {
-                Tok::Const(s) => s,
-                Tok::Wild => WILDCARD,
-            });
+            t.render(&mut out);
         }
         out
     }
 
-    /// Template tokens: `Some(text)` for constants, `None` for variables.
-    pub fn tokens(&self) -> impl Iterator<Item = Option<&str>> + '_ {
-        self.tokens.iter().map(|t| match t {
-            Tok::Const(s) => Some(&**s),
-            Tok::Wild => None,
-        })
+    /// Template tokens as rendered in [`Cluster::template`].
+    pub fn tokens(&self) -> Vec<String> {
+        self.tokens
+            .iter()
+            .map(|t| {
+                let mut s = String::new();
+                t.render(&mut s);
+                s
+            })
+            .collect()
     }
 
-    /// The constant tokens that carry meaning: not `<*>`, not containing a
-    /// mask's `<*>`, not containing a digit, and with at least one letter.
-    /// These are what to look for in code diffs.
+    /// The constant words of the template: tokens that are not variables and
+    /// contain no digit and no `<*>` (so `ssh2` and `uid=<*>` are left out).
+    /// These are the words to look for in code diffs.
     pub fn constant_tokens(&self) -> Vec<&str> {
         self.tokens
             .iter()
             .filter_map(|t| match t {
-                Tok::Const(s)
-                    if !s.contains(WILDCARD)
-                        && !has_digit(s)
-                        && s.chars().any(char::is_alphabetic) =>
-                {
-                    Some(&**s)
-                }
+                Tok::Const { text, shape: None } => Some(&**text),
                 _ => None,
             })
             .collect()
+    }
+
+    /// Merge-pass key: the template without tokens that are pure variables
+    /// (no letter outside their variable parts). Two templates with the same
+    /// key differ only in how many variable tokens they have.
+    fn merge_key(&self) -> Option<String> {
+        let mut key = String::new();
+        let mut words = 0;
+        for t in &self.tokens {
+            let part: &str = match t {
+                Tok::Const { text, shape: None } => text,
+                Tok::Const {
+                    shape: Some(shape), ..
+                }
+                | Tok::Var(shape) => {
+                    if !shape.chars().any(char::is_alphabetic) {
+                        continue;
+                    }
+                    shape
+                }
+                Tok::AnyVar => continue,
+                Tok::Wild => "\u{2}",
+            };
+            words += 1;
+            key.push_str(part);
+            key.push('\u{3}');
+        }
+        // A template of variables only says nothing about its event.
+        (words > 0).then_some(key)
     }
 }
 
@@ -281,14 +404,14 @@ impl Miner {
     }
 
     fn is_var(&self, tok: &str) -> bool {
-        tok == WILDCARD || (self.config.digits_are_variables && has_digit(tok))
+        tok.contains(WILDCARD) || (self.config.digits_are_variables && has_digit(tok))
     }
 
     fn add_tokens(&mut self, tokens: &[&str]) -> ClusterId {
         let depth = self.config.depth - 2;
         let st = self.config.similarity_threshold;
         let digits = self.config.digits_are_variables;
-        // Search.
+        // Search: descend the tree, then score the leaf's clusters.
         let mut best: Option<(u32, f64, usize)> = None;
         if let Some(mut node) = self.roots.get(&tokens.len()) {
             let mut found = true;
@@ -305,13 +428,13 @@ impl Miner {
             if found {
                 for &cid in &node.clusters {
                     let c = &self.clusters[cid as usize];
-                    let (sim, wild) = similarity(&c.tokens, tokens, digits);
+                    let (sim, vars) = similarity(&c.tokens, tokens, digits);
                     let better = match best {
                         None => true,
-                        Some((_, bs, bw)) => sim > bs || (sim == bs && wild > bw),
+                        Some((_, bs, bv)) => sim > bs || (sim == bs && vars > bv),
                     };
                     if better {
-                        best = Some((cid, sim, wild));
+                        best = Some((cid, sim, vars));
                     }
                 }
             }
@@ -320,30 +443,21 @@ impl Miner {
             if sim >= st {
                 let c = &mut self.clusters[cid as usize];
                 for (t, s) in c.tokens.iter_mut().zip(tokens) {
-                    if let Tok::Const(k) = t {
-                        if &**k != *s {
-                            *t = Tok::Wild;
-                        }
-                    }
+                    generalise(t, s, digits);
                 }
                 c.size += 1;
-                return ClusterId(cid);
+                let id = self.resolve(ClusterId(cid));
+                if id.0 != cid {
+                    self.clusters[id.index()].size += 1;
+                }
+                return id;
             }
         }
         // New cluster.
         let cid = u32::try_from(self.clusters.len()).expect("fewer than 2^32 clusters");
         self.clusters.push(Cluster {
             id: ClusterId(cid),
-            tokens: tokens
-                .iter()
-                .map(|t| {
-                    if *t == WILDCARD {
-                        Tok::Wild
-                    } else {
-                        Tok::Const((*t).into())
-                    }
-                })
-                .collect(),
+            tokens: tokens.iter().map(|t| Tok::from_token(t, digits)).collect(),
             size: 1,
         });
         self.alias.push(cid);
@@ -411,46 +525,165 @@ impl Miner {
     }
 
     /// Merge pass, for batch use once the input is exhausted (the miner stays
-    /// usable afterwards). Clusters of the same length whose templates differ
-    /// only where at least one side is a variable are merged into the older
-    /// one; returns how many clusters were absorbed. No-op when
+    /// usable afterwards; [`Miner::add`] then returns surviving ids).
+    ///
+    /// Two clusters are merged when their templates are the same once tokens
+    /// that are pure variables are removed (`bytes <*> sent` and
+    /// `bytes (<*> KB) sent` both become `bytes sent`... if `KB` was masked):
+    /// a variable can span several tokens, which the token-count layer of the
+    /// tree cannot see. The older cluster survives and keeps its template.
+    /// Returns how many clusters were absorbed. No-op when
     /// [`MinerConfig::merge_pass`] is off.
     pub fn finish(&mut self) -> usize {
         if !self.config.merge_pass {
             return 0;
         }
-        0
+        let mut seen: FxMap<String, u32> = FxMap::default();
+        let mut absorbed = 0;
+        for i in 0..self.clusters.len() {
+            if self.alias[i] != i as u32 {
+                continue;
+            }
+            let Some(key) = self.clusters[i].merge_key() else {
+                continue;
+            };
+            match seen.get(&key) {
+                Some(&keep) => {
+                    self.alias[i] = keep;
+                    let size = self.clusters[i].size;
+                    let digits = self.config.digits_are_variables;
+                    let (keep_c, this_c) = pair_mut(&mut self.clusters, keep as usize, i);
+                    keep_c.size += size;
+                    if keep_c.tokens.len() == this_c.tokens.len() {
+                        for (t, o) in keep_c.tokens.iter_mut().zip(&this_c.tokens) {
+                            generalise_tok(t, o);
+                        }
+                    }
+                    let _ = digits;
+                    absorbed += 1;
+                }
+                None => {
+                    seen.insert(key, i as u32);
+                }
+            }
+        }
+        absorbed
     }
 }
 
-/// `(similarity, wildcards)` of a template against a message of the same
-/// length. Positions where the template has `<*>`, or (with `digits`) both
-/// sides contain a digit, are left out; similarity is the share of the rest
-/// that are equal (1.0 when nothing is left).
+fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &T) {
+    assert!(a < b, "survivor is older");
+    let (lo, hi) = v.split_at_mut(b);
+    (&mut lo[a], &hi[0])
+}
+
+/// Folds message token `s` into template token `t`: equal stays; same
+/// shape becomes that variable; two variable-looking tokens become any
+/// variable; anything else becomes `<*>` for anything.
+fn generalise(t: &mut Tok, s: &str, digits: bool) {
+    let new = match t {
+        Tok::Wild => return,
+        Tok::Const { text, .. } if &**text == s => return,
+        Tok::Const { shape: None, .. } => Tok::Wild,
+        Tok::Const { shape: Some(v), .. } | Tok::Var(v) => match shape(s, digits) {
+            Some(b) if *b == **v => {
+                if matches!(t, Tok::Var(_)) {
+                    return;
+                }
+                Tok::Var(b.into())
+            }
+            Some(_) => Tok::AnyVar,
+            None => Tok::Wild,
+        },
+        Tok::AnyVar => {
+            if shape(s, digits).is_some() {
+                return;
+            }
+            Tok::Wild
+        }
+    };
+    *t = new;
+}
+
+/// Folds template token `o` into template token `t` (merge pass).
+fn generalise_tok(t: &mut Tok, o: &Tok) {
+    if t == o {
+        return;
+    }
+    let shape_of = |x: &Tok| -> Option<Option<Box<str>>> {
+        match x {
+            Tok::Const { shape, .. } => Some(shape.clone()),
+            Tok::Var(s) => Some(Some(s.clone())),
+            Tok::AnyVar => None,
+            Tok::Wild => Some(None),
+        }
+    };
+    *t = match (shape_of(t), shape_of(o)) {
+        (Some(Some(a)), Some(Some(b))) if a == b => Tok::Var(a),
+        (Some(Some(_)) | None, Some(Some(_)) | None) => Tok::AnyVar,
+        _ => Tok::Wild,
+    };
+}
+
+/// `(similarity, variables)` of a template against a message of the same
+/// length. Each position scores as
+/// * a match: equal constants;
+/// * neutral (left out): both sides are variables of the same shape
+///   (`id=12` vs `id=7`, or a template variable whose shape the token has);
+/// * half a mismatch: both sides contain digits but their shapes differ
+///   (`/data/subdir3/blk_1` vs `/data/blk_2`: probably one variable, weaker
+///   evidence);
+/// * a mismatch: anything else, including `<*>` positions that held
+///   different words (as in Drain, so a template that has absorbed very
+///   different messages attracts fewer new ones).
+///
+/// Similarity is matches / (matches + mismatches), 1.0 when every position
+/// is neutral.
 fn similarity(template: &[Tok], tokens: &[&str], digits: bool) -> (f64, usize) {
+    // Counted in halves.
     let mut equal = 0usize;
-    let mut skipped = 0usize;
-    let mut wild = 0usize;
+    let mut unequal = 0usize;
+    let mut vars = 0usize;
     for (t, s) in template.iter().zip(tokens) {
         match t {
             Tok::Wild => {
-                wild += 1;
-                skipped += 1;
+                vars += 1;
+                unequal += 2;
             }
-            Tok::Const(k) => {
-                if &**k == *s {
-                    equal += 1;
-                } else if digits && has_digit(k) && has_digit(s) {
-                    skipped += 1;
+            Tok::Var(v) => {
+                vars += 1;
+                unequal += shape_penalty(v, s, digits);
+            }
+            Tok::AnyVar => {
+                vars += 1;
+                if shape(s, digits).is_none() {
+                    unequal += 2;
+                }
+            }
+            Tok::Const { text, shape } => {
+                if &**text == *s {
+                    equal += 2;
+                } else {
+                    unequal += shape.as_deref().map_or(2, |v| shape_penalty(v, s, digits));
                 }
             }
         }
     }
-    let considered = tokens.len() - skipped;
+    let considered = equal + unequal;
     let sim = if considered == 0 {
         1.0
     } else {
         equal as f64 / considered as f64
     };
-    (sim, wild)
+    (sim, vars)
+}
+
+/// Mismatch weight, in halves, of token `tok` against a variable of shape
+/// `v`: 0 for the same shape, 1 when both have digits, else 2.
+fn shape_penalty(v: &str, tok: &str, digits: bool) -> usize {
+    match shape(tok, digits) {
+        Some(s) if s == v => 0,
+        Some(_) => 1,
+        _ => 2,
+    }
 }

@@ -21,7 +21,7 @@ LineId,EventId,EventTemplate to stdout or --output.
   --no-default-masks   do not append the built-in masks (numbers, ids, IPs, hex, UUIDs, paths)
   --on-unmatched P     fail (default) | skip | whole-line, for lines that do not match FMT
   --output OUT         write the CSV to OUT instead of stdout
-  --threshold X        similarity threshold, 0-1 (default 0.5)
+  --threshold X        similarity threshold, 0-1 (default 0.8)
   --depth N            prefix tree depth, >= 3 (default 4)
   --max-children N     tree fan-out before the wildcard branch (default 100)
   --no-merge           skip the final merge pass
