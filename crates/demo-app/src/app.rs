@@ -31,7 +31,7 @@ use crate::error::AppError;
 use crate::extract::ValidQuery;
 use crate::faults::{Faults, Latency};
 use crate::log::{Logger, now_rfc3339};
-use crate::metrics::{self, HttpMetrics, Info, ProcessStats};
+use crate::metrics::{self, HttpMetrics, Info, ProcessSampler, ProcessStats};
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const FAULT_TOKEN_HEADER: &str = "x-fault-token";
@@ -46,6 +46,7 @@ pub struct AppState {
     pub started: Instant,
     pub start_time: SystemTime,
     info: Info,
+    process: ProcessSampler,
 }
 
 impl AppState {
@@ -65,6 +66,7 @@ impl AppState {
             http: HttpMetrics::default(),
             started: Instant::now(),
             start_time,
+            process: ProcessSampler::new(Duration::from_secs(1)),
         })
     }
 }
@@ -160,7 +162,7 @@ impl RequestRecord {
             .str("path", &self.path)
             .u64("status", u64::from(status))
             .f64("latency_ms", (latency.as_micros() as f64) / 1000.0)
-            .str("client_ip", &self.client_ip.to_string())
+            .display("client_ip", self.client_ip)
             .str(
                 "user_agent",
                 self.user_agent
@@ -333,17 +335,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn root(State(st): State<Arc<AppState>>) -> Json<Value> {
+#[derive(serde::Serialize)]
+struct RootBody<'a> {
+    service: &'static str,
+    version: &'a str,
+    git_sha: &'a str,
+    environment: &'a str,
+    task_id: &'a str,
+    timestamp: String,
+    request_count: u64,
+}
+
+async fn root(State(st): State<Arc<AppState>>) -> Response {
     let c = &st.config;
-    Json(json!({
-        "service": "demo-app",
-        "version": c.version,
-        "git_sha": c.git_sha,
-        "environment": c.environment,
-        "task_id": c.task_id,
-        "timestamp": now_rfc3339(),
-        "request_count": st.http.total(),
-    }))
+    Json(RootBody {
+        service: "demo-app",
+        version: &c.version,
+        git_sha: &c.git_sha,
+        environment: &c.environment,
+        task_id: &c.task_id,
+        timestamp: now_rfc3339(),
+        request_count: st.http.total(),
+    })
+    .into_response()
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Response {
@@ -358,7 +372,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    let rss = ProcessStats::read().map_or(0, |p| p.resident_bytes);
+    let rss = ProcessStats::memory().map_or(0, |(rss, _)| rss);
     Json(json!({
         "status": "healthy",
         "uptime_s": st.started.elapsed().as_secs_f64(),
@@ -376,7 +390,7 @@ async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
     let body = metrics::render(
         &st.http,
         &st.info,
-        ProcessStats::read(),
+        st.process.sample(),
         st.faults.gauges(),
         st.log.dropped(),
     );

@@ -123,7 +123,8 @@ impl Logger {
                 buf: None,
             };
         }
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = SPARE.with(|s| s.take());
+        buf.clear();
         buf.extend_from_slice(b"{\"timestamp\":\"");
         write_rfc3339_ms(&mut buf, SystemTime::now());
         buf.extend_from_slice(b"\",\"level\":\"");
@@ -234,6 +235,13 @@ fn writer_loop(shared: Arc<Shared>, mut out: impl Write, suffix: &str) {
     }
 }
 
+thread_local! {
+    /// One reusable line buffer per thread: formatting a line allocates nothing.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The formatted `YYYY-MM-DDTHH:MM:SS.` prefix of the current second.
+    static SECOND: std::cell::RefCell<(u64, [u8; 20])> = const { std::cell::RefCell::new((u64::MAX, [0; 20])) };
+}
+
 /// A log line being built. Fields appear in the order added.
 pub struct Line<'a> {
     logger: &'a Logger,
@@ -258,7 +266,7 @@ impl Line<'_> {
     pub fn u64(mut self, key: &str, value: u64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            buf.extend_from_slice(itoa_u64(value).as_bytes());
+            let _ = write!(buf, "{value}");
         }
         self
     }
@@ -266,7 +274,7 @@ impl Line<'_> {
     pub fn i64(mut self, key: &str, value: i64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            buf.extend_from_slice(value.to_string().as_bytes());
+            let _ = write!(buf, "{value}");
         }
         self
     }
@@ -276,7 +284,7 @@ impl Line<'_> {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             if value.is_finite() {
-                buf.extend_from_slice(format!("{value}").as_bytes());
+                let _ = write!(buf, "{value}");
             } else {
                 buf.extend_from_slice(b"null");
             }
@@ -292,26 +300,28 @@ impl Line<'_> {
         self
     }
 
+    /// Writes `value` with `Display`, unquoted escaping aside: for numbers and
+    /// addresses, which need no JSON escaping, without a temporary string.
+    pub fn display(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            buf.push(b'"');
+            let _ = write!(buf, "{value}");
+            buf.push(b'"');
+        }
+        self
+    }
+
     pub fn emit(self) {
         if let Some(mut buf) = self.buf {
             buf.extend_from_slice(self.logger.suffix.as_bytes());
             self.logger.push(&buf);
+            // Keep the allocation for this thread's next line.
+            if buf.capacity() <= 64 * 1024 {
+                SPARE.with(|s| s.set(buf));
+            }
         }
     }
-}
-
-fn itoa_u64(mut n: u64) -> String {
-    if n == 0 {
-        return "0".into();
-    }
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    while n > 0 {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    String::from_utf8_lossy(&digits[i..]).into_owned()
 }
 
 /// Appends `s` as a JSON string literal.
@@ -342,21 +352,42 @@ pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
-/// `2024-05-01T12:34:56.789Z`, computed without a calendar library.
+/// `2024-05-01T12:34:56.789Z`, computed without a calendar library; the
+/// date-and-seconds prefix is formatted once per second per thread.
 pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    let secs = d.as_secs();
     let ms = d.subsec_millis();
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, day) = civil_from_days(days);
-    let s = format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    );
-    buf.extend_from_slice(s.as_bytes());
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let days = (secs / 86_400) as i64;
+            let sod = secs % 86_400;
+            let (y, m, day) = civil_from_days(days);
+            let prefix = format!(
+                "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.",
+                sod / 3600,
+                (sod % 3600) / 60,
+                sod % 60
+            );
+            if prefix.len() == 20 {
+                cached.1.copy_from_slice(prefix.as_bytes());
+                cached.0 = secs;
+            } else {
+                // Years past 9999 do not fit the cache; format directly.
+                buf.extend_from_slice(prefix.as_bytes());
+                let _ = write!(buf, "{ms:03}Z");
+                return;
+            }
+        }
+        buf.extend_from_slice(&cached.1);
+        buf.extend_from_slice(&[
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ]);
+    });
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian

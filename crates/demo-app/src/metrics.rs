@@ -111,6 +111,16 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
+    /// Resident and virtual memory from `/proc/self/statm` (one small read).
+    pub fn memory() -> Option<(u64, u64)> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let mut f = statm.split_whitespace().map(|v| v.parse::<u64>().ok());
+        let page = rustix::param::page_size() as u64;
+        let virt = f.next()??;
+        let resident = f.next()??;
+        Some((resident * page, virt * page))
+    }
+
     pub fn read() -> Option<ProcessStats> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the parenthesised command name; utime and stime are 14 and 15 (1-based).
@@ -121,34 +131,58 @@ impl ProcessStats {
         let utime: f64 = f.get(11)?.parse().ok()?;
         let stime: f64 = f.get(12)?.parse().ok()?;
         let threads: u64 = f.get(17)?.parse().ok()?;
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let kb = |key: &str| -> Option<u64> {
-            let line = status.lines().find(|l| l.starts_with(key))?;
-            line[key.len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .map(|v| v * 1024)
-        };
+        let (resident_bytes, virtual_bytes) = ProcessStats::memory()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-        let max_fds = std::fs::read_to_string("/proc/self/limits")
-            .ok()
-            .and_then(|l| {
-                l.lines()
-                    .find(|l| l.starts_with("Max open files"))
-                    .and_then(|l| l.split_whitespace().nth(3))
-                    .and_then(|v| v.parse().ok())
-            });
+        // The limit is set at exec and practically never changes: read it once.
+        static MAX_FDS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let max_fds = *MAX_FDS.get_or_init(|| {
+            std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|l| {
+                    l.lines()
+                        .find(|l| l.starts_with("Max open files"))
+                        .and_then(|l| l.split_whitespace().nth(3))
+                        .and_then(|v| v.parse().ok())
+                })
+        });
         Some(ProcessStats {
             cpu_seconds: (utime + stime) / USER_HZ,
-            resident_bytes: kb("VmRSS:")?,
-            virtual_bytes: kb("VmSize:").unwrap_or(0),
+            resident_bytes,
+            virtual_bytes,
             open_fds,
             max_fds,
             threads,
         })
+    }
+}
+
+/// Process figures reused for up to `ttl`: reading `/proc` costs tens of
+/// microseconds, so a burst of scrapes must not multiply it. Prometheus
+/// scrapes every 15-60 s; one-second-old process figures lose nothing.
+#[derive(Debug)]
+pub struct ProcessSampler {
+    ttl: Duration,
+    last: std::sync::Mutex<Option<(std::time::Instant, ProcessStats)>>,
+}
+
+impl ProcessSampler {
+    pub fn new(ttl: Duration) -> ProcessSampler {
+        ProcessSampler {
+            ttl,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn sample(&self) -> Option<ProcessStats> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, stats)) = *last
+            && at.elapsed() < self.ttl
+        {
+            return Some(stats);
+        }
+        let stats = ProcessStats::read()?;
+        *last = Some((std::time::Instant::now(), stats));
+        Some(stats)
     }
 }
 
