@@ -11,10 +11,11 @@
 //! Lines that do not match the format are handled as the [`Unmatched`] policy
 //! says; they are never dropped without being counted.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, Write};
 
 use crate::format::LogFormat;
-use crate::mask::Masker;
+use crate::mask::{MaskBuf, Masker};
 use crate::miner::{ClusterId, ConfigErrors, Miner, MinerConfig};
 
 /// What to do with a line that does not match the format.
@@ -99,6 +100,7 @@ pub fn mine_to_csv(
     let mut summary = MineSummary::default();
     let mut assigned: Vec<(u64, ClusterId)> = Vec::new();
     let mut buf = Vec::with_capacity(256);
+    let mut mask_buf = MaskBuf::default();
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
@@ -106,7 +108,10 @@ pub fn mine_to_csv(
         }
         summary.lines += 1;
         let line_no = summary.lines;
-        let line = String::from_utf8_lossy(&buf);
+        let line = match std::str::from_utf8(&buf) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&buf),
+        };
         let line = line.trim();
         if line.is_empty() {
             summary.blank += 1;
@@ -132,8 +137,8 @@ pub fn mine_to_csv(
                 }
             }
         };
-        let masked = masker.mask(content);
-        assigned.push((line_no, miner.add(&masked)));
+        let masked = masker.mask_buf(content, &mut mask_buf);
+        assigned.push((line_no, miner.add(masked)));
     }
     miner.finish();
     write_csv(&miner, &assigned, out, &mut summary)?;
@@ -147,19 +152,37 @@ fn write_csv(
     summary: &mut MineSummary,
 ) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 16, out);
-    // Quote each template once, not once per line.
-    let mut rendered: Vec<Option<String>> = vec![None; miner.clusters().len()];
+    // Render `,EventId,EventTemplate\n` once per cluster, not once per line.
+    let mut rendered: Vec<Option<Vec<u8>>> = vec![None; miner.clusters().len()];
     out.write_all(b"LineId,EventId,EventTemplate\n")?;
+    let mut row = Vec::with_capacity(256);
     for &(line, id) in assigned {
         let id = miner.resolve(id);
-        let cell = rendered[id.index()].get_or_insert_with(|| {
+        let tail = rendered[id.index()].get_or_insert_with(|| {
             summary.templates += 1;
-            quote(&miner.cluster(id).template())
+            format!(",{id},{}\n", quote(&miner.cluster(id).template())).into_bytes()
         });
-        writeln!(out, "{line},{id},{cell}")?;
+        row.clear();
+        push_u64(&mut row, line);
+        row.extend_from_slice(tail);
+        out.write_all(&row)?;
         summary.rows += 1;
     }
     out.flush()
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// RFC 4180: quote when the field holds a comma, quote, CR or LF; double

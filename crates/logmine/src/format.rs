@@ -188,10 +188,18 @@ impl LogFormat {
     pub fn content<'a>(&self, line: &'a str) -> Option<&'a str> {
         let line = line.trim();
         if let Some(fast) = &self.fast {
-            let mut spans = [(0, 0); 64];
-            if self.fields.len() <= spans.len() && scan(fast, line, &mut spans) {
-                let (start, end) = spans[self.content];
-                return Some(&line[start..end]);
+            let mut spans = [(0, 0); 16];
+            if self.fields.len() <= spans.len() {
+                if scan(fast, line, &mut spans) {
+                    let (start, end) = spans[self.content];
+                    return Some(&line[start..end]);
+                }
+            } else {
+                let mut spans = vec![(0, 0); self.fields.len()];
+                if scan(fast, line, &mut spans) {
+                    let (start, end) = spans[self.content];
+                    return Some(&line[start..end]);
+                }
             }
         }
         self.regex
@@ -323,17 +331,59 @@ fn plain_pieces(text: &str) -> Option<Vec<Piece>> {
     Some(pieces)
 }
 
+fn is_ascii_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// Length of the whitespace run (Unicode `\s`) at the start of `s`.
+fn ws_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] < 0x80 {
+            if !is_ascii_ws(b[i]) {
+                return i;
+            }
+            i += 1;
+        } else {
+            let c = s[i..].chars().next().expect("char boundary");
+            if !c.is_whitespace() {
+                return i;
+            }
+            i += c.len_utf8();
+        }
+    }
+    i
+}
+
+/// Offset of the first whitespace character in `s`.
+fn find_ws(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] < 0x80 {
+            if is_ascii_ws(b[i]) {
+                return Some(i);
+            }
+            i += 1;
+        } else {
+            let c = s[i..].chars().next().expect("char boundary");
+            if c.is_whitespace() {
+                return Some(i);
+            }
+            i += c.len_utf8();
+        }
+    }
+    None
+}
+
 /// Matches `pieces` at `at`; returns the end offset.
 fn match_literal(pieces: &[Piece], line: &str, at: usize) -> Option<usize> {
     let mut pos = at;
     for piece in pieces {
         match piece {
             Piece::Ws => {
-                let rest = &line[pos..];
-                let taken = rest
-                    .char_indices()
-                    .find(|&(_, c)| !c.is_whitespace())
-                    .map_or(rest.len(), |(i, _)| i);
+                let taken = ws_len(&line[pos..]);
                 if taken == 0 {
                     return None;
                 }
@@ -358,7 +408,7 @@ fn find_literal(pieces: &[Piece], line: &str, from: usize, to_end: bool) -> Opti
         // Jump to the next plausible start.
         let next = match pieces.first() {
             Some(Piece::Text(t)) => line[p..].find(t.as_str()).map(|i| p + i)?,
-            Some(Piece::Ws) => line[p..].find(char::is_whitespace).map(|i| p + i)?,
+            Some(Piece::Ws) => find_ws(&line[p..]).map(|i| p + i)?,
             None => p,
         };
         if let Some(end) = match_literal(pieces, line, next) {

@@ -27,5 +27,5 @@ mod miner;
 
 pub use csv::{MineError, MineSummary, Unmatched, mine_to_csv};
 pub use format::{CONTENT_FIELD, FormatError, LogFormat};
-pub use mask::{DEFAULT_RULES, MaskError, MaskErrors, MaskRule, Masker, WILDCARD};
+pub use mask::{DEFAULT_RULES, MaskBuf, MaskError, MaskErrors, MaskRule, Masker, WILDCARD};
 pub use miner::{Cluster, ClusterId, ConfigError, ConfigErrors, Miner, MinerConfig};

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use regex::{NoExpand, Regex};
+use regex::Regex;
 
 /// The wildcard the miner uses for a variable position.
 pub const WILDCARD: &str = "<*>";
@@ -119,6 +119,13 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Reusable scratch space for [`Masker::mask_buf`].
+#[derive(Debug, Default)]
+pub struct MaskBuf {
+    cur: String,
+    next: String,
+}
+
 /// An ordered list of [`MaskRule`]s.
 #[derive(Debug, Clone, Default)]
 pub struct Masker {
@@ -191,13 +198,42 @@ impl Masker {
 
     /// Applies every rule in order. Borrows when nothing matched.
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for rule in &self.rules {
-            if let Cow::Owned(s) = rule.regex.replace_all(&out, NoExpand(&rule.replacement)) {
-                out = Cow::Owned(s);
-            }
+        let mut buf = MaskBuf::default();
+        let out = self.mask_buf(text, &mut buf);
+        if std::ptr::eq(out, text) {
+            Cow::Borrowed(text)
+        } else {
+            Cow::Owned(out.to_owned())
         }
-        out
+    }
+
+    /// [`Masker::mask`] without allocating once `buf` has grown: the result is
+    /// `text` itself when nothing matched, else a slice of `buf`. For loops
+    /// over many lines.
+    pub fn mask_buf<'a>(&self, text: &'a str, buf: &'a mut MaskBuf) -> &'a str {
+        let mut cur = std::mem::take(&mut buf.cur);
+        let mut next = std::mem::take(&mut buf.next);
+        let mut owned = false;
+        for rule in &self.rules {
+            let src: &str = if owned { &cur } else { text };
+            let mut matches = rule.regex.find_iter(src).peekable();
+            if matches.peek().is_none() {
+                continue;
+            }
+            next.clear();
+            let mut last = 0;
+            for m in matches {
+                next.push_str(&src[last..m.start()]);
+                next.push_str(&rule.replacement);
+                last = m.end();
+            }
+            next.push_str(&src[last..]);
+            std::mem::swap(&mut cur, &mut next);
+            owned = true;
+        }
+        buf.cur = cur;
+        buf.next = next;
+        if owned { &buf.cur } else { text }
     }
 }
 

@@ -399,8 +399,42 @@ impl Miner {
 
     /// Adds one (already masked) message and returns its cluster.
     pub fn add(&mut self, content: &str) -> ClusterId {
-        let tokens: Vec<&str> = content.split_whitespace().collect();
-        self.add_tokens(&tokens)
+        // Most messages are short: tokenise onto the stack.
+        const STACK: usize = 48;
+        let mut stack = [""; STACK];
+        let mut n = 0;
+        let mut split = |t| {
+            if n < STACK {
+                stack[n] = t;
+            }
+            n += 1;
+        };
+        if content.is_ascii() {
+            let b = content.as_bytes();
+            let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+            let mut i = 0;
+            loop {
+                while i < b.len() && is_ws(b[i]) {
+                    i += 1;
+                }
+                if i == b.len() {
+                    break;
+                }
+                let start = i;
+                while i < b.len() && !is_ws(b[i]) {
+                    i += 1;
+                }
+                split(&content[start..i]);
+            }
+        } else {
+            content.split_whitespace().for_each(&mut split);
+        }
+        if n <= STACK {
+            self.add_tokens(&stack[..n])
+        } else {
+            let tokens: Vec<&str> = content.split_whitespace().collect();
+            self.add_tokens(&tokens)
+        }
     }
 
     fn is_var(&self, tok: &str) -> bool {
@@ -428,7 +462,9 @@ impl Miner {
             if found {
                 for &cid in &node.clusters {
                     let c = &self.clusters[cid as usize];
-                    let (sim, vars) = similarity(&c.tokens, tokens, digits);
+                    let Some((sim, vars)) = similarity(&c.tokens, tokens, digits, st) else {
+                        continue;
+                    };
                     let better = match best {
                         None => true,
                         Some((_, bs, bv)) => sim > bs || (sim == bs && vars > bv),
@@ -439,8 +475,8 @@ impl Miner {
                 }
             }
         }
-        if let Some((cid, sim, _)) = best {
-            if sim >= st {
+        if let Some((cid, _, _)) = best {
+            {
                 let c = &mut self.clusters[cid as usize];
                 for (t, s) in c.tokens.iter_mut().zip(tokens) {
                     generalise(t, s, digits);
@@ -585,18 +621,18 @@ fn generalise(t: &mut Tok, s: &str, digits: bool) {
         Tok::Wild => return,
         Tok::Const { text, .. } if &**text == s => return,
         Tok::Const { shape: None, .. } => Tok::Wild,
-        Tok::Const { shape: Some(v), .. } | Tok::Var(v) => match shape(s, digits) {
-            Some(b) if *b == **v => {
-                if matches!(t, Tok::Var(_)) {
-                    return;
-                }
-                Tok::Var(b.into())
-            }
-            Some(_) => Tok::AnyVar,
+        Tok::Var(v) => match shape_eq(v, s, digits) {
+            Some(true) => return,
+            Some(false) => Tok::AnyVar,
+            None => Tok::Wild,
+        },
+        Tok::Const { shape: Some(v), .. } => match shape_eq(v, s, digits) {
+            Some(true) => Tok::Var(v.clone()),
+            Some(false) => Tok::AnyVar,
             None => Tok::Wild,
         },
         Tok::AnyVar => {
-            if shape(s, digits).is_some() {
+            if looks_variable(s, digits) {
                 return;
             }
             Tok::Wild
@@ -639,12 +675,24 @@ fn generalise_tok(t: &mut Tok, o: &Tok) {
 ///
 /// Similarity is matches / (matches + mismatches), 1.0 when every position
 /// is neutral.
-fn similarity(template: &[Tok], tokens: &[&str], digits: bool) -> (f64, usize) {
+///
+/// Returns `None` as soon as the similarity cannot reach `st` any more (the
+/// caller only cares about clusters at or above the threshold).
+fn similarity(template: &[Tok], tokens: &[&str], digits: bool, st: f64) -> Option<(f64, usize)> {
     // Counted in halves.
     let mut equal = 0usize;
     let mut unequal = 0usize;
     let mut vars = 0usize;
-    for (t, s) in template.iter().zip(tokens) {
+    let n = tokens.len();
+    for (i, (t, s)) in template.iter().zip(tokens).enumerate() {
+        if unequal > 0 {
+            // Best case: every remaining position matches. Same arithmetic
+            // as the final score so that ties at the threshold agree.
+            let best = equal + 2 * (n - i);
+            if (best as f64 / (best + unequal) as f64) < st {
+                return None;
+            }
+        }
         match t {
             Tok::Wild => {
                 vars += 1;
@@ -656,7 +704,7 @@ fn similarity(template: &[Tok], tokens: &[&str], digits: bool) -> (f64, usize) {
             }
             Tok::AnyVar => {
                 vars += 1;
-                if shape(s, digits).is_none() {
+                if !looks_variable(s, digits) {
                     unequal += 2;
                 }
             }
@@ -675,15 +723,82 @@ fn similarity(template: &[Tok], tokens: &[&str], digits: bool) -> (f64, usize) {
     } else {
         equal as f64 / considered as f64
     };
-    (sim, vars)
+    (sim >= st).then_some((sim, vars))
 }
 
 /// Mismatch weight, in halves, of token `tok` against a variable of shape
-/// `v`: 0 for the same shape, 1 when both have digits, else 2.
+/// `v`: 0 for the same shape, 1 when `tok` also looks variable, else 2.
 fn shape_penalty(v: &str, tok: &str, digits: bool) -> usize {
-    match shape(tok, digits) {
-        Some(s) if s == v => 0,
-        Some(_) => 1,
-        _ => 2,
+    match shape_eq(v, tok, digits) {
+        Some(true) => 0,
+        Some(false) => 1,
+        None => 2,
     }
+}
+
+/// Whether `tok` looks variable (has a digit or a `<*>`).
+fn looks_variable(tok: &str, digits: bool) -> bool {
+    (digits && has_digit(tok)) || tok.contains(WILDCARD)
+}
+
+/// `Some(shape(tok) == v)`, or `None` when `tok` has no shape; streams the
+/// comparison instead of building the shape (this is the inner loop).
+fn shape_eq(v: &str, tok: &str, digits: bool) -> Option<bool> {
+    let has_d = digits && has_digit(tok);
+    if !has_d && !tok.contains(WILDCARD) {
+        return None;
+    }
+    let (vb, b) = (v.as_bytes(), tok.as_bytes());
+    let mark = MARK as u8;
+    if vb == [mark] {
+        // Fast path for the commonest shape, a bare variable.
+        return Some(
+            tok == WILDCARD
+                || (has_d && b.iter().all(u8::is_ascii_alphanumeric))
+                || shape(tok, digits).is_some_and(|s| s == v),
+        );
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut last_mark = false;
+    while i < b.len() {
+        if b[i].is_ascii_alphanumeric() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let run = &b[start..i];
+            if has_d && run.iter().any(u8::is_ascii_digit) {
+                if !last_mark {
+                    if vb.get(j) != Some(&mark) {
+                        return Some(false);
+                    }
+                    j += 1;
+                    last_mark = true;
+                }
+            } else {
+                if !vb[j..].starts_with(run) {
+                    return Some(false);
+                }
+                j += run.len();
+                last_mark = false;
+            }
+        } else if b[i..].starts_with(WILDCARD.as_bytes()) {
+            if !last_mark {
+                if vb.get(j) != Some(&mark) {
+                    return Some(false);
+                }
+                j += 1;
+                last_mark = true;
+            }
+            i += WILDCARD.len();
+        } else {
+            if vb.get(j) != Some(&b[i]) {
+                return Some(false);
+            }
+            i += 1;
+            j += 1;
+            last_mark = false;
+        }
+    }
+    Some(j == vb.len())
 }
