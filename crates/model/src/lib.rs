@@ -7,5 +7,6 @@
 //! test) depends on it.
 
 pub mod catalog;
+pub mod events;
 
 pub use catalog::{Alarm, Catalog, CatalogError, Comparison, Statistic, TreatMissingData};
