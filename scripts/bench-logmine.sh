@@ -33,6 +33,7 @@ cargo build --release --quiet -p demo-logmine --bin logmine --manifest-path "$RO
 BIN="$CARGO_TARGET_DIR/release/logmine"
 
 mkdir -p "$OUT/logs" "$OUT/ours" "$OUT/drain3"
+rm -f "$OUT/drain3.tsv"
 DATASETS=${DATASETS:-$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["datasets"]))' "$LOGHUB/datasets.json")}
 
 # The 2k samples ship as structured CSV; when the raw log is absent, rebuild it
@@ -119,12 +120,12 @@ def miner():
 
 def run(path):
     m, ids = miner(), []
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             g = fmt.match(line.strip())
             ids.append((n, m.add_log_message(g.group("Content"))["cluster_id"]))
-    return m, ids, time.perf_counter() - t0
+    return m, ids, time.process_time() - t0
 
 m, ids, _ = run(os.path.join(out, "logs", f"{name}_2k.log"))
 with open(os.path.join(out, "drain3", f"{name}_2k.log_structured.csv"), "w", newline="") as f:
@@ -133,11 +134,16 @@ with open(os.path.join(out, "drain3", f"{name}_2k.log_structured.csv"), "w", new
     tpl = {c.cluster_id: c.get_template() for c in m.drain.clusters}
     for n, cid in ids:
         w.writerow([n, f"E{cid}", tpl[cid]])
-_, ids, secs = run(os.path.join(out, "logs", f"{name}_2k.log.big"))
+best = 0.0
+for _ in range(3):
+    _, ids, secs = run(os.path.join(out, "logs", f"{name}_2k.log.big"))
+    best = max(best, len(ids) / secs)
 with open(os.path.join(out, "drain3.tsv"), "a") as f:
-    f.write(f"{name}\t{len(ids) / secs:.0f}\n")
+    f.write(f"{name}\t{best:.0f}\n")
 PY
   done
+elif [ -n "${NO_DRAIN3:-}" ]; then
+  echo "== drain3 skipped (NO_DRAIN3 set)" >&2
 else
   echo "== drain3 not installed (python3 -c 'import drain3' failed): no side-by-side" >&2
 fi
@@ -175,7 +181,8 @@ row = f"| {'average':<10} | {mean(avg['ga']):>6.3f} | {mean(avg['fga']):>6.3f} |
 if have:
     row += f" {mean(avg['dga']):>9.3f} | {mean(avg['dlps']):>14,.0f} | {mean(avg['lps']) / mean(avg['dlps']):>7.1f}x |"
 print(row)
-print(f"\nlines/s: best of 3 runs over {repeat} concatenated copies of each 2k log, whole pipeline"
-      " (read, format split, masking, mining, CSV write); drain3: format split + add_log_message.")
+print(f"\nlines/s = lines per CPU second (process CPU time, pinned to one core), best of 3 runs over {repeat}"
+      " concatenated copies of each 2k log. logmine: whole pipeline (read, format split, masking, mining,"
+      " CSV write). drain3: format split + add_log_message (masking + mining), best of 3.")
 print(f"scratch: {out}")
 PY

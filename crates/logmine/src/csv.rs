@@ -194,3 +194,129 @@ pub(crate) fn quote(field: &str) -> String {
         field.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &str, unmatched: Unmatched) -> (Result<MineSummary, MineError>, String) {
+        let format = LogFormat::parse("<Level> <Content>").unwrap();
+        let mut out = Vec::new();
+        let res = mine_to_csv(
+            &format,
+            &Masker::with_defaults(),
+            input.as_bytes(),
+            &mut out,
+            &MinerConfig::default(),
+            unmatched,
+        );
+        (res, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn quoting_follows_rfc_4180() {
+        assert_eq!(quote("a <*> b"), "a <*> b");
+        assert_eq!(quote("a, b"), "\"a, b\"");
+        assert_eq!(quote("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(quote("two\nlines\r"), "\"two\nlines\r\"");
+    }
+
+    #[test]
+    fn writes_final_templates_per_line() {
+        let input = "INFO took 5 ms, ok\nINFO took 17 ms, ok\nWARN disk \"sda\" full\n";
+        let (res, csv) = run(input, Unmatched::Fail);
+        let s = res.unwrap();
+        assert_eq!(
+            csv,
+            "LineId,EventId,EventTemplate\n\
+             1,E1,\"took <*> ms, ok\"\n\
+             2,E1,\"took <*> ms, ok\"\n\
+             3,E2,\"disk \"\"sda\"\" full\"\n"
+        );
+        assert_eq!((s.lines, s.rows, s.templates, s.unmatched), (3, 3, 2, 0));
+    }
+
+    #[test]
+    fn unmatched_line_fails_by_default_and_writes_nothing() {
+        let (res, csv) = run("INFO started\nnospace\nINFO stopped\n", Unmatched::Fail);
+        match res {
+            Err(MineError::Unmatched { line, text, .. }) => {
+                assert_eq!((line, text.as_str()), (2, "nospace"));
+            }
+            other => panic!("expected an unmatched-line error, got {other:?}"),
+        }
+        assert_eq!(csv, "");
+        let msg = run("x\n", Unmatched::Fail).0.unwrap_err().to_string();
+        assert!(
+            msg.contains("line 1 does not match the log format \"<Level> <Content>\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unmatched_lines_can_be_skipped_and_are_counted() {
+        let mut input = String::from("INFO started\n");
+        for _ in 0..12 {
+            input.push_str("nospace\n");
+        }
+        input.push_str("INFO stopped\n");
+        let (res, csv) = run(&input, Unmatched::Skip);
+        let s = res.unwrap();
+        assert_eq!((s.lines, s.rows, s.unmatched), (14, 2, 12));
+        assert_eq!(s.first_unmatched, (2..12).collect::<Vec<u64>>());
+        assert_eq!(csv.lines().count(), 3);
+        assert!(csv.contains("\n14,E2,stopped\n"), "{csv}");
+    }
+
+    #[test]
+    fn unmatched_lines_can_be_mined_whole() {
+        let (res, csv) = run("INFO started\nnospace\n", Unmatched::WholeLine);
+        assert_eq!(res.unwrap().unmatched, 1);
+        assert!(csv.ends_with("2,E2,nospace\n"), "{csv}");
+    }
+
+    #[test]
+    fn blank_lines_are_counted_not_rows() {
+        let (res, csv) = run("INFO a\n\n   \r\nINFO a\r\n", Unmatched::Fail);
+        let s = res.unwrap();
+        assert_eq!((s.lines, s.blank, s.rows), (4, 2, 2));
+        assert!(csv.ends_with("1,E1,a\n4,E1,a\n"), "{csv}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_fatal() {
+        let format = LogFormat::parse("<Level> <Content>").unwrap();
+        let mut out = Vec::new();
+        let input: &[u8] = b"INFO caf\xe9 open\n";
+        let s = mine_to_csv(
+            &format,
+            &Masker::new(),
+            input,
+            &mut out,
+            &MinerConfig::default(),
+            Unmatched::Fail,
+        )
+        .unwrap();
+        assert_eq!(s.rows, 1);
+        assert!(String::from_utf8(out).unwrap().contains("caf\u{fffd} open"));
+    }
+
+    #[test]
+    fn invalid_config_is_reported_before_reading() {
+        let format = LogFormat::parse("<Content>").unwrap();
+        let cfg = MinerConfig {
+            depth: 1,
+            ..MinerConfig::default()
+        };
+        let err = mine_to_csv(
+            &format,
+            &Masker::new(),
+            "a\n".as_bytes(),
+            Vec::new(),
+            &cfg,
+            Unmatched::Fail,
+        )
+        .unwrap_err();
+        assert!(matches!(err, MineError::Config(_)), "{err}");
+    }
+}

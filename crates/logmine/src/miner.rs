@@ -802,3 +802,243 @@ fn shape_eq(v: &str, tok: &str, digits: bool) -> Option<bool> {
     }
     Some(j == vb.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miner() -> Miner {
+        Miner::new(MinerConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn identical_messages_share_a_cluster_and_count() {
+        let mut m = miner();
+        let a = m.add("cache warmed up");
+        let b = m.add("cache warmed up");
+        assert_eq!(a, b);
+        assert_eq!(m.cluster(a).size(), 2);
+        assert_eq!(m.cluster(a).template(), "cache warmed up");
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn numbers_are_variables_and_ids_are_dense() {
+        let mut m = miner();
+        let a = m.add("retry 1 of 5 for job 77");
+        let b = m.add("retry 3 of 5 for job 78");
+        let c = m.add("worker started");
+        assert_eq!(a, b);
+        assert_eq!((a, c), (ClusterId(0), ClusterId(1)));
+        assert_eq!(a.to_string(), "E1");
+        assert_eq!(m.cluster(a).template(), "retry <*> of 5 for job <*>");
+    }
+
+    #[test]
+    fn partly_variable_tokens_keep_their_constant_part() {
+        let mut m = miner();
+        let a = m.add("login uid=0 tty=ssh");
+        assert_eq!(m.add("login uid=1000 tty=ssh"), a);
+        assert_eq!(m.cluster(a).template(), "login uid=<*> tty=ssh");
+        // A different key is a different token, not the same variable.
+        let b = m.add("setSteps=12");
+        assert_eq!(m.add("setSteps=9001"), b);
+        assert_ne!(m.add("setGoal=12"), b);
+    }
+
+    #[test]
+    fn different_words_in_short_messages_split() {
+        let mut m = miner();
+        let ok = m.add("user login succeeded");
+        let bad = m.add("user login failed");
+        assert_ne!(ok, bad);
+        let declined = m.add("payment failed for order 8812: card declined");
+        let timeout = m.add("payment failed for order 8813: gateway timeout");
+        assert_ne!(declined, timeout);
+    }
+
+    #[test]
+    fn threshold_is_the_share_of_constant_positions_that_agree() {
+        // 4 of 5 constant words agree: 0.8 >= 0.8 joins.
+        let mut m = miner();
+        let a = m.add("login for alice from 10.1.2.3 succeeded");
+        assert_eq!(m.add("login for bob from 10.1.2.4 succeeded"), a);
+        assert_eq!(
+            m.cluster(a).template(),
+            "login for <*> from <*>.<*>.<*>.<*> succeeded"
+        );
+        // The first depth - 2 tokens route through the tree: a different
+        // second word is never compared.
+        let c = m.add("user alice logged in");
+        assert_ne!(m.add("user bob logged in"), c);
+        // 3 of 4 agree: 0.75 splits.
+        let b = m.add("open through proxy HTTPS");
+        assert_ne!(m.add("open through proxy SOCKS"), b);
+        // A lower threshold joins them.
+        let mut loose = Miner::new(MinerConfig {
+            similarity_threshold: 0.7,
+            ..MinerConfig::default()
+        })
+        .unwrap();
+        let b = loose.add("open through proxy HTTPS");
+        assert_eq!(loose.add("open through proxy SOCKS"), b);
+    }
+
+    #[test]
+    fn a_generalised_template_does_not_swallow_everything() {
+        let mut m = miner();
+        let a = m.add("onExtend:1514038548000 1 0 4");
+        assert_eq!(m.add("onExtend:1514038549000 2 1 3"), a);
+        assert_ne!(m.add("needAutoSync autoSyncSwitch is open"), a);
+        assert_ne!(m.add("stepSyncOrNot appSynTimes is 0"), a);
+        assert_eq!(m.cluster(a).template(), "onExtend:<*> <*> <*> <*>");
+    }
+
+    #[test]
+    fn merge_pass_joins_variables_spanning_several_tokens() {
+        let mut m = miner();
+        let short = m.add("<*> close, <*> bytes sent, lifetime <*>");
+        let long = m.add("<*> close, <*> bytes (<*> <*>) sent, lifetime <*>");
+        let other = m.add("<*> open through proxy <*>");
+        assert_ne!(short, long);
+        assert_eq!(m.finish(), 1);
+        assert_eq!(m.resolve(long), short);
+        assert_eq!(m.resolve(other), other);
+        assert_eq!(m.cluster(long).size(), 2);
+        assert_eq!(m.len(), 2);
+        // Online use continues with surviving ids.
+        assert_eq!(
+            m.add("<*> close, <*> bytes (<*> <*>) sent, lifetime <*>"),
+            short
+        );
+    }
+
+    #[test]
+    fn merge_pass_keeps_templates_that_differ_in_a_keyed_token() {
+        let mut m = miner();
+        let a = m.add("failure; rhost=<*>");
+        let b = m.add("failure; rhost=<*> user=<*>");
+        assert_eq!(m.finish(), 0);
+        assert_ne!(m.resolve(a), m.resolve(b));
+        let mut off = Miner::new(MinerConfig {
+            merge_pass: false,
+            ..MinerConfig::default()
+        })
+        .unwrap();
+        off.add("sent <*> bytes");
+        off.add("sent <*> <*> bytes");
+        assert_eq!(off.finish(), 0);
+    }
+
+    #[test]
+    fn constant_tokens_are_the_meaningful_words() {
+        let mut m = miner();
+        let id = m.add("Accepted password for root from <*> port 22 ssh2 uid=<*>");
+        m.add("Accepted password for admin from <*> port 2222 ssh2 uid=<*>");
+        let c = m.cluster(id);
+        assert_eq!(
+            c.constant_tokens(),
+            ["Accepted", "password", "for", "from", "port"]
+        );
+        assert_eq!(c.len(), 10);
+        assert_eq!(c.tokens()[3], "<*>");
+    }
+
+    #[test]
+    fn small_fan_out_still_finds_clusters() {
+        let mut m = Miner::new(MinerConfig {
+            max_children: 2,
+            depth: 5,
+            ..MinerConfig::default()
+        })
+        .unwrap();
+        let words = ["alpha", "beta", "gamma", "delta"];
+        let ids: Vec<_> = words
+            .iter()
+            .map(|w| m.add(&format!("{w} task done now")))
+            .collect();
+        let again: Vec<_> = words
+            .iter()
+            .map(|w| m.add(&format!("{w} task done now")))
+            .collect();
+        assert_eq!(ids, again);
+    }
+
+    #[test]
+    fn digits_as_variables_can_be_turned_off() {
+        let mut m = Miner::new(MinerConfig {
+            digits_are_variables: false,
+            ..MinerConfig::default()
+        })
+        .unwrap();
+        let a = m.add("shard 1 ready");
+        assert_ne!(m.add("shard 2 ready"), a);
+    }
+
+    #[test]
+    fn empty_and_whitespace_messages() {
+        let mut m = miner();
+        let a = m.add("");
+        assert_eq!(m.add("   \t "), a);
+        assert_eq!(m.cluster(a).template(), "");
+        let b = m.add("a\u{2003}b");
+        assert_eq!(m.cluster(b).len(), 2, "Unicode whitespace splits tokens");
+    }
+
+    #[test]
+    fn validate_reports_every_problem() {
+        let cfg = MinerConfig {
+            similarity_threshold: 1.5,
+            depth: 2,
+            max_children: 1,
+            ..MinerConfig::default()
+        };
+        let errs = cfg.validate().unwrap_err();
+        assert_eq!(
+            errs.0,
+            [
+                ConfigError::Threshold(1.5),
+                ConfigError::Depth(2),
+                ConfigError::MaxChildren(1)
+            ]
+        );
+        let msg = errs.to_string();
+        assert!(
+            msg.contains("similarity_threshold")
+                && msg.contains("depth")
+                && msg.contains("max_children"),
+            "{msg}"
+        );
+        assert!(
+            MinerConfig {
+                similarity_threshold: f64::NAN,
+                ..MinerConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(Miner::new(cfg).is_err());
+        assert!(MinerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(shape("word", true), None);
+        assert_eq!(shape("uid=1000", true).unwrap(), format!("uid={MARK}"));
+        assert_eq!(shape("<*>:<*>", true).unwrap(), format!("{MARK}:{MARK}"));
+        assert_eq!(shape("ab12cd", true).unwrap(), MARK.to_string());
+        assert_eq!(shape("x12", false), None);
+        for (v, tok) in [
+            ("uid=1000", "uid=7"),
+            ("a-1.b", "a-22.b"),
+            ("<*>", "42"),
+            ("é1", "é2"),
+        ] {
+            let v = shape(v, true).unwrap();
+            assert_eq!(shape_eq(&v, tok, true), Some(true), "{v:?} {tok:?}");
+        }
+        let v = shape("uid=1", true).unwrap();
+        assert_eq!(shape_eq(&v, "gid=1", true), Some(false));
+        assert_eq!(shape_eq(&v, "gid", true), None);
+    }
+}
