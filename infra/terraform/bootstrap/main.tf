@@ -210,9 +210,16 @@ resource "aws_iam_role_policy_attachment" "plan_read_only" {
 
 data "aws_iam_policy_document" "plan_state" {
   statement {
-    sid       = "ReadStateAndWriteLockAndSavedPlans"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    sid       = "ReadState"
+    actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.state.arn}/*"]
+  }
+
+  # Plan may take the lock and save plans, never write the state itself.
+  statement {
+    sid       = "TakeTheLockAndSavePlans"
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*.tflock", "${aws_s3_bucket.state.arn}/plans/*"]
   }
 
   statement {
