@@ -335,6 +335,12 @@ fn declare_functions(ctx: &mut Context<'_>) {
         "regexall",
         FuncDef::builder().param(s()).param(s()).build(regexall),
     );
+    ctx.declare_func(
+        "distinct",
+        FuncDef::builder()
+            .param(ParamType::array_of(ParamType::Any))
+            .build(distinct),
+    );
     ctx.declare_func("file", FuncDef::builder().param(s()).build(file));
     ctx.declare_func(
         "yamldecode",
@@ -402,6 +408,17 @@ fn regexall(args: FuncArgs) -> Result<Value, String> {
         })
         .collect();
     Ok(Value::Array(matches))
+}
+
+/// The list without repeated elements, first occurrences in order.
+fn distinct(args: FuncArgs) -> Result<Value, String> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in args[0].as_array().expect("checked by the parameter type") {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Ok(Value::Array(out))
 }
 
 fn file(args: FuncArgs) -> Result<Value, String> {

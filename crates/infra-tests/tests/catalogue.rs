@@ -300,6 +300,22 @@ fn the_metric_filter_is_the_catalogues_json_filter() {
         assert_eq!(string(&s.eval_attr(t, "name")), f.metric_name);
         assert_eq!(string(&s.eval_attr(t, "value")), f.metric_value);
         assert_eq!(num(&s.eval_attr(t, "default_value")), f.default_value);
+
+        // Published with the unit its alarms filter on, or they never fire.
+        let unit = s.eval_attr(t, "unit");
+        for a in c
+            .alarms
+            .iter()
+            .filter(|a| a.namespace == f.metric_namespace && a.metric_name == f.metric_name)
+        {
+            assert_eq!(
+                string(&unit),
+                a.unit,
+                "{} publishes what {} expects",
+                f.name,
+                a.name
+            );
+        }
     }
 
     // The filter reads the catalogue's log group, kept for its retention.

@@ -22,6 +22,17 @@ locals {
   metric_filters = { for f in var.catalog.metric_filters : f.name => f }
   alarms         = { for a in var.catalog.alarms : a.name => a }
 
+  # The unit each custom metric must be published with: the unit of the
+  # catalogue's alarms on it. An alarm that names a unit only sees datapoints
+  # published with that unit, so a filter without it would leave the alarm
+  # in INSUFFICIENT_DATA forever.
+  filter_units = {
+    for f in var.catalog.metric_filters : f.name => distinct([
+      for a in var.catalog.alarms : a.unit
+      if a.namespace == f.metric_namespace && a.metric_name == f.metric_name
+    ])
+  }
+
   # The catalogue names the resource an alarm's metric is about; this maps
   # that name to CloudWatch's dimension set for this environment.
   dimension_sets = {
@@ -158,6 +169,14 @@ resource "aws_cloudwatch_log_metric_filter" "catalog" {
     name          = each.value.metric_name
     value         = each.value.metric_value
     default_value = each.value.default_value
+    unit          = length(local.filter_units[each.key]) == 1 ? local.filter_units[each.key][0] : null
+  }
+
+  lifecycle {
+    precondition {
+      condition     = length(local.filter_units[each.key]) <= 1
+      error_message = "The catalogue's alarms on this metric disagree on its unit."
+    }
   }
 }
 
