@@ -1,7 +1,220 @@
-//! The project CLI. Thin: parses arguments, calls into the crates, maps errors to exit codes.
+//! The project CLI. Thin: parses arguments, calls into the crates, maps errors
+//! to exit codes (0 ok, 1 failure, 2 usage or configuration error).
 
-fn main() -> anyhow::Result<()> {
-    let catalog = demo_model::Catalog::embedded();
-    println!("{} alarms", catalog.alarms.len());
-    Ok(())
+mod client;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "devops-agent-demo",
+    version,
+    about = "Run the demo architecture locally, break it on purpose, and investigate why it broke"
+)]
+struct Cli {
+    /// State directory: database, reports, runtime.json.
+    #[arg(long, global = true, default_value = ".state", env = "DEMO_STATE_DIR")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the local environment: load balancer, tasks, log and metric pipeline, alarms.
+    Up(UpArgs),
+    /// Tasks, targets, alarms and the last deployments of the running environment.
+    Status {
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show stored log lines (or mine templates from a log file with `logs mine`).
+    Logs(LogsArgs),
+    /// Alarm states and transition history.
+    Alarms {
+        /// How many transitions to show.
+        #[arg(long, default_value_t = 20)]
+        history: usize,
+    },
+    /// Roll out a new deployment: configuration change, another build, or a rollback.
+    Deploy(DeployArgs),
+    /// Task operations.
+    #[command(subcommand)]
+    Tasks(TasksCmd),
+    /// Fault operations on every running task.
+    #[command(subcommand)]
+    Faults(FaultsCmd),
+    /// Change the service's desired task count.
+    Scale {
+        /// Desired count, 1-10.
+        count: u32,
+    },
+    /// Run the demo-app service in this process (what each task runs).
+    #[command(hide = true, disable_help_flag = true)]
+    App {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Load balancer port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Control API port on 127.0.0.1 (used by status, deploy, ...).
+    #[arg(long, default_value_t = 8081)]
+    pub control_port: u16,
+    /// Divide every period and interval by this factor (1 = real AWS timings).
+    #[arg(long, default_value_t = 10.0)]
+    pub time_scale: f64,
+    /// Desired task count (default: the catalogue's).
+    #[arg(long)]
+    pub count: Option<u32>,
+    /// Extra task environment, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LogsArgs {
+    #[command(subcommand)]
+    pub mine: Option<LogsCmd>,
+    /// Only this task.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Only this level (ERROR, WARN, INFO, DEBUG).
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Only lines containing this text.
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// How far back, e.g. 30s, 10m, 2h.
+    #[arg(long, default_value = "15m")]
+    pub since: String,
+    /// At most this many lines (the newest).
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub lines: usize,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogsCmd {
+    /// Mine log templates from a file; writes CSV LineId,EventId,EventTemplate.
+    Mine(MineArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MineArgs {
+    /// Line format, e.g. '<Date> <Time> <Level> <Component>: <Content>'.
+    #[arg(long)]
+    pub format: String,
+    /// Regex whose matches become <*> before mining (repeatable, applied in order).
+    #[arg(long = "mask", value_name = "REGEX")]
+    pub masks: Vec<String>,
+    /// Do not add the built-in masks (numbers, ids, IPs, hex, UUIDs, paths).
+    #[arg(long)]
+    pub no_default_masks: bool,
+    /// What to do with lines that do not match the format: fail, skip, whole-line.
+    #[arg(long, default_value = "fail")]
+    pub on_unmatched: String,
+    /// Write the CSV here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Similarity threshold, 0-1.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Log file ('-' for stdin).
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Set a task variable, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Remove a task variable (repeatable).
+    #[arg(long = "unset", value_name = "KEY")]
+    pub unset: Vec<String>,
+    /// Version to report (APP_VERSION).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Build demo-app from this git revision and deploy that binary.
+    #[arg(long, conflicts_with = "rollback_to")]
+    pub rev: Option<String>,
+    /// Free text recorded with the deployment.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Redeploy exactly what this earlier deployment ran.
+    #[arg(long)]
+    pub rollback_to: Option<String>,
+    /// Wait until the deployment completes or is rolled back.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCmd {
+    /// Stop a task (deregister, drain, SIGTERM); the service replaces it.
+    Stop { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FaultsCmd {
+    /// Clear every fault on every running task (POST /error/reset).
+    Reset,
+    /// Call a fault endpoint on running tasks, e.g. `/error/memory-leak?mb=32`.
+    Inject {
+        path: String,
+        /// all, one, or a task id.
+        #[arg(long, default_value = "all")]
+        target: String,
+    },
+}
+
+fn main() -> ExitCode {
+    // Tasks run this same binary as `devops-agent-demo app`: hand over before clap,
+    // so the service parses its own arguments and environment.
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("app") {
+        return demo_app::cli::main(raw[2..].to_vec());
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => commands::up(&cli.state_dir, args),
+        Command::Status { json } => commands::status(&cli.state_dir, json),
+        Command::Logs(args) => match args.mine {
+            Some(LogsCmd::Mine(m)) => commands::mine(m),
+            None => commands::logs(&cli.state_dir, &args),
+        },
+        Command::Alarms { history } => commands::alarms(&cli.state_dir, history),
+        Command::Deploy(args) => commands::deploy(&cli.state_dir, args),
+        Command::Tasks(TasksCmd::Stop { id }) => commands::stop_task(&cli.state_dir, &id),
+        Command::Faults(FaultsCmd::Reset) => {
+            commands::faults(&cli.state_dir, "/error/reset", "all")
+        }
+        Command::Faults(FaultsCmd::Inject { path, target }) => {
+            commands::faults(&cli.state_dir, &path, &target)
+        }
+        Command::Scale { count } => commands::scale(&cli.state_dir, count),
+        Command::App { args } => return demo_app::cli::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<commands::UsageError>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
 }

@@ -392,6 +392,7 @@ async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
         &st.info,
         st.process.sample(),
         st.faults.gauges(),
+        st.log.lines(),
         st.log.dropped(),
     );
     (

@@ -245,6 +245,7 @@ pub fn render(
     info: &Info,
     process: Option<ProcessStats>,
     faults: FaultGauges,
+    log_lines: u64,
     log_dropped: u64,
 ) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -429,6 +430,13 @@ pub fn render(
     }
     header(
         &mut out,
+        "app_log_lines_total",
+        "counter",
+        "Log lines accepted for writing to stdout.",
+    );
+    let _ = writeln!(out, "app_log_lines_total {log_lines}");
+    header(
+        &mut out,
         "app_log_lines_dropped_total",
         "counter",
         "Log lines dropped because stdout stalled.",
@@ -454,7 +462,7 @@ mod tests {
             task_id: "t".into(),
             start_time: SystemTime::now(),
         };
-        let text = render(&m, &info, None, FaultGauges::default(), 0);
+        let text = render(&m, &info, None, FaultGauges::default(), 0, 0);
         assert!(
             text.contains(r#"http_requests_total{method="GET",route="/",status_code="200"} 3"#)
         );

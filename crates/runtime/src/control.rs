@@ -1,0 +1,205 @@
+//! The control API of a running environment (127.0.0.1 only): status,
+//! deployments, stopping a task, scaling, and resetting faults on every task.
+//! The CLI's `status`, `deploy`, `tasks stop`, `scale` and `faults reset` use it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::service::{DeployRequest, Service};
+
+#[derive(Clone)]
+pub struct ControlState {
+    pub service: Arc<Service>,
+    pub alarm_states: Arc<Mutex<Vec<(String, String)>>>,
+    pub lb_addr: SocketAddr,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+pub fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/deployments", post(deploy))
+        .route("/tasks/{id}/stop", post(stop_task))
+        .route("/scale", post(scale))
+        .route("/faults", post(fault))
+        .route("/faults/reset", post(reset))
+        .with_state(state)
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: ControlState,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            while shutdown.changed().await.is_ok() {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        })
+        .await;
+}
+
+/// The whole picture, as `status` prints it.
+pub fn status_json(st: &ControlState) -> Value {
+    let svc = &st.service;
+    let targets = svc.lb.targets();
+    let tasks: Vec<Value> = svc
+        .tasks()
+        .iter()
+        .map(|t| {
+            let (health, reason) = targets
+                .iter()
+                .find(|x| x.task_id == t.id)
+                .map(|x| {
+                    let (h, r) = x.health();
+                    (h.as_str().to_string(), r)
+                })
+                .unwrap_or_else(|| ("unregistered".into(), String::new()));
+            json!({
+                "id": t.id, "port": t.port, "pid": t.pid,
+                "deployment": t.spec.deployment_id, "version": t.spec.version,
+                "health": health, "health_reason": reason,
+                "stopping": t.is_stopping(), "started_ms": t.started_ms,
+                "log_lines": t.lines.load(std::sync::atomic::Ordering::Relaxed),
+            })
+        })
+        .collect();
+    let alarms: Vec<Value> = st
+        .alarm_states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(n, s)| json!({"name": n, "state": s}))
+        .collect();
+    json!({
+        "load_balancer": st.lb_addr.to_string(),
+        "time_scale": svc.config.time_scale,
+        "desired_count": svc.desired(),
+        "current_deployment": svc.current().deployment_id,
+        "deployment_in_progress": svc.deploying(),
+        "tasks": tasks,
+        "alarms": alarms,
+    })
+}
+
+async fn status(State(st): State<ControlState>) -> Json<Value> {
+    Json(status_json(&st))
+}
+
+async fn deploy(State(st): State<ControlState>, Json(req): Json<DeployRequest>) -> Response {
+    let reader = match demo_store::Reader::open(&st.service.config.state_dir) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match st.service.deploy(req, &reader) {
+        Ok(d) => (
+            StatusCode::CREATED,
+            Json(serde_json::to_value(d).unwrap_or_default()),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn stop_task(State(st): State<ControlState>, Path(id): Path<String>) -> Response {
+    if st
+        .service
+        .stop_task(&id, "stopped by the user (tasks stop)")
+    {
+        (StatusCode::ACCEPTED, Json(json!({"stopping": id}))).into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("no running task {id}"))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Scale {
+    count: u32,
+}
+
+async fn scale(State(st): State<ControlState>, Json(s): Json<Scale>) -> Response {
+    if !(1..=10).contains(&s.count) {
+        return error(StatusCode::BAD_REQUEST, "count must be 1..=10");
+    }
+    st.service.set_desired(s.count);
+    Json(json!({"desired_count": s.count})).into_response()
+}
+
+/// A fault request sent to tasks directly (not through the load balancer).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FaultRequest {
+    /// Path and query, e.g. `/error/memory-leak?mb=32`.
+    pub path: String,
+    /// `all` (default), `one` (the first task), or a task id.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+pub async fn send_fault(service: &Service, req: &FaultRequest) -> Result<Vec<Value>, String> {
+    if !req.path.starts_with("/error/") {
+        return Err(format!("fault path {:?} must start with /error/", req.path));
+    }
+    let mut tasks: Vec<_> = service
+        .tasks()
+        .into_iter()
+        .filter(|t| !t.is_stopping())
+        .collect();
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    let chosen: Vec<_> = match req.target.as_deref().unwrap_or("all") {
+        "all" => tasks,
+        "one" => tasks.into_iter().take(1).collect(),
+        id => tasks.into_iter().filter(|t| t.id == id).collect(),
+    };
+    if chosen.is_empty() {
+        return Err("no running task matches the fault target".into());
+    }
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut out = Vec::new();
+    for t in chosen {
+        let uri = format!("http://127.0.0.1:{}{}", t.port, req.path);
+        let r = hyper::Request::post(uri)
+            .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        let status = match client.request(r).await {
+            Ok(resp) => resp.status().as_u16(),
+            Err(e) => return Err(format!("task {}: {e}", t.id)),
+        };
+        out.push(json!({"task": t.id, "status": status}));
+    }
+    Ok(out)
+}
+
+async fn fault(State(st): State<ControlState>, Json(req): Json<FaultRequest>) -> Response {
+    match send_fault(&st.service, &req).await {
+        Ok(v) => Json(json!({"results": v})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn reset(State(st): State<ControlState>) -> Response {
+    let req = FaultRequest {
+        path: "/error/reset".into(),
+        target: None,
+    };
+    match send_fault(&st.service, &req).await {
+        Ok(v) => Json(json!({"results": v})).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}

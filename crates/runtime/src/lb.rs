@@ -1,0 +1,473 @@
+//! The load balancer: what the ALB does, locally. Round robin over healthy
+//! targets only, target-group health checks with the catalogue's path,
+//! interval, timeout and thresholds (divided by the time scale), deregistration
+//! with draining, and the ALB metrics (`RequestCount`, `HTTPCode_Target_*`,
+//! `HTTPCode_ELB_5XX_Count`, `TargetResponseTime`, healthy/unhealthy counts).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Registered, not yet passed `healthy_threshold` checks: receives no traffic.
+    Initial,
+    Healthy,
+    Unhealthy,
+    /// Deregistered: finishing in-flight requests, receives no new ones.
+    Draining,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Initial => "initial",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+            Health::Draining => "draining",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub task_id: String,
+    pub addr: SocketAddr,
+    health: Mutex<(Health, String)>,
+    in_flight: AtomicU64,
+}
+
+impl Target {
+    pub fn health(&self) -> (Health, String) {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    fn set(&self, h: Health, reason: String) {
+        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = (h, reason);
+    }
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// A health state change, for the service scheduler.
+#[derive(Debug, Clone)]
+pub struct HealthChange {
+    pub task_id: String,
+    pub health: Health,
+    pub reason: String,
+}
+
+/// Health-check settings, already time-scaled.
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// Response-time histogram buckets are 5 % wide: bucket k holds ~1.05^k microseconds.
+const BUCKET_BASE: f64 = 1.05;
+
+#[derive(Debug, Default)]
+pub struct LbCounters {
+    pub requests: AtomicU64,
+    pub target_2xx: AtomicU64,
+    pub target_3xx: AtomicU64,
+    pub target_4xx: AtomicU64,
+    pub target_5xx: AtomicU64,
+    pub elb_5xx: AtomicU64,
+    response_times: Mutex<HashMap<i32, u64>>,
+}
+
+/// One tick's worth of load balancer metrics.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LbSnapshot {
+    pub requests: u64,
+    pub target_2xx: u64,
+    pub target_4xx: u64,
+    pub target_5xx: u64,
+    pub elb_5xx: u64,
+    /// (seconds, count) pairs: the response-time distribution.
+    pub response_times: Vec<(f64, u64)>,
+}
+
+impl LbCounters {
+    fn observe_response_time(&self, d: Duration) {
+        let us = d.as_secs_f64() * 1e6;
+        let k = if us <= 1.0 {
+            0
+        } else {
+            (us.ln() / BUCKET_BASE.ln()).round() as i32
+        };
+        *self
+            .response_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(k)
+            .or_default() += 1;
+    }
+
+    /// Takes and resets the counters.
+    pub fn take(&self) -> LbSnapshot {
+        let rt = std::mem::take(
+            &mut *self
+                .response_times
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut response_times: Vec<(f64, u64)> = rt
+            .into_iter()
+            .map(|(k, n)| (BUCKET_BASE.powi(k) / 1e6, n))
+            .collect();
+        response_times.sort_by(|a, b| a.0.total_cmp(&b.0));
+        LbSnapshot {
+            requests: self.requests.swap(0, Ordering::AcqRel),
+            target_2xx: self.target_2xx.swap(0, Ordering::AcqRel),
+            target_4xx: self.target_4xx.swap(0, Ordering::AcqRel),
+            target_5xx: self.target_5xx.swap(0, Ordering::AcqRel),
+            elb_5xx: self.elb_5xx.swap(0, Ordering::AcqRel),
+            response_times,
+        }
+    }
+}
+
+/// The target group plus the proxy that serves it.
+pub struct LoadBalancer {
+    targets: RwLock<Vec<Arc<Target>>>,
+    rr: AtomicUsize,
+    pub counters: LbCounters,
+    client: Client<HttpConnector, Incoming>,
+    health: HealthCheckConfig,
+    changes: mpsc::UnboundedSender<HealthChange>,
+    /// Upstream request timeout (the ALB idle timeout).
+    pub upstream_timeout: Duration,
+}
+
+impl std::fmt::Debug for LoadBalancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancer")
+            .field("health", &self.health)
+            .finish()
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Headers that belong to one connection and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+impl LoadBalancer {
+    pub fn new(
+        health: HealthCheckConfig,
+        changes: mpsc::UnboundedSender<HealthChange>,
+    ) -> Arc<LoadBalancer> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Arc::new(LoadBalancer {
+            targets: RwLock::new(Vec::new()),
+            rr: AtomicUsize::new(0),
+            counters: LbCounters::default(),
+            client,
+            health,
+            changes,
+            upstream_timeout: Duration::from_secs(60),
+        })
+    }
+
+    pub fn targets(&self) -> Vec<Arc<Target>> {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// (healthy, unhealthy) registered targets; draining and initial count as neither.
+    pub fn host_counts(&self) -> (u64, u64) {
+        let t = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        let mut c = (0, 0);
+        for target in t.iter() {
+            match target.health().0 {
+                Health::Healthy => c.0 += 1,
+                Health::Unhealthy => c.1 += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Registers a task's address and starts health-checking it.
+    pub fn register(self: &Arc<Self>, task_id: &str, addr: SocketAddr) {
+        let target = Arc::new(Target {
+            task_id: task_id.to_string(),
+            addr,
+            health: Mutex::new((Health::Initial, "registered".into())),
+            in_flight: AtomicU64::new(0),
+        });
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(target.clone());
+        tokio::spawn(health_check_loop(self.clone(), target));
+    }
+
+    /// Takes a target out of rotation and waits (at most `max_wait`) for its
+    /// in-flight requests to finish, then forgets it.
+    pub async fn deregister(&self, task_id: &str, max_wait: Duration) {
+        let target = self.targets().into_iter().find(|t| t.task_id == task_id);
+        if let Some(t) = &target {
+            t.set(Health::Draining, "deregistered".into());
+            let start = Instant::now();
+            while t.in_flight() > 0 && start.elapsed() < max_wait {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|t| t.task_id != task_id);
+    }
+
+    fn pick(&self) -> Option<Arc<Target>> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        let n = targets.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &targets[(start + i) % n])
+            .find(|t| t.health().0 == Health::Healthy)
+            .cloned()
+    }
+
+    async fn proxy(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let Some(target) = self.pick() else {
+            self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy targets");
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let Ok(uri) = format!("http://{}{path}", target.addr).parse() else {
+            self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
+            return error_response(StatusCode::BAD_REQUEST, "invalid request target");
+        };
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
+        for h in HOP_BY_HOP {
+            headers.remove(*h);
+        }
+        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+
+        target.in_flight.fetch_add(1, Ordering::AcqRel);
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.upstream_timeout, self.client.request(req)).await;
+        target.in_flight.fetch_sub(1, Ordering::AcqRel);
+        match result {
+            Ok(Ok(resp)) => {
+                self.counters.observe_response_time(start.elapsed());
+                let c = &self.counters;
+                match resp.status().as_u16() {
+                    200..=299 => c.target_2xx.fetch_add(1, Ordering::Relaxed),
+                    300..=399 => c.target_3xx.fetch_add(1, Ordering::Relaxed),
+                    400..=499 => c.target_4xx.fetch_add(1, Ordering::Relaxed),
+                    _ => c.target_5xx.fetch_add(1, Ordering::Relaxed),
+                };
+                resp.map(|b| b.boxed())
+            }
+            Ok(Err(e)) => {
+                self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
+                error_response(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("target {} failed: {e}", target.task_id),
+                )
+            }
+            Err(_) => {
+                self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
+                error_response(StatusCode::GATEWAY_TIMEOUT, "target did not answer in time")
+            }
+        }
+    }
+
+    /// Serves until `shutdown` turns true, then stops accepting and waits for
+    /// open connections to finish their in-flight requests.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, peer)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let lb = self.clone();
+                    let svc = hyper::service::service_fn(move |req| {
+                        let lb = lb.clone();
+                        async move { Ok::<_, Infallible>(lb.proxy(req, peer).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+            }
+        }
+        drop(listener);
+        let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    }
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": "load_balancer", "message": message}).to_string();
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn probe(lb: &LoadBalancer, target: &Target) -> Result<(), String> {
+    let uri = format!("http://{}{}", target.addr, lb.health.path);
+    let req = Request::get(uri)
+        .header("user-agent", "ELB-HealthChecker/2.0")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    // A separate short-lived client: health checks must not queue behind traffic.
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http();
+    match tokio::time::timeout(lb.health.timeout, client.request(req)).await {
+        Err(_) => Err(format!(
+            "Request timed out ({} ms)",
+            lb.health.timeout.as_millis()
+        )),
+        Ok(Err(e)) => Err(format!("Connection failed: {e}")),
+        Ok(Ok(resp)) if resp.status() == StatusCode::OK => Ok(()),
+        Ok(Ok(resp)) => Err(format!(
+            "Health checks failed with these codes: [{}]",
+            resp.status().as_u16()
+        )),
+    }
+}
+
+async fn health_check_loop(lb: Arc<LoadBalancer>, target: Arc<Target>) {
+    let (mut ok_run, mut fail_run) = (0u32, 0u32);
+    loop {
+        // Like the ALB, the first check runs one interval after registration.
+        tokio::time::sleep(lb.health.interval).await;
+        let state = target.health().0;
+        let registered = lb.targets().iter().any(|t| Arc::ptr_eq(t, &target));
+        if !registered || state == Health::Draining {
+            return;
+        }
+        let outcome = probe(&lb, &target).await;
+        let next = match &outcome {
+            Ok(()) => {
+                ok_run += 1;
+                fail_run = 0;
+                (state != Health::Healthy && ok_run >= lb.health.healthy_threshold)
+                    .then(|| (Health::Healthy, "Health checks passed".to_string()))
+            }
+            Err(reason) => {
+                fail_run += 1;
+                ok_run = 0;
+                (state != Health::Unhealthy && fail_run >= lb.health.unhealthy_threshold)
+                    .then(|| (Health::Unhealthy, reason.clone()))
+            }
+        };
+        if let Some((health, reason)) = next {
+            // Deregistration may have raced with the probe.
+            if target.health().0 == Health::Draining {
+                return;
+            }
+            target.set(health, reason.clone());
+            let _ = lb.changes.send(HealthChange {
+                task_id: target.task_id.clone(),
+                health,
+                reason,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_time_buckets_are_within_five_percent() {
+        let c = LbCounters::default();
+        for ms in [1u64, 10, 100, 1000, 2500] {
+            c.observe_response_time(Duration::from_millis(ms));
+        }
+        let snap = c.take();
+        assert_eq!(snap.response_times.len(), 5);
+        for ((secs, n), ms) in snap.response_times.iter().zip([1u64, 10, 100, 1000, 2500]) {
+            let want = ms as f64 / 1000.0;
+            assert_eq!(*n, 1);
+            assert!((secs / want - 1.0).abs() < 0.026, "{secs} vs {want}");
+        }
+        assert!(c.take().response_times.is_empty(), "take resets");
+    }
+}

@@ -1,0 +1,31 @@
+//! The architecture on one machine: what ECS, the ALB and CloudWatch do,
+//! emulated with real processes, real HTTP and a real embedded database.
+//!
+//! * [`task`]: tasks are `demo-app` processes; their output is the log pipeline's input.
+//! * [`lb`]: the load balancer, its target health checks and ALB metrics.
+//! * [`service`]: the ECS service scheduler: replacement, rolling deployments, circuit breaker.
+//! * [`collector`]: metrics every tick (ECS, ALB, per-route, ErrorCount) and alarm evaluation.
+//! * [`control`]: the local control API the CLI talks to while `up` runs.
+//!
+//! Everything runs on the time scale of [`RuntimeConfig`]: periods and intervals
+//! from the catalogue are divided by it, the catalogue itself never changes.
+
+pub mod collector;
+pub mod config;
+pub mod control;
+pub mod lb;
+pub mod procfs;
+pub mod runtime;
+pub mod service;
+pub mod task;
+
+pub use config::RuntimeConfig;
+pub use runtime::{Runtime, RuntimeError};
+
+/// Milliseconds since the Unix epoch, the time base of every record.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,239 @@
+//! Assembles the local environment: binds the load balancer and control
+//! ports first (so a taken port fails before anything starts), opens the
+//! store, records the initial deployment, starts the scheduler and collector.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use demo_model::events::AlarmTransition;
+use demo_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::collector::Collector;
+use crate::config::{ConfigError, RuntimeConfig};
+use crate::lb::{Health, HealthCheckConfig, LoadBalancer};
+use crate::service::Service;
+use crate::task::{Pipeline, TaskSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot bind the {what} on 127.0.0.1:{port}: {source}")]
+    Bind {
+        what: &'static str,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] demo_store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Written to `<state_dir>/runtime.json` so other commands find a running environment.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeInfo {
+    pub pid: u32,
+    pub lb: SocketAddr,
+    pub control: SocketAddr,
+    pub time_scale: f64,
+    pub started_ms: i64,
+}
+
+pub const RUNTIME_FILE: &str = "runtime.json";
+
+pub struct Runtime {
+    pub service: Arc<Service>,
+    pub store: Store,
+    pub lb_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    transitions: broadcast::Sender<AlarmTransition>,
+    alarm_states: Arc<Mutex<Vec<(String, String)>>>,
+    shutdown: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("lb", &self.lb_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(what: &'static str, port: u16) -> Result<TcpListener, RuntimeError> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|source| RuntimeError::Bind { what, port, source })
+}
+
+impl Runtime {
+    /// Starts everything; `initial` is what the first deployment runs.
+    pub async fn start(
+        config: RuntimeConfig,
+        binary_args: Vec<String>,
+    ) -> Result<Runtime, RuntimeError> {
+        config.validate()?;
+        let lb_listener = bind("load balancer", config.lb_port).await?;
+        let control_listener = bind("control API", config.control_port).await?;
+        let lb_addr = lb_listener
+            .local_addr()
+            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let control_addr = control_listener
+            .local_addr()
+            .map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let store = Store::open(&config.state_dir)?;
+        let filter = config
+            .catalog
+            .metric_filters
+            .first()
+            .map(|f| cloudwatch::FilterPattern::parse(&f.pattern))
+            .transpose()
+            .map_err(|e| RuntimeError::Other(format!("catalogue metric filter: {e}")))?
+            .unwrap_or_else(|| cloudwatch::FilterPattern::parse("").expect("empty pattern parses"));
+        let pipeline = Pipeline {
+            writer: store.writer(),
+            filter: Arc::new(filter),
+            matches: Arc::default(),
+            ingested: Arc::default(),
+        };
+        let hc = &config.catalog.health_check;
+        let (health_tx, health_rx) = mpsc::unbounded_channel();
+        let lb = LoadBalancer::new(
+            HealthCheckConfig {
+                path: hc.path.clone(),
+                interval: config.scaled_secs(hc.interval_seconds),
+                timeout: config.scaled_secs(hc.timeout_seconds),
+                healthy_threshold: hc.healthy_threshold,
+                unhealthy_threshold: hc.unhealthy_threshold,
+            },
+            health_tx,
+        );
+        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let initial = TaskSpec {
+            deployment_id: "d-0001".into(),
+            binary: config.app_binary.clone(),
+            args: binary_args,
+            version: config.version.clone(),
+            git_sha: config.git_sha.clone(),
+            env: config.env.clone(),
+        };
+        let service = Service::new(
+            config.clone(),
+            lb.clone(),
+            pipeline.clone(),
+            initial,
+            exits_tx,
+        );
+        service.record_initial();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (transitions, _) = broadcast::channel(256);
+        let alarm_states = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        handles.push(tokio::spawn(
+            lb.clone().serve(lb_listener, shutdown_rx.clone()),
+        ));
+        handles.push(tokio::spawn(service.clone().run(
+            exits_rx,
+            health_rx,
+            shutdown_rx.clone(),
+        )));
+        let mut collector = Collector::new(service.clone(), pipeline, transitions.clone())
+            .map_err(RuntimeError::Other)?;
+        let states = alarm_states.clone();
+        let tick = config.tick();
+        let mut stop = shutdown_rx.clone();
+        handles.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        collector.tick().await;
+                        *states.lock().unwrap_or_else(|e| e.into_inner()) = collector.states();
+                    }
+                    _ = stop.changed() => if *stop.borrow() { return },
+                }
+            }
+        }));
+        let rt = Runtime {
+            service: service.clone(),
+            store,
+            lb_addr,
+            control_addr,
+            transitions,
+            alarm_states,
+            shutdown,
+            handles,
+        };
+        handles_push_control(&rt, control_listener, shutdown_rx);
+        let info = RuntimeInfo {
+            pid: std::process::id(),
+            lb: lb_addr,
+            control: control_addr,
+            time_scale: config.time_scale,
+            started_ms: crate::now_ms(),
+        };
+        let _ = std::fs::write(
+            config.state_dir.join(RUNTIME_FILE),
+            serde_json::to_vec_pretty(&info).unwrap_or_default(),
+        );
+        Ok(rt)
+    }
+
+    /// Alarm transitions as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlarmTransition> {
+        self.transitions.subscribe()
+    }
+
+    pub fn alarm_states(&self) -> Vec<(String, String)> {
+        self.alarm_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until the desired number of targets is healthy.
+    pub async fn wait_healthy(&self, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            let healthy = self
+                .service
+                .lb
+                .targets()
+                .iter()
+                .filter(|t| t.health().0 == Health::Healthy)
+                .count();
+            if healthy >= self.service.desired() as usize {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Drains the load balancer, stops every task, flushes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        // The LB finishes in-flight requests before the tasks behind it stop.
+        if let Some(h) = self.handles.into_iter().next() {
+            let _ = tokio::time::timeout(Duration::from_secs(35), h).await;
+        }
+        self.service.stop_all().await;
+        self.store.writer().flush();
+        let _ = std::fs::remove_file(self.service.config.state_dir.join(RUNTIME_FILE));
+    }
+}
+
+fn handles_push_control(rt: &Runtime, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let state = crate::control::ControlState {
+        service: rt.service.clone(),
+        alarm_states: rt.alarm_states.clone(),
+        lb_addr: rt.lb_addr,
+    };
+    tokio::spawn(crate::control::serve(listener, state, shutdown));
+}

@@ -1,0 +1,555 @@
+//! One function per CLI command. Each turns arguments into calls on the
+//! crates (or the control API of a running environment) and prints results.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use demo_model::Catalog;
+use demo_model::events::Window;
+use demo_runtime::{Runtime, RuntimeConfig};
+use demo_store::{LogQuery, Reader};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::{DeployArgs, LogsArgs, MineArgs, UpArgs};
+
+/// Bad arguments: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::error::Error for UsageError {}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}
+
+/// Parses repeated `KEY=VALUE` flags; every bad one is reported.
+pub fn parse_env(pairs: &[String], flag: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut bad = Vec::new();
+    for p in pairs {
+        match p.split_once('=') {
+            Some((k, v))
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => bad.push(format!(
+                "{flag} {p:?}: expected KEY=VALUE with KEY of letters, digits, _"
+            )),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(usage(bad.join("\n")))
+    }
+}
+
+/// `30s`, `10m`, `2h`, `1d` to a duration.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| usage(format!("duration {s:?}: expected e.g. 30s, 10m, 2h")))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(usage(format!("duration {s:?}: unit must be s, m, h or d"))),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// The commit this working tree is at, for deployment records.
+pub fn git_head() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn fmt_ts(ms: i64) -> String {
+    let mut buf = Vec::new();
+    demo_app::log::write_rfc3339_ms(
+        &mut buf,
+        std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+    );
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+pub fn runtime_config(state_dir: &Path, args: &UpArgs) -> Result<RuntimeConfig> {
+    let env = parse_env(&args.env, "--env")?;
+    Ok(RuntimeConfig {
+        state_dir: state_dir.to_path_buf(),
+        app_binary: std::env::current_exe().context("cannot locate this executable")?,
+        lb_port: args.port,
+        control_port: args.control_port,
+        time_scale: args.time_scale,
+        catalog: Catalog::embedded(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_sha: git_head(),
+        env,
+        provisioning: Duration::from_secs(30),
+        desired_count: args.count,
+    })
+}
+
+pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
+    let config = runtime_config(state_dir, &args)?;
+    if let Ok(c) = Client::connect(state_dir) {
+        bail!(
+            "an environment is already running from {} (pid {}, load balancer {})",
+            state_dir.display(),
+            c.info.pid,
+            c.info.lb
+        );
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let runtime = Runtime::start(config.clone(), vec!["app".into()])
+            .await
+            .map_err(|e| match e {
+                demo_runtime::RuntimeError::Config(c) => usage(c.to_string()),
+                other => anyhow!(other),
+            })?;
+        let lb = runtime.lb_addr;
+        println!("devops-agent-demo: local environment starting (time scale {}x)", config.time_scale);
+        println!("  load balancer   http://{lb}/");
+        println!("  control API     http://{}/status", runtime.control_addr);
+        println!("  state           {}", state_dir.display());
+        println!(
+            "  tasks           {} x demo-app ({} CPU units, {} MiB), provisioning then 2 health checks ({:.1} s)",
+            config.desired(),
+            config.catalog.task.cpu_units,
+            config.catalog.task.memory_mib,
+            (config.scaled(config.provisioning)
+                + config.scaled_secs(config.catalog.health_check.interval_seconds) * 2)
+                .as_secs_f64()
+        );
+        let mut transitions = runtime.subscribe();
+        {
+        let ready = runtime.wait_healthy(Duration::from_secs(120));
+        tokio::pin!(ready);
+        let mut announced = false;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                ok = &mut ready, if !announced => {
+                    announced = true;
+                    if ok {
+                        println!("ready: {} healthy targets behind http://{lb}/", runtime.service.desired());
+                        println!("try:   curl http://{lb}/api/products   |   cargo run --release -- status");
+                    } else {
+                        println!("warning: targets not healthy after 120 s; see `cargo run --release -- logs --level ERROR`");
+                    }
+                }
+                t = transitions.recv() => {
+                    if let Ok(t) = t {
+                        println!("{}  alarm {} {} -> {}: {}", fmt_ts(t.at_ms), t.alarm, t.from, t.to, t.reason);
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        }
+        println!("stopping: draining the load balancer, then the tasks");
+        runtime.shutdown().await;
+        println!("stopped");
+        Ok(())
+    })
+}
+
+pub fn status(state_dir: &Path, json_out: bool) -> Result<()> {
+    let c = Client::connect(state_dir)?;
+    let s = c.get("/status")?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!(
+        "load balancer http://{}/  time scale {}x  desired {}  deployment {}{}",
+        s["load_balancer"].as_str().unwrap_or(""),
+        s["time_scale"],
+        s["desired_count"],
+        s["current_deployment"].as_str().unwrap_or(""),
+        s["deployment_in_progress"]
+            .as_str()
+            .map(|d| format!(" (rolling out {d})"))
+            .unwrap_or_default()
+    );
+    println!("\nTASK        PORT   PID      DEPLOYMENT  TARGET      LOG LINES  NOTE");
+    for t in s["tasks"].as_array().into_iter().flatten() {
+        println!(
+            "{:<11} {:<6} {:<8} {:<11} {:<11} {:<10} {}",
+            t["id"].as_str().unwrap_or(""),
+            t["port"],
+            t["pid"],
+            t["deployment"].as_str().unwrap_or(""),
+            t["health"].as_str().unwrap_or(""),
+            t["log_lines"],
+            if t["stopping"] == true {
+                "stopping"
+            } else {
+                t["health_reason"].as_str().unwrap_or("")
+            }
+        );
+    }
+    println!("\nALARM               STATE");
+    for a in s["alarms"].as_array().into_iter().flatten() {
+        println!(
+            "{:<19} {}",
+            a["name"].as_str().unwrap_or(""),
+            a["state"].as_str().unwrap_or("")
+        );
+    }
+    let reader = Reader::open(state_dir)?;
+    println!("\nDEPLOYMENT  STARTED                   OUTCOME      VERSION  CHANGES");
+    for d in reader.deployments(5)? {
+        let changes: Vec<String> = d
+            .changes
+            .iter()
+            .map(|c| format!("{}={}", c.key, c.to.as_deref().unwrap_or("(unset)")))
+            .collect();
+        println!(
+            "{:<11} {:<25} {:<12} {:<8} {}",
+            d.id,
+            fmt_ts(d.started_ms),
+            d.outcome.as_str(),
+            d.version,
+            if changes.is_empty() {
+                d.description.clone()
+            } else {
+                changes.join(" ")
+            }
+        );
+    }
+    Ok(())
+}
+
+pub fn logs(state_dir: &Path, args: &LogsArgs) -> Result<()> {
+    let since = parse_duration(&args.since)?;
+    let reader = Reader::open(state_dir).map_err(|e| {
+        anyhow!(
+            "{e}\n(no state in {}: start the environment with `cargo run --release -- up`)",
+            state_dir.display()
+        )
+    })?;
+    let now = demo_runtime::now_ms();
+    let query = LogQuery {
+        task_id: args.task.clone(),
+        level: args.level.clone(),
+        contains: args.grep.clone(),
+        limit: Some(args.lines),
+    };
+    // (timestamp of the last printed line, how many lines with that timestamp were printed):
+    // the next poll starts at that timestamp and skips those, so no line is lost or repeated.
+    let mut last = (now - since.as_millis() as i64, 0usize);
+    let mut first = true;
+    loop {
+        let end = demo_runtime::now_ms() + 1;
+        let mut q = query.clone();
+        if !first {
+            q.limit = None;
+        }
+        let records = reader.logs(Window::new(last.0, end), &q)?;
+        let mut out = std::io::stdout().lock();
+        let mut skip = last.1;
+        for r in &records {
+            if r.ts_ms == last.0 && skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            writeln!(out, "{}  {:<10} {}", fmt_ts(r.ts_ms), r.task_id, r.line)?;
+            if r.ts_ms == last.0 {
+                last.1 += 1;
+            } else {
+                last = (r.ts_ms, 1);
+            }
+        }
+        first = false;
+        if !args.follow {
+            return Ok(());
+        }
+        drop(out);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub fn mine(args: MineArgs) -> Result<()> {
+    use logmine::{LogFormat, Masker, MinerConfig, Unmatched, mine_to_csv};
+    let mut problems = Vec::new();
+    let format =
+        LogFormat::parse(&args.format).map_err(|e| problems.push(format!("--format: {e}")));
+    let masker =
+        Masker::from_patterns(&args.masks).map_err(|e| problems.push(format!("--mask: {e}")));
+    let unmatched = match args.on_unmatched.as_str() {
+        "fail" => Some(Unmatched::Fail),
+        "skip" => Some(Unmatched::Skip),
+        "whole-line" => Some(Unmatched::WholeLine),
+        other => {
+            problems.push(format!(
+                "--on-unmatched: {other:?} is not fail, skip or whole-line"
+            ));
+            None
+        }
+    };
+    let mut config = MinerConfig::default();
+    if let Some(t) = args.threshold {
+        config.similarity_threshold = t;
+    }
+    if let Err(e) = config.validate() {
+        problems.push(format!("miner configuration: {e}"));
+    }
+    let (Ok(format), Ok(mut masker), Some(unmatched), true) =
+        (format, masker, unmatched, problems.is_empty())
+    else {
+        return Err(usage(problems.join("\n")));
+    };
+    if !args.no_default_masks {
+        masker.extend_with_defaults();
+    }
+    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(&args.file)
+                .with_context(|| format!("cannot open {}", args.file.display()))?,
+        ))
+    };
+    let summary = match &args.output {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            mine_to_csv(
+                &format,
+                &masker,
+                input,
+                std::io::BufWriter::new(f),
+                &config,
+                unmatched,
+            )?
+        }
+        None => mine_to_csv(
+            &format,
+            &masker,
+            input,
+            std::io::stdout().lock(),
+            &config,
+            unmatched,
+        )?,
+    };
+    eprintln!(
+        "{} lines, {} templates, {} unmatched",
+        summary.lines, summary.templates, summary.unmatched
+    );
+    Ok(())
+}
+
+pub fn alarms(state_dir: &Path, history: usize) -> Result<()> {
+    let reader = Reader::open(state_dir).map_err(|e| {
+        anyhow!(
+            "{e}\n(no state in {}: start the environment with `cargo run --release -- up`)",
+            state_dir.display()
+        )
+    })?;
+    let catalog = Catalog::embedded();
+    println!("ALARM               STATE               SINCE                     CONDITION");
+    for a in &catalog.alarms {
+        let last = reader.transitions(Some(&a.name), 1)?;
+        let (state, since) = last
+            .first()
+            .map(|t| (t.to.clone(), fmt_ts(t.at_ms)))
+            .unwrap_or_else(|| ("INSUFFICIENT_DATA".into(), "-".into()));
+        println!(
+            "{:<19} {:<19} {:<25} {} {} {} {} for {} of {} x {} s",
+            a.name,
+            state,
+            since,
+            a.metric_name,
+            a.statistic,
+            a.comparison.symbol(),
+            a.threshold,
+            a.datapoints_to_alarm,
+            a.evaluation_periods,
+            a.period_seconds
+        );
+    }
+    println!("\nHISTORY (newest first)");
+    for t in reader.transitions(None, history)? {
+        println!(
+            "{}  {:<19} {:>17} -> {:<17} {}",
+            fmt_ts(t.at_ms),
+            t.alarm,
+            t.from,
+            t.to,
+            t.reason
+        );
+    }
+    Ok(())
+}
+
+/// Builds `demo-app` from a git revision in a worktree under the state directory.
+fn build_revision(state_dir: &Path, rev: &str) -> Result<(PathBuf, String)> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+        .output()
+        .context("git is required to deploy a revision")?;
+    if !out.status.success() {
+        return Err(usage(format!(
+            "--rev {rev:?} is not a commit of this repository"
+        )));
+    }
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let builds = std::path::absolute(state_dir.join("builds"))?;
+    let binary = builds.join(format!("demo-app-{sha}"));
+    if binary.is_file() {
+        return Ok((binary, sha));
+    }
+    std::fs::create_dir_all(&builds)?;
+    let src = builds.join(format!("src-{sha}"));
+    if !src.exists() {
+        let s = std::process::Command::new("git")
+            .args(["worktree", "add", "--detach"])
+            .arg(&src)
+            .arg(&sha)
+            .status()?;
+        if !s.success() {
+            bail!("git worktree add failed for {sha}");
+        }
+    }
+    eprintln!("building demo-app at {} (release)...", &sha[..12]);
+    let s = std::process::Command::new("cargo")
+        .args(["build", "--release", "-p", "demo-app"])
+        .current_dir(&src)
+        .env("CARGO_TARGET_DIR", builds.join("target"))
+        .status()
+        .context("cargo is required to build a revision")?;
+    if !s.success() {
+        bail!("building demo-app at {sha} failed");
+    }
+    std::fs::copy(builds.join("target/release/demo-app"), &binary)?;
+    Ok((binary, sha))
+}
+
+pub fn deploy(state_dir: &Path, args: DeployArgs) -> Result<()> {
+    let env = parse_env(&args.env, "--env")?;
+    let client = Client::connect(state_dir)?;
+    let mut body = json!({
+        "env": env,
+        "unset": args.unset,
+        "version": args.version,
+        "description": args.description,
+        "rollback_to": args.rollback_to,
+    });
+    if let Some(rev) = &args.rev {
+        let (binary, sha) = build_revision(state_dir, rev)?;
+        body["binary"] = json!(binary.display().to_string());
+        body["git_sha"] = json!(sha);
+    }
+    let d = client.post("/deployments", &body)?;
+    let id = d["id"].as_str().unwrap_or("").to_string();
+    let changes: Vec<String> = d["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{}: {} -> {}",
+                c["key"].as_str().unwrap_or(""),
+                c["from"].as_str().unwrap_or("(unset)"),
+                c["to"].as_str().unwrap_or("(unset)")
+            )
+        })
+        .collect();
+    println!(
+        "deployment {id} started (previous {})",
+        d["previous_id"].as_str().unwrap_or("-")
+    );
+    for c in changes {
+        println!("  {c}");
+    }
+    if !args.wait {
+        println!("follow it with `cargo run --release -- status`");
+        return Ok(());
+    }
+    let reader = Reader::open(state_dir)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let dep = reader
+            .deployment(&id)?
+            .ok_or_else(|| anyhow!("deployment {id} vanished"))?;
+        if dep.outcome != demo_model::events::DeploymentOutcome::InProgress {
+            println!(
+                "deployment {id}: {}{}",
+                dep.outcome.as_str(),
+                dep.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            );
+            if dep.outcome == demo_model::events::DeploymentOutcome::Completed {
+                return Ok(());
+            }
+            bail!("deployment {id} did not complete");
+        }
+    }
+}
+
+pub fn stop_task(state_dir: &Path, id: &str) -> Result<()> {
+    Client::connect(state_dir)?.post(&format!("/tasks/{id}/stop"), &json!({}))?;
+    println!("task {id} is draining and will be replaced");
+    Ok(())
+}
+
+pub fn faults(state_dir: &Path, path: &str, target: &str) -> Result<()> {
+    let c = Client::connect(state_dir)?;
+    let r: Value = if path == "/error/reset" && target == "all" {
+        c.post("/faults/reset", &json!({}))?
+    } else {
+        c.post("/faults", &json!({"path": path, "target": target}))?
+    };
+    for x in r["results"].as_array().into_iter().flatten() {
+        println!("{}: HTTP {}", x["task"].as_str().unwrap_or(""), x["status"]);
+    }
+    Ok(())
+}
+
+pub fn scale(state_dir: &Path, count: u32) -> Result<()> {
+    Client::connect(state_dir)?.post("/scale", &json!({"count": count}))?;
+    println!("desired count set to {count}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_pairs_are_validated_all_at_once() {
+        let ok = parse_env(&["A=1".into(), "B_2=x=y".into()], "--env").unwrap();
+        assert_eq!(ok["B_2"], "x=y");
+        let err = parse_env(&["nope".into(), "=1".into(), "A-B=2".into()], "--env").unwrap_err();
+        assert_eq!(err.to_string().lines().count(), 3);
+        assert!(err.downcast_ref::<UsageError>().is_some());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}
