@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test suite, from a fresh machine: installs what the tests talk to
+# (promtool from Debian's prometheus package; the official Prometheus Python
+# client as an independent exposition parser), then runs every test in the
+# workspace with cargo-nextest (cargo test if nextest is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test.sh: installing prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "test.sh: installing the prometheus-client Python package"
+  python3 -m pip install -q --disable-pip-version-check prometheus-client==0.21.1
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
