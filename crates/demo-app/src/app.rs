@@ -29,7 +29,7 @@ use crate::api;
 use crate::config::{Config, FaultMode};
 use crate::error::AppError;
 use crate::extract::ValidQuery;
-use crate::faults::{Faults, Latency};
+use crate::faults::{ErrorRate, Faults, Latency};
 use crate::log::{Logger, now_rfc3339};
 use crate::metrics::{self, HttpMetrics, Info, ProcessSampler, ProcessStats};
 
@@ -235,8 +235,8 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .route
         .as_ref()
         .is_some_and(|r| r.as_str().starts_with("/api/"));
-    let (fail, delay) = if is_api {
-        state.faults.roll()
+    let (fail, delay) = if let Some(route) = record.route.as_ref().filter(|_| is_api) {
+        state.faults.roll(route.as_str())
     } else {
         (false, None)
     };
@@ -565,6 +565,7 @@ async fn fault_enable_health(
 #[serde(deny_unknown_fields)]
 struct ErrorRateParams {
     percent: f64,
+    route: Option<String>,
     duration_s: Option<u64>,
 }
 
@@ -573,11 +574,18 @@ async fn fault_error_rate(
     ValidQuery(p): ValidQuery<ErrorRateParams>,
 ) -> Result<Json<Value>, AppError> {
     let lasts = st.faults.duration(p.duration_s)?;
-    st.faults.set_error_rate(p.percent, lasts)?;
+    st.faults.set_error_rate(
+        ErrorRate {
+            percent: p.percent,
+            route: p.route.clone(),
+        },
+        lasts,
+    )?;
     st.log
         .warn("Error rate fault set")
         .str("fault", "error-rate")
         .f64("percent", p.percent)
+        .str("route", p.route.as_deref().unwrap_or("/api/*"))
         .u64("duration_s", lasts.as_secs())
         .emit();
     Ok(Json(
@@ -590,6 +598,7 @@ async fn fault_error_rate(
 struct LatencyParams {
     ms: u64,
     percent: Option<f64>,
+    route: Option<String>,
     duration_s: Option<u64>,
 }
 
@@ -600,10 +609,18 @@ async fn fault_latency(
     let delay = st.faults.delay(p.ms, "ms")?;
     let lasts = st.faults.duration(p.duration_s)?;
     let percent = p.percent.unwrap_or(100.0);
-    st.faults.set_latency(Latency { delay, percent }, lasts)?;
+    st.faults.set_latency(
+        Latency {
+            delay,
+            percent,
+            route: p.route.clone(),
+        },
+        lasts,
+    )?;
     st.log
         .warn("Latency fault set")
         .str("fault", "latency")
+        .str("route", p.route.as_deref().unwrap_or("/api/*"))
         .u64("ms", p.ms)
         .f64("percent", percent)
         .u64("duration_s", lasts.as_secs())

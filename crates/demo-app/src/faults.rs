@@ -16,21 +16,30 @@ use crate::metrics::FaultGauges;
 const MIB: u64 = 1024 * 1024;
 
 /// A persistent fault with an expiry.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Timed<T> {
     value: T,
     until: Instant,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Latency {
     pub delay: Duration,
     pub percent: f64,
+    /// Only requests whose route template starts with this (None: every `/api` route).
+    pub route: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorRate {
+    pub percent: f64,
+    /// Only requests whose route template starts with this (None: every `/api` route).
+    pub route: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Persistent {
-    error_rate: Option<Timed<f64>>,
+    error_rate: Option<Timed<ErrorRate>>,
     latency: Option<Timed<Latency>>,
     health_disabled_until: Option<Instant>,
 }
@@ -130,11 +139,12 @@ impl Faults {
         self.any_persistent.store(any, Ordering::Release);
     }
 
-    pub fn set_error_rate(&self, percent: f64, lasts: Duration) -> Result<(), FaultError> {
-        check_percent(percent, "percent")?;
+    pub fn set_error_rate(&self, rate: ErrorRate, lasts: Duration) -> Result<(), FaultError> {
+        check_percent(rate.percent, "percent")?;
+        check_route(rate.route.as_deref())?;
         let mut p = self.lock();
-        p.error_rate = (percent > 0.0).then(|| Timed {
-            value: percent,
+        p.error_rate = (rate.percent > 0.0).then(|| Timed {
+            value: rate,
             until: Instant::now() + lasts,
         });
         self.refresh_flag(&p);
@@ -143,6 +153,7 @@ impl Faults {
 
     pub fn set_latency(&self, latency: Latency, lasts: Duration) -> Result<(), FaultError> {
         check_percent(latency.percent, "percent")?;
+        check_route(latency.route.as_deref())?;
         let mut p = self.lock();
         p.latency = (latency.percent > 0.0 && !latency.delay.is_zero()).then(|| Timed {
             value: latency,
@@ -165,16 +176,16 @@ impl Faults {
     }
 
     /// Drops expired faults; returns the active ones. One atomic load when none are set.
-    fn active(&self) -> Option<(Option<f64>, Option<Latency>, bool)> {
+    fn active(&self) -> Option<(Option<ErrorRate>, Option<Latency>, bool)> {
         if !self.any_persistent.load(Ordering::Acquire) {
             return None;
         }
         let now = Instant::now();
         let mut p = self.lock();
-        if p.error_rate.is_some_and(|t| t.until <= now) {
+        if p.error_rate.as_ref().is_some_and(|t| t.until <= now) {
             p.error_rate = None;
         }
-        if p.latency.is_some_and(|t| t.until <= now) {
+        if p.latency.as_ref().is_some_and(|t| t.until <= now) {
             p.latency = None;
         }
         if p.health_disabled_until.is_some_and(|u| u <= now) {
@@ -182,8 +193,8 @@ impl Faults {
         }
         self.refresh_flag(&p);
         Some((
-            p.error_rate.map(|t| t.value),
-            p.latency.map(|t| t.value),
+            p.error_rate.as_ref().map(|t| t.value.clone()),
+            p.latency.as_ref().map(|t| t.value.clone()),
             p.health_disabled_until.is_some(),
         ))
     }
@@ -192,14 +203,16 @@ impl Faults {
         !self.active().is_some_and(|(_, _, disabled)| disabled)
     }
 
-    /// Whether this `/api` request should fail, and what delay it should suffer.
-    pub fn roll(&self) -> (bool, Option<Duration>) {
+    /// Whether this `/api` request (on `route`) should fail, and what delay it should suffer.
+    pub fn roll(&self, route: &str) -> (bool, Option<Duration>) {
         let Some((rate, latency, _)) = self.active() else {
             return (false, None);
         };
-        let fail = rate.is_some_and(|r| fastrand::f64() * 100.0 < r);
+        let applies =
+            |r: &Option<String>| r.as_deref().is_none_or(|prefix| route.starts_with(prefix));
+        let fail = rate.is_some_and(|r| applies(&r.route) && fastrand::f64() * 100.0 < r.percent);
         let delay = latency
-            .filter(|l| fastrand::f64() * 100.0 < l.percent)
+            .filter(|l| applies(&l.route) && fastrand::f64() * 100.0 < l.percent)
             .map(|l| l.delay);
         (fail, delay)
     }
@@ -317,11 +330,23 @@ impl Faults {
         FaultGauges {
             health_enabled: !disabled,
             leaked_bytes: self.leaked_bytes(),
-            error_rate_percent: rate.unwrap_or(0.0),
-            latency_ms: latency.map_or(0, |l| l.delay.as_millis() as u64),
+            error_rate_percent: rate.map_or(0.0, |r| r.percent),
+            latency_ms: latency.as_ref().map_or(0, |l| l.delay.as_millis() as u64),
             latency_percent: latency.map_or(0.0, |l| l.percent),
             cpu_spike_threads: self.cpu_threads.load(Ordering::Acquire),
         }
+    }
+}
+
+fn check_route(route: Option<&str>) -> Result<(), FaultError> {
+    match route {
+        Some(r) if !r.starts_with("/api/") || r.len() > 100 => Err(FaultError::Invalid {
+            field: "route",
+            message: format!(
+                "{r:?} must be an /api/ route template prefix of at most 100 characters"
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -367,12 +392,33 @@ mod tests {
     #[test]
     fn error_rate_is_applied_and_expires() {
         let f = Faults::new(limits());
-        f.set_error_rate(100.0, Duration::from_millis(50)).unwrap();
-        assert!(f.roll().0);
+        let all = |percent| ErrorRate {
+            percent,
+            route: None,
+        };
+        f.set_error_rate(all(100.0), Duration::from_millis(50))
+            .unwrap();
+        assert!(f.roll("/api/products").0);
         std::thread::sleep(Duration::from_millis(80));
-        assert!(!f.roll().0, "fault must expire");
+        assert!(!f.roll("/api/products").0, "fault must expire");
         assert_eq!(f.gauges().error_rate_percent, 0.0);
-        assert!(f.set_error_rate(101.0, Duration::from_secs(1)).is_err());
+        assert!(
+            f.set_error_rate(all(101.0), Duration::from_secs(1))
+                .is_err()
+        );
+        let quote_only = ErrorRate {
+            percent: 100.0,
+            route: Some("/api/quote".into()),
+        };
+        f.set_error_rate(quote_only, Duration::from_secs(5))
+            .unwrap();
+        assert!(f.roll("/api/quote").0);
+        assert!(!f.roll("/api/products").0, "other routes are unaffected");
+        let bad = ErrorRate {
+            percent: 1.0,
+            route: Some("/health".into()),
+        };
+        assert!(f.set_error_rate(bad, Duration::from_secs(1)).is_err());
     }
 
     #[test]
