@@ -35,6 +35,12 @@ fn token_is_required_when_configured() {
     assert_eq!(s, 401);
     let (s, v) = app.get_with("/error/500", ("x-fault-token", TOKEN));
     assert_eq!((s, v["error"].as_str().unwrap()), (500, "internal_error"));
+    assert_eq!(
+        app.wait_count(2, |l| l["message"]
+            == "Fault request rejected: missing or wrong token"),
+        2
+    );
+    app.wait_log(|l| l["route"] == "/error/500" && l["status"] == 500);
     let logs = app.logs();
     assert!(
         logs.iter().all(|l| !l.to_string().contains(TOKEN)),
@@ -57,11 +63,9 @@ fn error_500_and_timeout_log_errors() {
     let (s, v) = app.get("/error/timeout?delay_ms=999999");
     assert_eq!((s, v["field"].as_str().unwrap()), (400, "delay_ms"));
     app.wait_log(|l| l["message"] == "Simulated upstream timeout" && l["level"] == "ERROR");
-    let errors = app
-        .logs()
-        .iter()
-        .filter(|l| l["message"] == "Intentional 500 error triggered" && l["level"] == "ERROR")
-        .count();
+    let errors = app.wait_count(2, |l| {
+        l["message"] == "Intentional 500 error triggered" && l["level"] == "ERROR"
+    });
     assert_eq!(errors, 2);
 }
 
@@ -160,12 +164,10 @@ fn error_rate_and_latency_make_the_api_misbehave_until_reset() {
         app.text("/metrics")
             .contains("app_fault_error_rate_percent 100")
     );
-    let injected = app
-        .logs()
-        .iter()
-        .filter(|l| l["message"] == "Injected failure on API request")
-        .count();
-    assert!(injected >= 4, "each injected failure logs an ERROR line");
+    let injected = app.wait_count(5, |l| {
+        l["message"] == "Injected failure on API request" && l["level"] == "ERROR"
+    });
+    assert_eq!(injected, 5, "each injected failure logs one ERROR line");
 
     assert_eq!(app.get("/error/latency?ms=200&percent=100").0, 200);
     let (s, v) = app.get("/error/reset");

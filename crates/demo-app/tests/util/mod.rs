@@ -162,6 +162,18 @@ impl App {
         }
     }
 
+    /// Waits until at least `n` log lines satisfy `pred`; returns how many do.
+    pub fn wait_count(&self, n: usize, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+        let start = Instant::now();
+        loop {
+            let count = self.logs().iter().filter(|v| pred(v)).count();
+            if count >= n || start.elapsed() > Duration::from_secs(10) {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([format!("-{sig}"), self.child.id().to_string()])
