@@ -2,13 +2,18 @@
 //! and pagination, lookup by id, a validated POST) for realistic traffic and
 //! for every kind of bad input.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::app::AppState;
+use crate::config::QuoteEngine;
 use crate::error::AppError;
 use crate::extract::{ValidQuery, parse_json};
 
@@ -182,7 +187,22 @@ fn invalid(field: String, message: impl Into<String>) -> AppError {
     }
 }
 
-pub async fn quote(headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, AppError> {
+/// Volume discount tiers of the v2 engine: (minimum distinct products, percent off).
+const VOLUME_TIERS: &[(usize, u64)] = &[(1, 0), (3, 5), (5, 8)];
+
+/// The v2 engine's volume discount for a quote with `distinct` products.
+fn volume_discount_v2(distinct: usize) -> Result<u64, String> {
+    VOLUME_TIERS
+        .get(distinct)
+        .map(|(_, pct)| *pct)
+        .ok_or_else(|| format!("discount tier lookup out of range for {distinct} products"))
+}
+
+pub async fn quote(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
     let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -246,13 +266,55 @@ pub async fn quote(headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<V
             .map(|(_, pct)| *pct)
             .ok_or_else(|| invalid("coupon".into(), format!("unknown coupon {code:?}")))?,
     };
-    let discount = subtotal * discount_percent / 100;
+    let volume_percent = match st.config.quote_engine {
+        QuoteEngine::V1 => 0,
+        QuoteEngine::V2 => match volume_discount_v2(req.items.len()) {
+            Ok(p) => p,
+            Err(e) => {
+                st.log
+                    .error("Quote engine v2 failed")
+                    .str("engine", "v2")
+                    .str("error", &e)
+                    .u64("items", req.items.len() as u64)
+                    .emit();
+                return Err(AppError::Internal("quote pricing failed".into()));
+            }
+        },
+    };
+    let percent = (discount_percent + volume_percent).min(100);
+    let discount = subtotal * percent / 100;
     Ok(Json(json!({
         "currency": "USD",
         "lines": lines,
         "subtotal_cents": subtotal,
-        "discount_percent": discount_percent,
+        "discount_percent": percent,
         "discount_cents": discount,
         "total_cents": subtotal - discount,
     })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesQuery {
+    days: Option<u32>,
+}
+
+/// Time the sales report's aggregation query takes per day of data: the report
+/// is slow by nature (about 1.2 s for the default 30 days).
+const REPORT_COST_PER_DAY: Duration = Duration::from_millis(40);
+
+/// `GET /api/reports/sales?days=N`: daily totals over the last N days (1-90).
+pub async fn sales_report(ValidQuery(q): ValidQuery<SalesQuery>) -> Result<Json<Value>, AppError> {
+    let days = q.days.unwrap_or(30);
+    if !(1..=90).contains(&days) {
+        return Err(AppError::bad_field("days", "must be 1..=90"));
+    }
+    tokio::time::sleep(REPORT_COST_PER_DAY * days).await;
+    let daily: Vec<Value> = (0..days)
+        .map(|d| {
+            let orders = 40 + (u64::from(d) * 7919) % 23;
+            json!({"day": d, "orders": orders, "revenue_cents": orders * 5_999})
+        })
+        .collect();
+    Ok(Json(json!({"days": days, "daily": daily})))
 }

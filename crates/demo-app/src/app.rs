@@ -104,6 +104,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/products", get(api::list_products))
         .route("/api/products/{id}", get(api::get_product))
         .route("/api/quote", post(api::quote))
+        .route("/api/reports/sales", get(api::sales_report))
         .merge(faults)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

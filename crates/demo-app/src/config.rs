@@ -52,6 +52,15 @@ pub struct Config {
     /// Requests running longer than this answer 504.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Which pricing engine `POST /api/quote` uses.
+    pub quote_engine: QuoteEngine,
+}
+
+/// The quote pricing engine. `v2` adds volume discount tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuoteEngine {
+    V1,
+    V2,
 }
 
 // Hand-written so the fault token can never reach a log through `{:?}`.
@@ -74,6 +83,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("request_timeout", &self.request_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("quote_engine", &self.quote_engine)
             .finish()
     }
 }
@@ -263,6 +273,15 @@ impl Config {
         let request_timeout =
             Duration::from_millis(r.number("REQUEST_TIMEOUT_MS", 35_000, 100, 3_600_000));
         let max_body_bytes = r.number("MAX_BODY_BYTES", 65_536usize, 64, 16 * 1024 * 1024);
+        let quote_engine = match r.raw("QUOTE_ENGINE") {
+            None | Some("v1") => QuoteEngine::V1,
+            Some("v2") => QuoteEngine::V2,
+            Some(v) => {
+                r.problems
+                    .push(format!("QUOTE_ENGINE: {v:?} is not one of v1, v2"));
+                QuoteEngine::V1
+            }
+        };
         if limits.max_leak_mb_per_call > limits.max_leak_mb_total {
             r.problems
                 .push("FAULT_MAX_LEAK_MB_PER_CALL: must not exceed FAULT_MAX_LEAK_MB_TOTAL".into());
@@ -282,6 +301,7 @@ impl Config {
                 shutdown_grace,
                 request_timeout,
                 max_body_bytes,
+                quote_engine,
             })
         } else {
             Err(ConfigError(r.problems))

@@ -37,6 +37,9 @@ pub enum AppError {
     /// An intentional failure (fault injection); logged by the caller.
     #[error("{0}")]
     Injected(String),
+    /// A bug or failed dependency; the cause is logged by the caller.
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -75,7 +78,7 @@ impl AppError {
             AppError::FaultsDisabled => StatusCode::FORBIDDEN,
             AppError::FaultTokenRequired => StatusCode::UNAUTHORIZED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Injected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Injected(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -92,7 +95,7 @@ impl AppError {
             AppError::FaultsDisabled => "faults_disabled",
             AppError::FaultTokenRequired => "fault_token_required",
             AppError::Conflict(_) => "limit_reached",
-            AppError::Injected(_) => "internal_error",
+            AppError::Injected(_) | AppError::Internal(_) => "internal_error",
             AppError::Timeout(_) => "timeout",
             AppError::Unavailable(_) => "unavailable",
         }

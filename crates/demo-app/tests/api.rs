@@ -183,3 +183,47 @@ fn unknown_routes_and_methods_answer_json() {
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(v["error"], "method_not_allowed");
 }
+
+#[test]
+fn quote_engine_v2_prices_volume_tiers_and_fails_past_the_table() {
+    let three = r#"{"items":[{"product_id":1,"quantity":1},{"product_id":2,"quantity":1},{"product_id":3,"quantity":1}]}"#;
+    let v1 = App::start(&[]);
+    assert_eq!(
+        v1.post_json("/api/quote", three).0,
+        200,
+        "v1 has no volume tiers"
+    );
+
+    let v2 = App::start(&[("QUOTE_ENGINE", "v2")]);
+    let (s, v) = v2.post_json("/api/quote", r#"{"items":[{"product_id":1,"quantity":1}]}"#);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = v2.post_json(
+        "/api/quote",
+        r#"{"items":[{"product_id":1,"quantity":1},{"product_id":2,"quantity":1}]}"#,
+    );
+    // v2 is the bad-deploy scenario's faulty release: it indexes the tier table by the
+    // number of products instead of searching it, so it misprices and then fails.
+    assert_eq!((s, v["discount_percent"].as_u64()), (200, Some(8)));
+    let (s, v) = v2.post_json("/api/quote", three);
+    assert_eq!((s, v["error"].as_str().unwrap()), (500, "internal_error"));
+    let line = v2.wait_log(|l| l["message"] == "Quote engine v2 failed");
+    assert_eq!(line["level"], "ERROR");
+    assert!(
+        line["error"]
+            .as_str()
+            .unwrap()
+            .contains("discount tier lookup out of range")
+    );
+}
+
+#[test]
+fn sales_report_is_slow_by_nature_and_validated() {
+    let app = App::start(&[]);
+    let start = std::time::Instant::now();
+    let (s, v) = app.get("/api/reports/sales?days=3");
+    assert_eq!(s, 200);
+    assert_eq!(v["daily"].as_array().unwrap().len(), 3);
+    assert!(start.elapsed() >= std::time::Duration::from_millis(120));
+    let (s, v) = app.get("/api/reports/sales?days=91");
+    assert_eq!((s, v["field"].as_str().unwrap()), (400, "days"));
+}

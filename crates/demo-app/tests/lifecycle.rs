@@ -18,6 +18,7 @@ fn bad_config_names_every_variable_and_binds_nothing() {
         ("FAULT_MAX_DELAY_MS", "-5"),
         ("SHUTDOWN_GRACE_MS", "soon"),
         ("FAULT_TOKEN", "tiny"),
+        ("QUOTE_ENGINE", "v3"),
     ])
     .output()
     .unwrap();
@@ -35,7 +36,7 @@ fn bad_config_names_every_variable_and_binds_nothing() {
             "{var} not named in: {err}"
         );
     }
-    assert!(err.contains("5 problem"), "{err}");
+    assert!(err.contains("6 problem"), "{err}");
     assert!(!err.contains("tiny"), "secret values are not echoed");
     assert!(
         out.stdout.is_empty(),
