@@ -507,24 +507,28 @@ async fn fault_clear(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -
 struct CpuParams {
     seconds: Option<u64>,
     threads: Option<u32>,
+    percent: Option<u32>,
 }
 
 async fn fault_cpu(
     State(st): State<Arc<AppState>>,
     ValidQuery(p): ValidQuery<CpuParams>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
-    let spike = st
-        .faults
-        .cpu_spike(p.threads.unwrap_or(1), p.seconds.unwrap_or(30))?;
+    let spike = st.faults.cpu_spike(
+        p.threads.unwrap_or(1),
+        p.seconds.unwrap_or(30),
+        p.percent.unwrap_or(100),
+    )?;
     st.log
         .warn("CPU spike started")
         .str("fault", "cpu-spike")
         .u64("threads", u64::from(spike.threads))
         .u64("seconds", spike.seconds)
+        .u64("percent", u64::from(spike.percent))
         .emit();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"threads": spike.threads, "seconds": spike.seconds})),
+        Json(json!({"threads": spike.threads, "seconds": spike.seconds, "percent": spike.percent})),
     ))
 }
 

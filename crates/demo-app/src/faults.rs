@@ -74,6 +74,7 @@ pub struct Faults {
 pub struct CpuSpike {
     pub threads: u32,
     pub seconds: u64,
+    pub percent: u32,
 }
 
 impl Faults {
@@ -257,7 +258,20 @@ impl Faults {
     }
 
     /// Starts `threads` busy threads for `seconds`; they stop early on `reset`.
-    pub fn cpu_spike(&self, threads: u32, seconds: u64) -> Result<CpuSpike, FaultError> {
+    /// Starts `threads` threads, each busy `percent` % of the time, for `seconds`;
+    /// they stop early on `reset`.
+    pub fn cpu_spike(
+        &self,
+        threads: u32,
+        seconds: u64,
+        percent: u32,
+    ) -> Result<CpuSpike, FaultError> {
+        if !(1..=100).contains(&percent) {
+            return Err(FaultError::Invalid {
+                field: "percent",
+                message: "must be 1..=100 (share of each thread's time spent busy)".into(),
+            });
+        }
         if threads == 0 || threads > self.limits.max_cpu_threads {
             return Err(FaultError::Invalid {
                 field: "threads",
@@ -311,7 +325,11 @@ impl Faults {
                 self.cpu_threads.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        Ok(CpuSpike { threads, seconds })
+        Ok(CpuSpike {
+            threads,
+            seconds,
+            percent,
+        })
     }
 
     /// Clears every fault: persistent ones, leaked memory, running CPU spikes.
