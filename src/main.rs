@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod scenarios;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
         /// Desired count, 1-10.
         count: u32,
     },
+    /// Fault scenarios: list, run one end to end, or benchmark them all.
+    #[command(subcommand)]
+    Scenario(ScenarioCmd),
     /// Run the demo-app service in this process (what each task runs).
     #[command(hide = true, disable_help_flag = true)]
     App {
@@ -162,6 +166,34 @@ pub struct DeployArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ScenarioCmd {
+    /// The shipped scenarios.
+    List,
+    /// Start a fresh environment, send traffic, inject the fault, wait for the alarms,
+    /// investigate, recover, and report what happened.
+    Run {
+        name: String,
+        /// Override the scenario's time scale.
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every scenario and score the investigator: expected vs found root cause,
+    /// top-1/top-3 hits, alarm-to-report latency.
+    Bench {
+        #[arg(long)]
+        time_scale: Option<f64>,
+        /// Only these scenarios (repeatable).
+        #[arg(long = "only")]
+        only: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TasksCmd {
     /// Stop a task (deregister, drain, SIGTERM); the service replaces it.
     Stop { id: String },
@@ -205,6 +237,17 @@ fn main() -> ExitCode {
             commands::faults(&cli.state_dir, &path, &target)
         }
         Command::Scale { count } => commands::scale(&cli.state_dir, count),
+        Command::Scenario(ScenarioCmd::List) => scenarios::list(),
+        Command::Scenario(ScenarioCmd::Run {
+            name,
+            time_scale,
+            json,
+        }) => scenarios::run(&cli.state_dir, &name, time_scale, json),
+        Command::Scenario(ScenarioCmd::Bench {
+            time_scale,
+            only,
+            json,
+        }) => scenarios::bench(&cli.state_dir, time_scale, &only, json),
         Command::App { args } => return demo_app::cli::main(args),
     };
     match result {
