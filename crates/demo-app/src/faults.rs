@@ -442,11 +442,12 @@ mod tests {
     #[test]
     fn cpu_threads_are_capped_and_reset_stops_them() {
         let f = Faults::new(limits());
-        assert!(f.cpu_spike(3, 1).is_err());
-        assert!(f.cpu_spike(1, 6).is_err());
-        f.cpu_spike(2, 5).unwrap();
+        assert!(f.cpu_spike(3, 1, 100).is_err());
+        assert!(f.cpu_spike(1, 6, 100).is_err());
+        assert!(f.cpu_spike(1, 1, 0).is_err());
+        f.cpu_spike(2, 5, 100).unwrap();
         assert!(matches!(
-            f.cpu_spike(1, 1),
+            f.cpu_spike(1, 1, 100),
             Err(FaultError::LimitReached(_))
         ));
         assert_eq!(f.gauges().cpu_spike_threads, 2);

@@ -74,7 +74,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
     tokio::select! {
         r = server => {
             r?;
-            state.log.info("Drain complete, exiting").emit();
+            // The line count lets a log pipeline prove it lost nothing (this line included).
+            state
+                .log
+                .info("Drain complete, exiting")
+                .u64("log_lines_written", state.log.lines() + 1)
+                .emit();
             Ok(Drain::Complete)
         }
         () = deadline => {

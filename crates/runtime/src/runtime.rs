@@ -53,6 +53,7 @@ pub struct Runtime {
     pub control_addr: SocketAddr,
     transitions: broadcast::Sender<AlarmTransition>,
     alarm_states: Arc<Mutex<Vec<(String, String)>>>,
+    open_streams: Arc<std::sync::atomic::AtomicU64>,
     shutdown: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -100,7 +101,9 @@ impl Runtime {
             filter: Arc::new(filter),
             matches: Arc::default(),
             ingested: Arc::default(),
+            open_streams: Arc::default(),
         };
+        let open_streams = pipeline.open_streams.clone();
         let hc = &config.catalog.health_check;
         let (health_tx, health_rx) = mpsc::unbounded_channel();
         let lb = LoadBalancer::new(
@@ -167,6 +170,7 @@ impl Runtime {
             control_addr,
             transitions,
             alarm_states,
+            open_streams,
             shutdown,
             handles,
         };
@@ -224,6 +228,13 @@ impl Runtime {
             let _ = tokio::time::timeout(Duration::from_secs(35), h).await;
         }
         self.service.stop_all().await;
+        // Read every task's output to the end before the last flush: no line is lost.
+        let start = std::time::Instant::now();
+        while self.open_streams.load(std::sync::atomic::Ordering::Acquire) > 0
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.store.writer().flush();
         let _ = std::fs::remove_file(self.service.config.state_dir.join(RUNTIME_FILE));
     }

@@ -108,6 +108,8 @@ pub struct Pipeline {
     /// Lines ingested since the collector last read it (CloudWatch only reports the
     /// filter's default value for periods in which logs were ingested).
     pub ingested: Arc<AtomicU64>,
+    /// Task output streams still being read (shutdown waits for them to drain).
+    pub open_streams: Arc<AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,7 @@ async fn capture(
     lines: Arc<AtomicU64>,
     mut port_tx: Option<oneshot::Sender<u16>>,
 ) {
+    pipeline.open_streams.fetch_add(1, Ordering::AcqRel);
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut buf = Vec::with_capacity(1024);
     loop {

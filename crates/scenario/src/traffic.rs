@@ -154,6 +154,9 @@ impl Traffic {
                     });
                 }
             }
+            // Let requests in flight finish before reporting: stopping must not cut them off.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(35), in_flight.acquire_many(256)).await;
         });
         Traffic {
             rate: rate_bits,
