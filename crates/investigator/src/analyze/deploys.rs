@@ -1,0 +1,286 @@
+//! Deployment and code correlation: for each deployment in the analysis range,
+//! does its timing fit the change point, and does what it changed (commits,
+//! diff lines, configuration keys) relate to what broke (the surged log
+//! templates, the implicated routes)? A deployment that merely happened
+//! nearby gets its timing recorded and no content link, and the ranking
+//! refuses to blame it on timing alone.
+
+use demo_model::events::{Deployment, EpochMs};
+use serde::Serialize;
+
+use super::tasks::TaskAnalysis;
+use crate::sources::{CodeSource, Commit, DeploymentSource, SourceError};
+
+/// A changed or tree line that mentions something implicated in the incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CodeMatch {
+    pub file: String,
+    pub line_no: u32,
+    pub text: String,
+    /// The string found (a template phrase, a route, a config key).
+    pub needle: String,
+    /// `template`, `route` or `config_key`.
+    pub kind: &'static str,
+    /// `added`, `removed` (diff lines) or `tree` (`git grep` at the deployed revision).
+    pub origin: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeEvidence {
+    pub from_sha: Option<String>,
+    pub to_sha: String,
+    pub commits: Vec<Commit>,
+    pub files: Vec<String>,
+    pub matches: Vec<CodeMatch>,
+}
+
+impl CodeEvidence {
+    /// Diff lines naming a surged template's phrase.
+    pub fn diff_template_matches(&self) -> impl Iterator<Item = &CodeMatch> {
+        self.matches
+            .iter()
+            .filter(|m| m.kind == "template" && m.origin != "tree")
+    }
+}
+
+/// A configuration key whose words appear in what broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyLink {
+    pub key: String,
+    pub value: Option<String>,
+    pub word: String,
+    /// The template or route it appears in.
+    pub found_in: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployCorrelation {
+    pub deployment: Deployment,
+    pub previous: Option<Deployment>,
+    pub timing_fit: bool,
+    /// Onset minus rollout start (negative: the change came first).
+    pub onset_after_start_ms: i64,
+    /// Onset minus rollout end (positive: after the rollout finished).
+    pub onset_after_end_ms: i64,
+    pub code: Option<CodeEvidence>,
+    pub key_links: Vec<KeyLink>,
+    /// Tasks of this deployment that crashed or were OOM-killed in the incident.
+    pub failed_tasks: Vec<String>,
+    pub gaps: Vec<String>,
+}
+
+impl DeployCorrelation {
+    pub fn content_fit(&self) -> bool {
+        !self.key_links.is_empty()
+            || self
+                .code
+                .as_ref()
+                .is_some_and(|c| c.diff_template_matches().next().is_some())
+            || !self.failed_tasks.is_empty()
+    }
+}
+
+/// What the incident implicates, to look for in deployments.
+#[derive(Debug, Clone, Default)]
+pub struct Implicated {
+    /// Phrases of surged error-like templates, with the template they come from.
+    pub phrases: Vec<(String, String)>,
+    pub routes: Vec<String>,
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 4)
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+fn tokens_lower(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn analyze(
+    deploys: &dyn DeploymentSource,
+    code: Option<&dyn CodeSource>,
+    candidates: Vec<Deployment>,
+    onset_ms: EpochMs,
+    alarm_ms: EpochMs,
+    period_ms: i64,
+    implicated: &Implicated,
+    tasks: &TaskAnalysis,
+    incident_start: EpochMs,
+) -> Vec<DeployCorrelation> {
+    let mut out = Vec::new();
+    for d in candidates.into_iter().filter(|d| d.started_ms <= alarm_ms) {
+        let mut gaps = Vec::new();
+        let previous = match &d.previous_id {
+            Some(p) => match deploys.deployment(p) {
+                Ok(Some(p)) => Some(p),
+                Ok(None) => {
+                    gaps.push(format!(
+                        "deployment {} names previous {p}, which is not recorded",
+                        d.id
+                    ));
+                    None
+                }
+                Err(e) => {
+                    gaps.push(e.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
+        let end = d.finished_ms.unwrap_or(alarm_ms);
+        let onset_after_start_ms = onset_ms - d.started_ms;
+        let onset_after_end_ms = onset_ms - end;
+        // The change must follow the rollout's start (one period of slack for
+        // bucket resolution) and come before it ended or within 3 periods after.
+        let timing_fit = onset_after_start_ms >= -period_ms && onset_after_end_ms <= 3 * period_ms;
+
+        let mut key_links = Vec::new();
+        for c in &d.changes {
+            let kw = words(&c.key);
+            let places = implicated
+                .phrases
+                .iter()
+                .map(|p| &p.1)
+                .chain(&implicated.routes);
+            for place in places {
+                let toks = tokens_lower(place);
+                if let Some(w) = kw.iter().find(|w| toks.contains(w)) {
+                    let link = KeyLink {
+                        key: c.key.clone(),
+                        value: c.to.clone(),
+                        word: w.clone(),
+                        found_in: place.clone(),
+                    };
+                    if !key_links.contains(&link) {
+                        key_links.push(link);
+                    }
+                }
+            }
+        }
+
+        let failed_tasks: Vec<String> = tasks
+            .tasks
+            .values()
+            .filter(|t| t.deployment_id.as_deref() == Some(d.id.as_str()))
+            .filter(|t| {
+                t.oom_kills.iter().any(|&x| x >= incident_start)
+                    || t.crashes.iter().any(|c| c.0 >= incident_start)
+            })
+            .map(|t| t.task_id.clone())
+            .collect();
+
+        let code_ev = match code {
+            None => None,
+            Some(src) => match correlate_code(src, &d, previous.as_ref(), implicated) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    gaps.push(format!("code for deployment {}: {e}", d.id));
+                    None
+                }
+            },
+        };
+        out.push(DeployCorrelation {
+            deployment: d,
+            previous,
+            timing_fit,
+            onset_after_start_ms,
+            onset_after_end_ms,
+            code: code_ev,
+            key_links,
+            failed_tasks,
+            gaps,
+        });
+    }
+    out
+}
+
+const MAX_MATCHES: usize = 40;
+
+fn correlate_code(
+    src: &dyn CodeSource,
+    d: &Deployment,
+    previous: Option<&Deployment>,
+    implicated: &Implicated,
+) -> Result<CodeEvidence, SourceError> {
+    let to_sha = src.resolve(&d.git_sha)?;
+    let from_sha = match previous {
+        Some(p) => Some(src.resolve(&p.git_sha)?),
+        None => None,
+    };
+    let mut needles: Vec<(String, &'static str)> = Vec::new();
+    for (p, _) in &implicated.phrases {
+        needles.push((p.clone(), "template"));
+    }
+    for r in &implicated.routes {
+        needles.push((r.clone(), "route"));
+    }
+    for c in &d.changes {
+        needles.push((c.key.clone(), "config_key"));
+    }
+    needles.dedup();
+    let mut matches = Vec::new();
+    let mut commits = Vec::new();
+    let mut files = Vec::new();
+    if let Some(from) = from_sha.as_deref().filter(|f| *f != to_sha) {
+        commits = src.commits_between(from, &to_sha)?;
+        let diff = src.diff(from, &to_sha)?;
+        files = diff.files;
+        for l in &diff.lines {
+            let lower = l.text.to_ascii_lowercase();
+            for (n, kind) in &needles {
+                if lower.contains(&n.to_ascii_lowercase()) && matches.len() < MAX_MATCHES {
+                    matches.push(CodeMatch {
+                        file: l.file.clone(),
+                        line_no: l.line_no,
+                        text: l.text.trim().to_owned(),
+                        needle: n.clone(),
+                        kind,
+                        origin: if l.added { "added" } else { "removed" },
+                    });
+                }
+            }
+        }
+    }
+    // Where the changed keys are read and the surged messages are logged in
+    // the deployed tree: a configuration-only deployment has no diff, but it
+    // can switch on code that was already there.
+    let tree_needles: Vec<String> = needles
+        .iter()
+        .filter(|(_, k)| *k != "route")
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !tree_needles.is_empty() {
+        for h in src
+            .grep(&to_sha, &tree_needles)?
+            .into_iter()
+            .take(MAX_MATCHES)
+        {
+            let kind = needles
+                .iter()
+                .find(|(n, _)| *n == h.needle)
+                .map_or("template", |(_, k)| *k);
+            matches.push(CodeMatch {
+                file: h.file,
+                line_no: h.line_no,
+                text: h.text,
+                needle: h.needle,
+                kind,
+                origin: "tree",
+            });
+        }
+    }
+    Ok(CodeEvidence {
+        from_sha,
+        to_sha,
+        commits,
+        files,
+        matches,
+    })
+}

@@ -1,0 +1,328 @@
+//! Log template analysis: every message in the analysis range goes through
+//! the `logmine` miner, and each template's count in the incident window is
+//! compared with its rate in the baseline before it. Templates that are new
+//! or surged are the log evidence; their constant words are what the code
+//! correlation looks for in diffs.
+//!
+//! Distinct messages are mined once and cached (a service logs a handful of
+//! shapes thousands of times), which is what keeps an hour of logs under a
+//! second. The same pass counts access lines (records with a route and a
+//! status) per route, for route attribution when no per-route metrics exist.
+
+use std::collections::{BTreeMap, HashMap};
+
+use demo_model::events::Window;
+use logmine::{ClusterId, Masker, Miner, MinerConfig};
+use serde::Serialize;
+
+use super::series::Grid;
+use crate::sources::{LogEntry, LogSource, SourceResult};
+
+/// One template's statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateStat {
+    pub template: String,
+    /// Runs of consecutive constant tokens (`Quote engine v2 rejected`), the
+    /// phrases looked for in code.
+    pub phrases: Vec<String>,
+    pub level: String,
+    /// Share of lines at ERROR or WARN.
+    pub error_like: bool,
+    pub baseline_count: u64,
+    pub incident_count: u64,
+    pub baseline_per_min: f64,
+    pub incident_per_min: f64,
+    pub is_new: bool,
+    pub surged: bool,
+    /// Poisson-style z score of the incident count against the baseline rate.
+    pub z: f64,
+    pub first_incident_ms: Option<i64>,
+    /// Incident lines per route / task, most first.
+    pub routes: Vec<(String, u64)>,
+    pub tasks: Vec<(String, u64)>,
+    /// Lines per bucket of the analysis grid.
+    pub buckets: Vec<u64>,
+    pub example: String,
+}
+
+/// Access-line counts for one route.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AccessCounts {
+    pub baseline_requests: u64,
+    pub baseline_5xx: u64,
+    pub incident_requests: u64,
+    pub incident_5xx: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogAnalysis {
+    pub lines: u64,
+    pub baseline_lines: u64,
+    pub incident_lines: u64,
+    pub templates: Vec<TemplateStat>,
+    pub access: BTreeMap<String, AccessCounts>,
+}
+
+impl LogAnalysis {
+    /// Surged or new templates, strongest first.
+    pub fn surged(&self) -> impl Iterator<Item = &TemplateStat> {
+        self.templates.iter().filter(|t| t.surged)
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    base: u64,
+    inc: u64,
+    errorish: u64,
+    levels: BTreeMap<String, u64>,
+    routes: HashMap<String, u64>,
+    tasks: HashMap<String, u64>,
+    buckets: Vec<u64>,
+    first_inc: Option<i64>,
+    example: String,
+}
+
+fn is_error_level(l: &str) -> bool {
+    l.eq_ignore_ascii_case("ERROR")
+        || l.eq_ignore_ascii_case("WARN")
+        || l.eq_ignore_ascii_case("WARNING")
+        || l.eq_ignore_ascii_case("FATAL")
+}
+
+/// Mines the logs of `baseline ∪ incident` (adjacent windows).
+pub fn analyze(
+    src: &dyn LogSource,
+    baseline: Window,
+    incident: Window,
+    grid: Grid,
+) -> SourceResult<LogAnalysis> {
+    let masker = Masker::with_defaults();
+    let mut miner = Miner::new(MinerConfig::default()).expect("default miner config is valid");
+    let mut cache: HashMap<Box<str>, ClusterId> = HashMap::new();
+    let mut accs: HashMap<ClusterId, Acc> = HashMap::new();
+    let mut access: BTreeMap<String, AccessCounts> = BTreeMap::new();
+    let (mut nb, mut ni) = (0u64, 0u64);
+    let range = Window::new(baseline.start_ms, incident.end_ms);
+    let lines = src.scan(range, &mut |e: LogEntry<'_>| {
+        // Long raw lines (stack traces) are mined on their first 512 bytes.
+        let mut text = e.text;
+        if text.len() > 512 {
+            let mut cut = 512;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text = &text[..cut];
+        }
+        let id = match cache.get(text) {
+            Some(id) => *id,
+            None => {
+                let masked = masker.mask(text);
+                let id = miner.add(&masked);
+                cache.insert(text.into(), id);
+                id
+            }
+        };
+        let inc = incident.contains(e.ts_ms);
+        let a = accs.entry(id).or_insert_with(|| Acc {
+            buckets: vec![0; grid.len],
+            example: text.to_owned(),
+            ..Acc::default()
+        });
+        if inc {
+            a.inc += 1;
+            ni += 1;
+            a.first_inc.get_or_insert(e.ts_ms);
+            if let Some(r) = e.route {
+                match a.routes.get_mut(r) {
+                    Some(n) => *n += 1,
+                    None => {
+                        a.routes.insert(r.to_owned(), 1);
+                    }
+                }
+            }
+            match a.tasks.get_mut(e.task_id) {
+                Some(n) => *n += 1,
+                None => {
+                    a.tasks.insert(e.task_id.to_owned(), 1);
+                }
+            }
+        } else {
+            a.base += 1;
+            nb += 1;
+        }
+        if let Some(l) = e.level {
+            if is_error_level(l) {
+                a.errorish += 1;
+            }
+            match a.levels.get_mut(l) {
+                Some(n) => *n += 1,
+                None => {
+                    a.levels.insert(l.to_owned(), 1);
+                }
+            }
+        }
+        if let Some(i) = grid.index(e.ts_ms) {
+            a.buckets[i] += 1;
+        }
+        if let (Some(r), Some(s)) = (e.route, e.status) {
+            let c = match access.get_mut(r) {
+                Some(c) => c,
+                None => access.entry(r.to_owned()).or_default(),
+            };
+            if inc {
+                c.incident_requests += 1;
+                c.incident_5xx += u64::from(s >= 500);
+            } else {
+                c.baseline_requests += 1;
+                c.baseline_5xx += u64::from(s >= 500);
+            }
+        }
+    })?;
+    miner.finish();
+    // Merge accumulators of clusters the merge pass joined.
+    let mut merged: BTreeMap<ClusterId, Acc> = BTreeMap::new();
+    for (id, a) in accs {
+        let root = miner.resolve(id);
+        match merged.get_mut(&root) {
+            None => {
+                merged.insert(root, a);
+            }
+            Some(m) => {
+                m.base += a.base;
+                m.inc += a.inc;
+                m.errorish += a.errorish;
+                for (k, v) in a.levels {
+                    *m.levels.entry(k).or_default() += v;
+                }
+                for (k, v) in a.routes {
+                    *m.routes.entry(k).or_default() += v;
+                }
+                for (k, v) in a.tasks {
+                    *m.tasks.entry(k).or_default() += v;
+                }
+                for (x, y) in m.buckets.iter_mut().zip(a.buckets) {
+                    *x += y;
+                }
+                m.first_inc = match (m.first_inc, a.first_inc) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                };
+            }
+        }
+    }
+    let base_min = (baseline.duration_ms().max(1) as f64) / 60_000.0;
+    let inc_min = (incident.duration_ms().max(1) as f64) / 60_000.0;
+    let mut templates: Vec<TemplateStat> = merged
+        .into_iter()
+        .map(|(id, a)| {
+            let c = miner.cluster(id);
+            let tokens = c.tokens();
+            let total = a.base + a.inc;
+            let level = a
+                .levels
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(l, _)| l.clone())
+                .unwrap_or_else(|| "-".into());
+            // Expected incident count at the baseline rate; a baseline with
+            // no occurrence still allows half a line (it might have been unlucky).
+            let base_rate = if a.base == 0 {
+                0.5 / base_min
+            } else {
+                a.base as f64 / base_min
+            };
+            let expected = base_rate * inc_min;
+            let z = (a.inc as f64 - expected) / (expected + 1.0).sqrt();
+            let is_new = a.base == 0 && a.inc >= 3 && baseline.duration_ms() > 0;
+            let ratio = (a.inc as f64 / inc_min) / base_rate;
+            let surged = a.inc >= 3 && z >= 4.0 && ratio >= 2.0;
+            let sort = |m: HashMap<String, u64>| {
+                let mut v: Vec<(String, u64)> = m.into_iter().collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                v
+            };
+            TemplateStat {
+                template: c.template(),
+                phrases: phrases(&tokens),
+                level,
+                error_like: total > 0 && a.errorish * 2 >= total,
+                baseline_count: a.base,
+                incident_count: a.inc,
+                baseline_per_min: a.base as f64 / base_min,
+                incident_per_min: a.inc as f64 / inc_min,
+                is_new,
+                surged,
+                z,
+                first_incident_ms: a.first_inc,
+                routes: sort(a.routes),
+                tasks: sort(a.tasks),
+                buckets: a.buckets,
+                example: a.example,
+            }
+        })
+        .collect();
+    templates.sort_by(|a, b| {
+        b.surged
+            .cmp(&a.surged)
+            .then(b.error_like.cmp(&a.error_like))
+            .then(b.z.total_cmp(&a.z))
+            .then_with(|| a.template.cmp(&b.template))
+    });
+    Ok(LogAnalysis {
+        lines,
+        baseline_lines: nb,
+        incident_lines: ni,
+        templates,
+        access,
+    })
+}
+
+/// Maximal runs of constant tokens (no `<*>`), joined by spaces; a run of one
+/// token counts only if it is a long word (a lone `failed` is everywhere).
+pub fn phrases(tokens: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    let flush = |run: &mut Vec<&str>, out: &mut Vec<String>| {
+        let words = run
+            .iter()
+            .filter(|t| t.chars().any(char::is_alphanumeric))
+            .count();
+        let phrase = run
+            .join(" ")
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_owned();
+        if words >= 2 || (words == 1 && phrase.len() >= 8) {
+            out.push(phrase);
+        }
+        run.clear();
+    };
+    for t in tokens {
+        if t.contains(logmine::WILDCARD) {
+            flush(&mut run, &mut out);
+        } else {
+            run.push(t);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrases_are_constant_runs() {
+        let t = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            phrases(&t("Quote engine v2 rejected item <*> of order")),
+            vec!["Quote engine v2 rejected item", "of order"]
+        );
+        assert_eq!(phrases(&t("failed <*>")), Vec::<String>::new());
+        assert_eq!(
+            phrases(&t("Crash injected: process exiting")),
+            vec!["Crash injected: process exiting"]
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Metric change points: loads every series the investigation cares about
+//! (ECS CPU/memory/task count, ALB requests/5xx/latency/target health, the
+//! log-derived ErrorCount, per-route App counters), puts them on one grid and
+//! finds when each one changed and by how much. Trends (memory towards its
+//! limit) are fitted from the change onward.
+
+use std::collections::BTreeMap;
+
+use demo_model::events::{MetricSample, Window, ns};
+use serde::Serialize;
+
+use super::series::{Agg, ChangePoint, Grid, Trend, bucketize, change_point, trend};
+use crate::sources::{MetricSource, SeriesKey, SourceResult};
+
+/// How a series is reduced and what shift of it matters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Kind {
+    pub agg: Agg,
+    pub min_abs: f64,
+}
+
+/// The series the analyzers understand; others are ignored.
+pub fn kind_of(key: &SeriesKey, error_namespace: &str) -> Option<Kind> {
+    let k = |agg, min_abs| Some(Kind { agg, min_abs });
+    match (key.namespace.as_str(), key.name.as_str()) {
+        (ns::ECS, "CPUUtilization" | "MemoryUtilization") => k(Agg::Mean, 5.0),
+        (ns::ECS, "RunningTaskCount") => k(Agg::Mean, 0.5),
+        (ns::ALB, "RequestCount") => k(Agg::Rate, 1.0),
+        (ns::ALB, n) if n.starts_with("HTTPCode_") => k(Agg::Rate, 0.1),
+        (ns::ALB, "TargetResponseTime") => k(Agg::P99, 0.1),
+        (ns::ALB, "HealthyHostCount") => k(Agg::Mean, 0.5),
+        (ns::ALB, "UnHealthyHostCount") => k(Agg::Max, 0.5),
+        (ns::APP, "RequestCount") => k(Agg::Rate, 0.1),
+        (ns::APP, "LatencyMean") => k(Agg::Mean, 0.05),
+        (n, "ErrorCount") if n == error_namespace => k(Agg::Rate, 0.1),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesAnalysis {
+    pub key: SeriesKey,
+    pub kind: Kind,
+    pub values: Vec<Option<f64>>,
+    pub change: Option<ChangePoint>,
+}
+
+impl SeriesAnalysis {
+    /// Mean of the present values in buckets `[a, b)`.
+    pub fn mean(&self, a: usize, b: usize) -> Option<f64> {
+        let v: Vec<f64> = self.values[a.min(self.values.len())..b.min(self.values.len())]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+    pub fn max(&self, a: usize, b: usize) -> Option<f64> {
+        self.values[a.min(self.values.len())..b.min(self.values.len())]
+            .iter()
+            .flatten()
+            .copied()
+            .reduce(f64::max)
+    }
+    /// A significant change upward (`up`) or downward.
+    pub fn changed(&self, up: bool) -> Option<&ChangePoint> {
+        self.change
+            .as_ref()
+            .filter(|c| c.significant && (c.after > c.before) == up)
+    }
+    pub fn trend_from(&self, grid: Grid, from: usize) -> Option<Trend> {
+        trend(&self.values, grid, from)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricAnalysis {
+    pub grid: Grid,
+    /// First bucket where any series had data.
+    pub data_start: Option<usize>,
+    pub series: BTreeMap<SeriesKey, SeriesAnalysis>,
+    /// Raw samples of the alarm's own metric (for its per-period datapoints).
+    pub alarm_samples: Vec<MetricSample>,
+}
+
+impl MetricAnalysis {
+    pub fn get(&self, namespace: &str, name: &str, dimension: &str) -> Option<&SeriesAnalysis> {
+        self.series.get(&SeriesKey::new(namespace, name, dimension))
+    }
+    /// Series of one metric over all dimensions.
+    pub fn by_name<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a SeriesAnalysis> + 'a {
+        self.series
+            .values()
+            .filter(move |s| s.key.namespace == namespace && s.key.name == name)
+    }
+}
+
+/// Loads and analyses every known series with data in the grid's range.
+pub fn analyze(
+    src: &dyn MetricSource,
+    grid: Grid,
+    error_namespace: &str,
+    alarm_key: &SeriesKey,
+) -> SourceResult<MetricAnalysis> {
+    let w = Window::new(grid.start_ms, grid.end_ms());
+    let mut raw: Vec<(SeriesKey, Kind, Vec<MetricSample>)> = Vec::new();
+    let mut alarm_samples = Vec::new();
+    for key in src.series(w)? {
+        let kind = kind_of(&key, error_namespace);
+        if kind.is_none() && &key != alarm_key {
+            continue;
+        }
+        let samples = src.samples(&key, w)?;
+        if &key == alarm_key {
+            alarm_samples = samples.clone();
+        }
+        if let Some(kind) = kind {
+            raw.push((key, kind, samples));
+        }
+    }
+    let data_start = raw
+        .iter()
+        .filter_map(|(_, _, s)| s.first().and_then(|s| grid.index(s.ts_ms)))
+        .min();
+    let series = raw
+        .into_iter()
+        .map(|(key, kind, samples)| {
+            let values = bucketize(&samples, grid, kind.agg, data_start);
+            let change = change_point(&values, kind.min_abs);
+            (
+                key.clone(),
+                SeriesAnalysis {
+                    key,
+                    kind,
+                    values,
+                    change,
+                },
+            )
+        })
+        .collect();
+    Ok(MetricAnalysis {
+        grid,
+        data_start,
+        series,
+        alarm_samples,
+    })
+}
+
+/// Splits an App dimension `route=/api/x,status=500` into its labels.
+pub fn labels(dimension: &str) -> BTreeMap<&str, &str> {
+    dimension
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_dimensions_split_into_labels() {
+        let l = labels("route=/api/products/{id},status=500");
+        assert_eq!(l["route"], "/api/products/{id}");
+        assert_eq!(l["status"], "500");
+    }
+}

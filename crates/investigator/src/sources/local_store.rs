@@ -1,0 +1,123 @@
+//! Sources over the local runtime's SQLite store (`<state_dir>/state.db`).
+//! One [`LocalStore`] holds its own read connection, so an investigation can
+//! run on another thread while the runtime keeps writing (WAL readers never
+//! block the writer).
+
+use std::path::Path;
+
+use demo_model::events::{Deployment, MetricSample, TaskEvent, Window};
+use demo_store::{Reader, StoreError};
+
+use super::{
+    DeploymentSource, LogEntry, LogSource, MetricSource, SeriesKey, SourceError, SourceResult,
+    TaskSource,
+};
+
+/// Logs, metrics, deployments and task events from the local store.
+#[derive(Debug)]
+pub struct LocalStore {
+    reader: Reader,
+}
+
+fn unavailable(what: &str, e: StoreError) -> SourceError {
+    SourceError::Unavailable {
+        source_name: format!("local store {what}"),
+        detail: e.to_string(),
+    }
+}
+
+impl LocalStore {
+    /// Opens a read connection on a state directory (or a `state.db` path).
+    pub fn open(path: &Path) -> SourceResult<LocalStore> {
+        let reader = Reader::open(path).map_err(|e| unavailable("", e))?;
+        Ok(LocalStore { reader })
+    }
+
+    /// The underlying reader (for investigation bookkeeping).
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+impl LogSource for LocalStore {
+    fn name(&self) -> &str {
+        "local store logs"
+    }
+
+    fn scan(&self, w: Window, f: &mut dyn FnMut(LogEntry<'_>)) -> SourceResult<u64> {
+        self.reader
+            .scan_logs(w, |r| {
+                f(LogEntry {
+                    ts_ms: r.ts_ms,
+                    task_id: r.task_id,
+                    level: r.level,
+                    text: r.message.or(r.line).unwrap_or(""),
+                    route: r.route,
+                    status: r.status,
+                })
+            })
+            .map_err(|e| unavailable("logs", e))
+    }
+}
+
+impl MetricSource for LocalStore {
+    fn name(&self) -> &str {
+        "local store metrics"
+    }
+
+    fn series(&self, w: Window) -> SourceResult<Vec<SeriesKey>> {
+        let rows = self
+            .reader
+            .series(w)
+            .map_err(|e| unavailable("metrics", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(namespace, name, dimension)| SeriesKey {
+                namespace,
+                name,
+                dimension,
+            })
+            .collect())
+    }
+
+    fn samples(&self, key: &SeriesKey, w: Window) -> SourceResult<Vec<MetricSample>> {
+        self.reader
+            .samples(&key.namespace, &key.name, &key.dimension, w)
+            .map_err(|e| unavailable("metrics", e))
+    }
+}
+
+impl DeploymentSource for LocalStore {
+    fn name(&self) -> &str {
+        "local store deployments"
+    }
+
+    fn deployments(&self, w: Window) -> SourceResult<Vec<Deployment>> {
+        // Deployments are few (one per `deploy`); the store lists newest first.
+        let mut all = self
+            .reader
+            .deployments(10_000)
+            .map_err(|e| unavailable("deployments", e))?;
+        all.retain(|d| d.started_ms < w.end_ms && d.finished_ms.is_none_or(|f| f >= w.start_ms));
+        all.reverse();
+        Ok(all)
+    }
+
+    fn deployment(&self, id: &str) -> SourceResult<Option<Deployment>> {
+        self.reader
+            .deployment(id)
+            .map_err(|e| unavailable("deployments", e))
+    }
+}
+
+impl TaskSource for LocalStore {
+    fn name(&self) -> &str {
+        "local store task events"
+    }
+
+    fn task_events(&self, w: Window) -> SourceResult<Vec<TaskEvent>> {
+        self.reader
+            .task_events(w)
+            .map_err(|e| unavailable("task events", e))
+    }
+}
