@@ -839,6 +839,17 @@ pub fn rank(f: &Findings) -> Ranked {
             c.pro.push(alarm_ev.clone());
             add(&mut c, 0.2);
         }
+        if unhealthy_tasks.is_empty() && (total_crashes_in(f) > 0 || !oom_tasks.is_empty()) {
+            c.score -= 0.25;
+            let id = ev.add(
+                "unhealthy-after-exit",
+                "task_event",
+                "No running task failed its health check; targets were unhealthy because tasks exited".to_owned(),
+                None,
+                json!({"oom": oom_tasks, "crashed": crashed}),
+            );
+            c.con.push(id);
+        }
         let dead: Vec<&String> = unhealthy_tasks
             .iter()
             .filter(|t| oom_tasks.contains(t) || crashed.iter().any(|(c, _)| c == *t))
@@ -1040,6 +1051,26 @@ pub fn rank(f: &Findings) -> Ranked {
         cands.push(c);
     }
 
+    // --- relevance: a cause that cannot move the alarm's metric is a
+    // secondary finding for this alarm, however clear it is.
+    for c in &mut cands {
+        if !alarm_metric.is_empty() && !explains(c.category, alarm_metric) {
+            c.score *= 0.6;
+            let id = ev.add(
+                &format!("irrelevant:{}", c.category),
+                "absence",
+                format!(
+                    "{} does not by itself move {}, the alarm's metric",
+                    c.category.phrase(),
+                    alarm_metric
+                ),
+                None,
+                json!({"category": c.category, "metric": alarm_metric}),
+            );
+            c.con.push(id);
+        }
+    }
+
     // --- rank ---
     for c in &mut cands {
         c.score = c.score.clamp(0.0, 0.97);
@@ -1186,6 +1217,62 @@ pub fn rank(f: &Findings) -> Ranked {
         mitigation,
         extra_gaps,
     }
+}
+
+/// Whether a cause of `category` can by itself move the alarm metric `metric`.
+pub fn explains(category: Category, metric: &str) -> bool {
+    let errors = [
+        "ErrorCount",
+        "HTTPCode_Target_5XX_Count",
+        "HTTPCode_ELB_5XX_Count",
+    ];
+    let m = |list: &[&str]| list.contains(&metric);
+    match category {
+        Category::CodeChange | Category::InsufficientEvidence => true,
+        Category::ApplicationFault => m(&errors),
+        Category::MemoryLeak => {
+            m(&[
+                "MemoryUtilization",
+                "UnHealthyHostCount",
+                "HealthyHostCount",
+                "RunningTaskCount",
+            ]) || m(&errors)
+        }
+        Category::CpuSaturation => m(&[
+            "CPUUtilization",
+            "TargetResponseTime",
+            "UnHealthyHostCount",
+            "HealthyHostCount",
+        ]),
+        Category::HealthCheckFailure => {
+            m(&["UnHealthyHostCount", "HealthyHostCount"]) || m(&errors)
+        }
+        Category::SlowDependency => m(&["TargetResponseTime"]) || m(&errors),
+        Category::TrafficSurge => {
+            m(&[
+                "CPUUtilization",
+                "MemoryUtilization",
+                "TargetResponseTime",
+                "RequestCount",
+            ]) || m(&errors)
+        }
+        Category::CrashLoop => {
+            m(&["UnHealthyHostCount", "HealthyHostCount", "RunningTaskCount"]) || m(&errors)
+        }
+    }
+}
+
+fn total_crashes_in(f: &Findings) -> usize {
+    f.tasks
+        .tasks
+        .values()
+        .map(|t| {
+            t.crashes
+                .iter()
+                .filter(|c| c.0 >= f.incident.start_ms)
+                .count()
+        })
+        .sum()
 }
 
 fn dedup(v: &[String]) -> Vec<String> {

@@ -1,0 +1,677 @@
+//! Synthetic incidents for the investigator's tests and benchmark: a YAML
+//! scenario (traffic, faults, deployments, expected answer) is expanded tick
+//! by tick into the same rows the local runtime writes — access and fault
+//! log lines, ALB/ECS/App/ErrorCount samples, task events, deployment
+//! records — through `Store::open` + `Writer`. The alarm transition comes
+//! from the real CloudWatch evaluator over the generated metric, so an alarm
+//! fires only if the data really crosses its threshold.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cloudwatch::{AlarmEvaluator, AlarmState, Sample, scaled_period_ms};
+use demo_model::Catalog;
+use demo_model::events::{
+    AlarmTransition, ConfigChange, Deployment, DeploymentOutcome, LogRecord, MetricSample,
+    SERVICE_DIMENSION, Stream, TaskEvent, TaskEventKind, ns,
+};
+use demo_store::{Store, Writer};
+use serde::Deserialize;
+
+pub const T0: i64 = 1_715_508_000_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub alarm: String,
+    #[serde(default = "ten")]
+    pub time_scale: f64,
+    /// Seconds of data generated.
+    pub duration_s: i64,
+    /// The first ALARM transition at or after this second is investigated.
+    #[serde(default)]
+    pub alarm_after_s: i64,
+    #[serde(default = "rps")]
+    pub rps: f64,
+    #[serde(default = "routes")]
+    pub routes: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub deployments: Vec<Dep>,
+    #[serde(default)]
+    pub use_repo: bool,
+    pub expect: Expect,
+}
+
+fn ten() -> f64 {
+    10.0
+}
+fn rps() -> f64 {
+    20.0
+}
+fn routes() -> BTreeMap<String, f64> {
+    [
+        ("/api/products".to_string(), 0.5),
+        ("/api/products/{id}".to_string(), 0.3),
+        ("/api/quote".to_string(), 0.2),
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// A share of a route's requests fail with 500 and log `message` at ERROR.
+    ErrorRate {
+        route: String,
+        rate: f64,
+        message: String,
+        from_s: i64,
+    },
+    /// Extra latency on a route; requests beyond `timeout_s` end in 504 with
+    /// an ERROR "Request timed out".
+    Latency {
+        route: String,
+        add_s: f64,
+        timeout_s: Option<f64>,
+        from_s: i64,
+    },
+    /// Memory of the given tasks grows by `pct_per_s`.
+    MemoryLeak {
+        tasks: Vec<String>,
+        pct_per_s: f64,
+        from_s: i64,
+    },
+    Cpu {
+        to_pct: f64,
+        from_s: i64,
+    },
+    /// The task's health check fails (the process keeps serving).
+    Unhealthy {
+        task: String,
+        from_s: i64,
+    },
+    /// The task exits with code 1 every `every_s` (a replacement starts).
+    Crash {
+        task: String,
+        every_s: i64,
+        from_s: i64,
+    },
+    /// Request rate multiplied; CPU follows the traffic.
+    Traffic {
+        multiplier: f64,
+        from_s: i64,
+    },
+    /// Steady ERROR lines at `per_s` on average, from the start (normal noise).
+    NoiseErrors {
+        message: String,
+        per_s: f64,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dep {
+    pub id: String,
+    pub at_s: i64,
+    pub finish_s: i64,
+    /// `BASE` or `BAD` (commits of the test repository) or a literal sha.
+    pub sha: String,
+    #[serde(default)]
+    pub changes: Vec<ConfigChange>,
+    pub previous: Option<String>,
+    #[serde(default = "completed")]
+    pub outcome: String,
+}
+
+fn completed() -> String {
+    "completed".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub top1: String,
+    /// Substring the top-1 entity must contain.
+    pub entity: Option<String>,
+    #[serde(default)]
+    pub top3: Vec<(String, String)>,
+    /// (category, entity) that must not be the top-1.
+    #[serde(default)]
+    pub not_top1: Vec<(String, String)>,
+}
+
+pub fn load(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Deterministic pseudo-random numbers in [0, 1).
+pub struct Lcg(u64);
+impl Lcg {
+    pub fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Builds a repository with two commits: BASE (quote engine v1) and BAD
+/// (adds a v2 path behind QUOTE_ENGINE that logs its own error).
+pub fn make_repo(dir: &Path) -> (String, String) {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "dev@example.invalid"]);
+    git(&["config", "user.name", "Dev"]);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("src/quote.rs"),
+        "pub fn quote(items: &[Item]) -> Result<Quote, Error> {\n    engine_v1(items)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("README.md"), "demo\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "quote engine v1"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    std::fs::write(
+        dir.join("src/quote.rs"),
+        "pub fn quote(items: &[Item]) -> Result<Quote, Error> {\n    if std::env::var(\"QUOTE_ENGINE\").as_deref() == Ok(\"v2\") {\n        return engine_v2(items);\n    }\n    engine_v1(items)\n}\n\nfn engine_v2(items: &[Item]) -> Result<Quote, Error> {\n    for item in items {\n        if item.qty > 1 {\n            log.error(\"Quote engine v2 rejected item\").str(\"sku\", &item.sku).emit();\n            return Err(Error::Rejected);\n        }\n    }\n    Ok(price(items))\n}\n",
+    )
+    .unwrap();
+    git(&[
+        "commit",
+        "-q",
+        "-am",
+        "quote: engine v2 behind QUOTE_ENGINE",
+    ]);
+    let bad = git(&["rev-parse", "HEAD"]);
+    (base, bad)
+}
+
+fn line(level: &str, msg: &str, route: &str, status: Option<u16>, extra: &str) -> String {
+    match status {
+        Some(s) => format!(
+            r#"{{"timestamp":"t","level":"{level}","message":"{msg}","route":"{route}","status":{s},"latency_ms":3.1{extra}}}"#
+        ),
+        None => format!(
+            r#"{{"timestamp":"t","level":"{level}","message":"{msg}","route":"{route}"{extra}}}"#
+        ),
+    }
+}
+
+pub struct Generated {
+    pub transition: AlarmTransition,
+    pub lines: u64,
+}
+
+/// Writes the scenario into the store; returns the stored ALARM transition.
+/// `shas` maps BASE/BAD to commits. `log_every` > 1 thins access lines (the
+/// benchmark writes every line).
+pub fn generate(
+    s: &Scenario,
+    w: &Writer,
+    shas: &BTreeMap<String, String>,
+    cat: &Catalog,
+) -> Generated {
+    let mut rng = Lcg(42);
+    let mut tasks: Vec<String> = vec!["t-a".into(), "t-b".into()];
+    let mut mem: BTreeMap<String, f64> = tasks.iter().map(|t| (t.clone(), 30.0)).collect();
+    let mut next_task = 0;
+    let mut samples: Vec<MetricSample> = Vec::new();
+    let mut lines = 0u64;
+    let tick_ms = 1000;
+    let alarm = cat
+        .alarm(&s.alarm)
+        .unwrap_or_else(|| panic!("alarm {} in catalogue", s.alarm))
+        .clone();
+    let mut route_acc: BTreeMap<String, f64> = BTreeMap::new();
+    let mut err_acc: BTreeMap<String, f64> = BTreeMap::new();
+    let mut noise_acc = 0.0;
+    for t in &tasks {
+        w.task_event(TaskEvent {
+            ts_ms: T0,
+            task_id: t.clone(),
+            kind: TaskEventKind::Started,
+            exit_code: None,
+            reason: None,
+            deployment_id: Some("d-0001".into()),
+        });
+    }
+    for d in &s.deployments {
+        let sha = shas.get(&d.sha).cloned().unwrap_or_else(|| d.sha.clone());
+        w.deployment(&Deployment {
+            id: d.id.clone(),
+            started_ms: T0 + d.at_s * 1000,
+            finished_ms: Some(T0 + d.finish_s * 1000),
+            version: format!("1.0.{}", d.at_s),
+            git_sha: sha,
+            env: BTreeMap::new(),
+            changes: d.changes.clone(),
+            outcome: DeploymentOutcome::parse(&d.outcome).expect("outcome"),
+            previous_id: d.previous.clone(),
+            description: format!("deploy {}", d.id),
+            reason: None,
+        })
+        .unwrap();
+    }
+    for sec in 0..s.duration_s {
+        let ts0 = T0 + sec * tick_ms;
+        let mut mult = 1.0;
+        let mut cpu_base = 20.0;
+        let mut unhealthy: Vec<String> = Vec::new();
+        for f in &s.faults {
+            match f {
+                Fault::Traffic { multiplier, from_s } if sec >= *from_s => mult = *multiplier,
+                Fault::Cpu { to_pct, from_s } if sec >= *from_s => cpu_base = *to_pct,
+                Fault::Unhealthy { task, from_s } if sec >= *from_s => {
+                    if sec == *from_s {
+                        w.task_event(TaskEvent {
+                            ts_ms: ts0,
+                            task_id: task.clone(),
+                            kind: TaskEventKind::Unhealthy,
+                            exit_code: None,
+                            reason: Some("health checks failed".into()),
+                            deployment_id: Some("d-0001".into()),
+                        });
+                    }
+                    unhealthy.push(task.clone());
+                }
+                Fault::MemoryLeak {
+                    tasks: lt,
+                    pct_per_s,
+                    from_s,
+                } if sec >= *from_s => {
+                    for t in lt {
+                        if let Some(m) = mem.get_mut(t) {
+                            *m += pct_per_s;
+                        }
+                    }
+                }
+                Fault::Crash {
+                    task,
+                    every_s,
+                    from_s,
+                } if sec >= *from_s && (sec - from_s) % every_s == 0 => {
+                    // The slot's current task exits; a replacement starts.
+                    let idx = tasks
+                        .iter()
+                        .position(|t| t == task || t.starts_with(&format!("{task}-r")))
+                        .unwrap_or(1);
+                    let old = tasks[idx].clone();
+                    w.task_event(TaskEvent {
+                        ts_ms: ts0,
+                        task_id: old.clone(),
+                        kind: TaskEventKind::Stopped,
+                        exit_code: Some(1),
+                        reason: Some("Essential container in task exited".into()),
+                        deployment_id: Some("d-0001".into()),
+                    });
+                    w.log(LogRecord::from_line(
+                        ts0,
+                        &old,
+                        Stream::Stdout,
+                        line("ERROR", "Crash injected: process exiting", "", None, ""),
+                    ));
+                    next_task += 1;
+                    let new = format!("{task}-r{next_task}");
+                    w.task_event(TaskEvent {
+                        ts_ms: ts0 + 500,
+                        task_id: new.clone(),
+                        kind: TaskEventKind::Started,
+                        exit_code: None,
+                        reason: None,
+                        deployment_id: Some("d-0001".into()),
+                    });
+                    mem.insert(new.clone(), 30.0);
+                    mem.remove(&old);
+                    tasks[idx] = new;
+                }
+                _ => {}
+            }
+        }
+        // OOM kills at 100 %.
+        for t in tasks.clone() {
+            if mem[&t] >= 100.0 {
+                w.task_event(TaskEvent {
+                    ts_ms: ts0,
+                    task_id: t.clone(),
+                    kind: TaskEventKind::OomKilled,
+                    exit_code: Some(137),
+                    reason: Some("OutOfMemoryError: Container killed due to memory usage".into()),
+                    deployment_id: Some("d-0001".into()),
+                });
+                mem.insert(t, 30.0);
+            }
+        }
+        let mut total = 0.0;
+        let mut errors_5xx = 0.0;
+        let mut error_lines = 0.0;
+        let mut lat_samples: Vec<(f64, f64)> = Vec::new();
+        for (route, share) in &s.routes {
+            let acc = route_acc.entry(route.clone()).or_default();
+            *acc += s.rps * mult * share;
+            let n = acc.floor();
+            *acc -= n;
+            let mut fail_rate = 0.0;
+            let mut fail_msg = None;
+            let mut add_lat = 0.0;
+            let mut timeout = None;
+            for f in &s.faults {
+                match f {
+                    Fault::ErrorRate {
+                        route: r,
+                        rate,
+                        message,
+                        from_s,
+                    } if r == route && sec >= *from_s => {
+                        fail_rate = *rate;
+                        fail_msg = Some(message.clone());
+                    }
+                    Fault::Latency {
+                        route: r,
+                        add_s,
+                        timeout_s,
+                        from_s,
+                    } if r == route && sec >= *from_s => {
+                        add_lat = *add_s;
+                        timeout = *timeout_s;
+                    }
+                    _ => {}
+                }
+            }
+            let ea = err_acc.entry(route.clone()).or_default();
+            let mut ok = 0.0;
+            let mut bad = 0.0;
+            for i in 0..n as usize {
+                let task = &tasks[i % tasks.len()];
+                let ts = ts0 + (i as i64 * tick_ms) / (n as i64).max(1);
+                *ea += fail_rate;
+                let lat = 0.02 + rng.next() * 0.03 + add_lat * (0.8 + 0.4 * rng.next());
+                let (status, lat) = if *ea >= 1.0 {
+                    *ea -= 1.0;
+                    w.log(LogRecord::from_line(
+                        ts,
+                        task,
+                        Stream::Stdout,
+                        line(
+                            "ERROR",
+                            fail_msg.as_deref().unwrap_or("boom"),
+                            route,
+                            None,
+                            r#","fault":"x""#,
+                        ),
+                    ));
+                    error_lines += 1.0;
+                    lines += 1;
+                    (500u16, lat)
+                } else if timeout.is_some_and(|t| lat > t) {
+                    w.log(LogRecord::from_line(
+                        ts,
+                        task,
+                        Stream::Stdout,
+                        line(
+                            "ERROR",
+                            "Request timed out",
+                            route,
+                            None,
+                            r#","timeout_ms":2000"#,
+                        ),
+                    ));
+                    error_lines += 1.0;
+                    lines += 1;
+                    (504u16, timeout.unwrap())
+                } else {
+                    (200u16, lat)
+                };
+                w.log(LogRecord::from_line(
+                    ts,
+                    task,
+                    Stream::Stdout,
+                    line(
+                        if status >= 500 { "WARN" } else { "INFO" },
+                        "request completed",
+                        route,
+                        Some(status),
+                        "",
+                    ),
+                ));
+                lines += 1;
+                if status >= 500 {
+                    bad += 1.0;
+                } else {
+                    ok += 1.0;
+                }
+                lat_samples.push((lat, 1.0));
+            }
+            total += n;
+            errors_5xx += bad;
+            let dim_ok = format!("route={route},status=200");
+            samples.push(MetricSample::new(ts0, ns::APP, "RequestCount", &dim_ok, ok));
+            if bad > 0.0 || fail_rate > 0.0 || timeout.is_some() {
+                let code = if timeout.is_some() && fail_rate == 0.0 {
+                    504
+                } else {
+                    500
+                };
+                samples.push(MetricSample::new(
+                    ts0,
+                    ns::APP,
+                    "RequestCount",
+                    &format!("route={route},status={code}"),
+                    bad,
+                ));
+            }
+            if n > 0.0 {
+                let mean = lat_samples
+                    .iter()
+                    .rev()
+                    .take(n as usize)
+                    .map(|x| x.0)
+                    .sum::<f64>()
+                    / n;
+                samples.push(MetricSample {
+                    count: n,
+                    ..MetricSample::new(
+                        ts0,
+                        ns::APP,
+                        "LatencyMean",
+                        &format!("route={route}"),
+                        mean,
+                    )
+                });
+            }
+        }
+        // Health checks: /health on every task every 5 s.
+        if sec % 5 == 0 {
+            for t in &tasks {
+                let st = if unhealthy.contains(t) { 503 } else { 200 };
+                w.log(LogRecord::from_line(
+                    ts0,
+                    t,
+                    Stream::Stdout,
+                    line("INFO", "request completed", "/health", Some(st), ""),
+                ));
+                lines += 1;
+            }
+        }
+        for f in &s.faults {
+            if let Fault::NoiseErrors { message, per_s } = f {
+                noise_acc += per_s * 2.0 * rng.next();
+                while noise_acc >= 1.0 {
+                    noise_acc -= 1.0;
+                    w.log(LogRecord::from_line(
+                        ts0 + 300,
+                        &tasks[0],
+                        Stream::Stdout,
+                        line("ERROR", message, "/api/products", None, ""),
+                    ));
+                    error_lines += 1.0;
+                    lines += 1;
+                }
+            }
+        }
+        let m = |name: &str, dim: &str, v: f64| MetricSample::new(ts0, ns::ALB, name, dim, v);
+        samples.push(m("RequestCount", SERVICE_DIMENSION, total));
+        samples.push(m(
+            "HTTPCode_Target_2XX_Count",
+            SERVICE_DIMENSION,
+            total - errors_5xx,
+        ));
+        samples.push(m(
+            "HTTPCode_Target_5XX_Count",
+            SERVICE_DIMENSION,
+            errors_5xx,
+        ));
+        samples.push(m("HTTPCode_ELB_5XX_Count", SERVICE_DIMENSION, 0.0));
+        samples.push(m(
+            "HealthyHostCount",
+            SERVICE_DIMENSION,
+            (tasks.len() - unhealthy.len()) as f64,
+        ));
+        let crashed_recently = s.faults.iter().any(|f| matches!(f, Fault::Crash { every_s, from_s, .. } if sec >= *from_s && (sec - from_s) % every_s < 5));
+        samples.push(m(
+            "UnHealthyHostCount",
+            SERVICE_DIMENSION,
+            unhealthy.len() as f64 + f64::from(u8::from(crashed_recently)),
+        ));
+        // Latency histogram: one sample per distinct rounded value.
+        let mut hist: BTreeMap<i64, f64> = BTreeMap::new();
+        for (l, c) in &lat_samples {
+            *hist.entry((l * 1000.0).round() as i64).or_default() += c;
+        }
+        for (l, c) in hist {
+            samples.push(MetricSample {
+                count: c,
+                ..m("TargetResponseTime", SERVICE_DIMENSION, l as f64 / 1000.0)
+            });
+        }
+        samples.push(MetricSample::new(
+            ts0,
+            "DevOpsAgentDemo",
+            "ErrorCount",
+            SERVICE_DIMENSION,
+            error_lines,
+        ));
+        let cpu_traffic = cpu_base * if mult > 1.0 { mult } else { 1.0 };
+        let mut cpu_sum = 0.0;
+        let mut mem_sum = 0.0;
+        for t in &tasks {
+            let c = (cpu_traffic + rng.next() * 4.0 - 2.0).clamp(0.0, 100.0);
+            let mm = mem[t] + rng.next() * 1.0 - 0.5;
+            cpu_sum += c;
+            mem_sum += mm;
+            samples.push(MetricSample::new(ts0, ns::ECS, "CPUUtilization", t, c));
+            samples.push(MetricSample::new(ts0, ns::ECS, "MemoryUtilization", t, mm));
+        }
+        let n = tasks.len() as f64;
+        samples.push(MetricSample::new(
+            ts0,
+            ns::ECS,
+            "CPUUtilization",
+            SERVICE_DIMENSION,
+            cpu_sum / n,
+        ));
+        samples.push(MetricSample::new(
+            ts0,
+            ns::ECS,
+            "MemoryUtilization",
+            SERVICE_DIMENSION,
+            mem_sum / n,
+        ));
+        samples.push(MetricSample::new(
+            ts0,
+            ns::ECS,
+            "RunningTaskCount",
+            SERVICE_DIMENSION,
+            n - f64::from(u8::from(crashed_recently)),
+        ));
+    }
+    for smp in &samples {
+        w.metric(smp.clone());
+    }
+    w.flush();
+    // The real alarm evaluator over the generated metric, once per tick.
+    let period = scaled_period_ms(alarm.period_seconds, s.time_scale);
+    let mut ev = AlarmEvaluator::with_period_ms(alarm.clone(), period).unwrap();
+    ev.restore_state(AlarmState::Ok);
+    let alarm_samples: Vec<Sample> = samples
+        .iter()
+        .filter(|m| {
+            m.namespace == alarm.namespace
+                && m.name == alarm.metric_name
+                && m.dimension == SERVICE_DIMENSION
+        })
+        .map(|m| Sample::with_count(m.ts_ms, m.value, m.count))
+        .collect();
+    for sec in 1..=s.duration_s {
+        let now = T0 + sec * 1000;
+        if let Some(tr) = ev.evaluate(now, &alarm_samples) {
+            if tr.to == AlarmState::Alarm && sec >= s.alarm_after_s {
+                let mut t = AlarmTransition {
+                    id: 0,
+                    alarm: tr.alarm.clone(),
+                    from: tr.from.as_str().into(),
+                    to: tr.to.as_str().into(),
+                    at_ms: tr.at,
+                    reason: tr.reason.clone(),
+                    reason_data: serde_json::to_value(&tr.reason_data).unwrap(),
+                };
+                t.id = w.transition(t.clone()).unwrap();
+                return Generated {
+                    transition: t,
+                    lines,
+                };
+            }
+        }
+    }
+    panic!(
+        "scenario {}: alarm {} never fired after {} s",
+        s.name, s.alarm, s.alarm_after_s
+    );
+}
+
+/// Opens a store in `dir` and writes the scenario.
+pub fn build(s: &Scenario, dir: &Path, repo: Option<&Path>) -> (Store, Generated) {
+    let cat = Catalog::embedded();
+    let store = Store::open(dir).unwrap();
+    let mut shas = BTreeMap::new();
+    if let Some(r) = repo {
+        let (base, bad) = make_repo(r);
+        shas.insert("BASE".to_string(), base);
+        shas.insert("BAD".to_string(), bad);
+    } else {
+        shas.insert(
+            "BASE".to_string(),
+            "1111111111111111111111111111111111111111".into(),
+        );
+        shas.insert(
+            "BAD".to_string(),
+            "2222222222222222222222222222222222222222".into(),
+        );
+    }
+    let g = generate(s, &store.writer(), &shas, &cat);
+    (store, g)
+}

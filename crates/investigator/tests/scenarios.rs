@@ -1,0 +1,261 @@
+//! Data-driven investigator tests: each YAML fixture under `tests/fixtures/`
+//! is expanded into a store (see `common`), the alarm is evaluated by the
+//! real CloudWatch evaluator, and the investigation's top-1 (and top-3) must
+//! name the expected category and entity. Every report is validated against
+//! the committed schema, and its Markdown and HTML renderings are checked.
+
+mod common;
+
+use std::path::Path;
+
+use demo_model::Catalog;
+use investigator::{Category, Investigator, InvestigatorConfig, Report};
+
+fn schema_check(json: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(investigator::report::SCHEMA).expect("schema is JSON");
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v
+        .iter_errors(json)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report violates schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+fn cat(s: &str) -> Category {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn run(name: &str) -> (Report, tempfile::TempDir) {
+    let s = common::load(name);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let state = dir.path().join("state");
+    if s.use_repo {
+        std::fs::create_dir_all(&repo).unwrap();
+    }
+    let (store, g) = common::build(&s, &state, s.use_repo.then_some(repo.as_path()));
+    let inv = Investigator::new(
+        InvestigatorConfig {
+            state_dir: state.clone(),
+            repo: s.use_repo.then(|| repo.clone()),
+            catalog: Catalog::embedded(),
+            time_scale: s.time_scale,
+        },
+        store.writer(),
+    )
+    .unwrap();
+    let out = inv.investigate(&g.transition).unwrap();
+    assert!(out.created);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out.paths.json).unwrap()).unwrap();
+    schema_check(&json);
+    let report: Report = serde_json::from_value(json).unwrap();
+    check_renderings(&out.paths.markdown, &out.paths.html);
+    let e = &s.expect;
+    let top = &report.hypotheses[0];
+    let listing: Vec<String> = report
+        .hypotheses
+        .iter()
+        .map(|h| format!("{} {:?} {:.2}", h.category, h.entity, h.score))
+        .collect();
+    assert_eq!(
+        top.category,
+        cat(&e.top1),
+        "{name}: hypotheses {listing:#?}\nsummary: {}",
+        report.summary
+    );
+    if let Some(want) = &e.entity {
+        let got = top.entity.as_deref().unwrap_or("");
+        assert!(
+            got.contains(want.as_str()),
+            "{name}: entity {got:?} lacks {want:?}; {listing:#?}"
+        );
+    }
+    for (c, ent) in &e.top3 {
+        assert!(
+            report
+                .hypotheses
+                .iter()
+                .take(3)
+                .any(|h| h.category == cat(c)
+                    && h.entity.as_deref().unwrap_or("").contains(ent.as_str())),
+            "{name}: ({c}, {ent}) not in top 3: {listing:#?}"
+        );
+    }
+    for (c, ent) in &e.not_top1 {
+        assert!(
+            !(top.category == cat(c) && top.entity.as_deref() == Some(ent.as_str())),
+            "{name}: blamed {c} {ent}"
+        );
+    }
+    assert_eq!(out.top.category, top.category);
+    assert_eq!(report.root_cause.category, top.category);
+    // Every cited evidence id exists.
+    let ids: Vec<&str> = report.evidence.iter().map(|e| e.id.as_str()).collect();
+    for h in &report.hypotheses {
+        for id in h.evidence_for.iter().chain(&h.evidence_against) {
+            assert!(ids.contains(&id.as_str()), "{name}: {id} cited but missing");
+        }
+    }
+    (report, dir)
+}
+
+fn check_renderings(md: &Path, html: &Path) {
+    let md = std::fs::read_to_string(md).unwrap();
+    for section in [
+        "## Summary",
+        "## Impact",
+        "## Timeline",
+        "## Root cause",
+        "## Hypotheses",
+        "## Evidence",
+        "## Code correlation",
+        "## Mitigation",
+        "## Investigation gaps",
+    ] {
+        assert!(md.contains(section), "markdown lacks {section}");
+    }
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.matches("<svg").count() >= 2, "two inline SVG charts");
+    assert!(html.contains("threshold"));
+    for external in ["http://", "https://", "<script", "<link", "src="] {
+        assert!(
+            !html.contains(external),
+            "html is not self-contained: {external}"
+        );
+    }
+}
+
+#[test]
+fn bad_deploy_names_the_deployment_commit_and_diff_lines() {
+    let (r, _d) = run("bad_deploy");
+    assert_eq!(r.root_cause.entity.as_deref(), Some("d-0002"));
+    let cc = r
+        .code_correlation
+        .iter()
+        .find(|c| c.deployment_id == "d-0002")
+        .expect("code correlation for d-0002");
+    assert_eq!(cc.commits.len(), 1);
+    assert_eq!(
+        cc.commits[0].summary,
+        "quote: engine v2 behind QUOTE_ENGINE"
+    );
+    assert_eq!(cc.files, vec!["src/quote.rs"]);
+    assert!(
+        cc.matches.iter().any(|m| m.origin == "added"
+            && m.kind == "template"
+            && m.text.contains("Quote engine v2 rejected item")),
+        "{:#?}",
+        cc.matches
+    );
+    assert!(
+        cc.matches
+            .iter()
+            .any(|m| m.kind == "config_key" && m.text.contains("QUOTE_ENGINE"))
+    );
+    assert!(r.summary.contains("d-0002"), "{}", r.summary);
+    assert!(
+        r.mitigation
+            .iter()
+            .any(|m| m.command == "cargo run --release -- deploy --rollback-to d-0001"),
+        "{:#?}",
+        r.mitigation
+    );
+    let md = std::fs::read_to_string(_d.path().join("state/reports").join(format!("{}.md", r.id)))
+        .unwrap();
+    assert!(md.contains(&cc.commits[0].sha[..10]));
+    assert!(md.contains("Quote engine v2 rejected item"));
+}
+
+#[test]
+fn red_herring_deployment_is_not_blamed() {
+    let (r, _d) = run("red_herring");
+    let dep = r
+        .hypotheses
+        .iter()
+        .find(|h| h.category == Category::CodeChange && h.entity.as_deref() == Some("d-0002"))
+        .expect("the deployment is considered");
+    assert!(dep.score < investigator::hypothesis::MIN_SCORE, "{dep:#?}");
+    assert!(
+        !dep.evidence_against.is_empty(),
+        "says why it is not blamed"
+    );
+    assert!(!r.mitigation.iter().any(|m| m.command.contains("rollback")));
+}
+
+#[test]
+fn false_alarm_ends_as_insufficient_evidence_with_gaps() {
+    let (r, _d) = run("false_alarm");
+    assert_eq!(r.root_cause.entity, None);
+    assert!(
+        r.gaps
+            .iter()
+            .any(|g| g.detail.contains("no significant change point")),
+        "{:#?}",
+        r.gaps
+    );
+    assert!(r.gaps.iter().any(|g| g.detail.contains("no log template")));
+    assert!(
+        r.mitigation.is_empty(),
+        "no invented remedy: {:#?}",
+        r.mitigation
+    );
+    assert!(r.summary.contains("does not support a root cause"));
+}
+
+#[test]
+fn memory_leak_names_the_tasks_and_extrapolates() {
+    let (r, _d) = run("memory_leak");
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.kind == "trend" && e.summary.contains("reaches the limit"))
+    );
+}
+
+#[test]
+fn cpu_saturation() {
+    run("cpu_saturation");
+}
+
+#[test]
+fn health_check_failure_names_the_task() {
+    let (r, _d) = run("health_check");
+    assert!(
+        r.mitigation
+            .iter()
+            .any(|m| m.command == "cargo run --release -- tasks stop t-b")
+    );
+}
+
+#[test]
+fn slow_dependency_on_a_route() {
+    run("slow_dependency");
+}
+
+#[test]
+fn traffic_surge_outranks_the_cpu_it_causes() {
+    let (r, _d) = run("traffic_surge");
+    assert!(
+        r.mitigation
+            .iter()
+            .any(|m| m.command.starts_with("cargo run --release -- scale "))
+    );
+}
+
+#[test]
+fn crash_loop() {
+    run("crash_loop");
+}
+
+#[test]
+fn two_faults_at_once_are_both_in_the_top_3() {
+    run("two_faults");
+}
