@@ -137,6 +137,23 @@ impl Logger {
         }
     }
 
+    /// A lifecycle line (listening, draining, exiting): written whatever `LOG_LEVEL`
+    /// says, because supervisors and operators rely on it (the local runtime reads
+    /// the port from "Server listening").
+    pub fn lifecycle(&self, message: &str) -> Line<'_> {
+        let filtered = Logger {
+            level: Level::Debug,
+            suffix: self.suffix.clone(),
+            shared: self.shared.clone(),
+            writer: self.writer.clone(),
+        };
+        let line = filtered.line(Level::Info, message);
+        Line {
+            logger: self,
+            buf: line.buf,
+        }
+    }
+
     pub fn error(&self, message: &str) -> Line<'_> {
         self.line(Level::Error, message)
     }

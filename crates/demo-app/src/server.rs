@@ -29,7 +29,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
     let c = &state.config;
     state
         .log
-        .info("Server listening")
+        .lifecycle("Server listening")
         .str("address", &addr.to_string())
         .u64("port", u64::from(addr.port()))
         .str("git_sha", &c.git_sha)
@@ -46,7 +46,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
     let shutdown_state = state.clone();
     let shutdown = async move {
         let which = wait_for_signal().await;
-        log.info("Shutdown signal received, draining")
+        log.lifecycle("Shutdown signal received, draining")
             .str("signal", which)
             .u64("in_flight", shutdown_state.http.in_flight())
             .u64(
@@ -77,7 +77,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             // The line count lets a log pipeline prove it lost nothing (this line included).
             state
                 .log
-                .info("Drain complete, exiting")
+                .lifecycle("Drain complete, exiting")
                 .u64("log_lines_written", state.log.lines() + 1)
                 .emit();
             Ok(Drain::Complete)

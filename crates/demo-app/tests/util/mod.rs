@@ -61,28 +61,9 @@ impl App {
                 sink.lock().unwrap().push(line);
             }
         });
-        let fixed: Option<u16> = env
-            .iter()
-            .find(|(k, _)| *k == "PORT")
-            .and_then(|(_, v)| v.parse().ok())
-            .filter(|p| *p != 0);
-        let port = match fixed {
-            // A caller-chosen port (used when the start-up line is filtered out): poll it.
-            Some(port) => {
-                let start = Instant::now();
-                while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                    assert!(
-                        start.elapsed() < Duration::from_secs(10),
-                        "demo-app never listened"
-                    );
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                port
-            }
-            None => port_rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("demo-app did not log 'Server listening'"),
-        };
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("demo-app did not log 'Server listening'");
         App {
             child,
             port,
