@@ -566,8 +566,23 @@ pub fn rank(f: &Findings) -> Ranked {
             );
             c.con.push(id);
         }
+        let route_templates: Vec<&str> = surged
+            .iter()
+            .filter(|t| t.routes.iter().any(|(x, _)| *x == r.route))
+            .map(|t| t.template.as_str())
+            .collect();
         for d in &fitting_deploys {
-            c.score -= 0.25;
+            // A deployment whose changes name this route or its failing
+            // messages explains the route's failure: it is the cause, the
+            // route the symptom.
+            let names_it = d
+                .key_links
+                .iter()
+                .any(|k| k.found_in == r.route || route_templates.contains(&k.found_in.as_str()))
+                || d.code
+                    .as_ref()
+                    .is_some_and(|cd| cd.diff_template_matches().next().is_some());
+            c.score -= if names_it { 0.35 } else { 0.2 };
             c.con.push(format!(
                 "{}",
                 ev.keys[&format!("deploy:{}", d.deployment.id)]
