@@ -28,6 +28,10 @@ impl std::fmt::Display for UsageError {
     }
 }
 
+pub fn usage_error(msg: impl Into<String>) -> anyhow::Error {
+    usage(msg)
+}
+
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
@@ -141,6 +145,11 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                 .as_secs_f64()
         );
         let mut transitions = runtime.subscribe();
+        let investigator = std::sync::Arc::new(crate::investigate::investigator(
+            state_dir,
+            config.time_scale,
+            &runtime.store,
+        )?);
         {
         let ready = runtime.wait_healthy(Duration::from_secs(120));
         tokio::pin!(ready);
@@ -160,6 +169,16 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                 t = transitions.recv() => {
                     if let Ok(t) = t {
                         println!("{}  alarm {} {} -> {}: {}", fmt_ts(t.at_ms), t.alarm, t.from, t.to, t.reason);
+                        if t.to == "ALARM" {
+                            let inv = investigator.clone();
+                            let dir = state_dir.to_path_buf();
+                            tokio::task::spawn_blocking(move || {
+                                match crate::investigate::investigate_episode(&inv, &dir, &t) {
+                                    Ok(out) => crate::investigate::print_outcome(&out),
+                                    Err(e) => eprintln!("investigation of {} failed: {e:#}", t.alarm),
+                                }
+                            });
+                        }
                     }
                 }
                 _ = tokio::signal::ctrl_c() => break,

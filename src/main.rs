@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod investigate;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -55,6 +56,21 @@ enum Command {
         /// Desired count, 1-10.
         count: u32,
     },
+    /// Investigate an alarm's latest episode (or the one at --at) and write a report.
+    Investigate {
+        /// Alarm name from the catalogue.
+        #[arg(long)]
+        alarm: String,
+        /// The episode at or before this time (RFC 3339 or epoch ms); default: the latest.
+        #[arg(long)]
+        at: Option<String>,
+        /// Time scale the data was recorded at (default: the running environment's, else 1).
+        #[arg(long)]
+        time_scale: Option<f64>,
+    },
+    /// Stored investigations.
+    #[command(subcommand)]
+    Reports(ReportsCmd),
     /// Fault scenarios: list, run one end to end, or benchmark them all.
     #[command(subcommand)]
     Scenario(ScenarioCmd),
@@ -166,6 +182,18 @@ pub struct DeployArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ReportsCmd {
+    /// One line per investigation, newest first.
+    List,
+    /// One report: md (default), json or html.
+    Show {
+        id: String,
+        #[arg(long, default_value = "md")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ScenarioCmd {
     /// The shipped scenarios.
     List,
@@ -237,6 +265,15 @@ fn main() -> ExitCode {
             commands::faults(&cli.state_dir, &path, &target)
         }
         Command::Scale { count } => commands::scale(&cli.state_dir, count),
+        Command::Investigate {
+            alarm,
+            at,
+            time_scale,
+        } => investigate::run(&cli.state_dir, &alarm, at.as_deref(), time_scale),
+        Command::Reports(ReportsCmd::List) => investigate::list(&cli.state_dir),
+        Command::Reports(ReportsCmd::Show { id, format }) => {
+            investigate::show(&cli.state_dir, &id, &format)
+        }
         Command::Scenario(ScenarioCmd::List) => scenarios::list(),
         Command::Scenario(ScenarioCmd::Run {
             name,

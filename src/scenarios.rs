@@ -42,7 +42,9 @@ fn run_one(
         binary_args: vec!["app".into()],
         time_scale,
         git_sha: git_head(),
-        investigator: None,
+        investigator: Some(Arc::new(crate::investigate::ScenarioInvestigator {
+            time_scale: time_scale.unwrap_or(scenario.time_scale),
+        })),
         progress,
     };
     let rt = tokio::runtime::Runtime::new()?;
@@ -77,6 +79,9 @@ fn print_result(r: &RunResult) {
     }
     println!("  traffic    {}", r.traffic);
     for f in &r.findings {
+        for p in &f.report_paths {
+            println!("  file       {}", p.display());
+        }
         println!(
             "  report     {} for {}: {} (written {} ms after the alarm)",
             f.investigation_id,
