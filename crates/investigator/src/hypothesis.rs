@@ -583,10 +583,8 @@ pub fn rank(f: &Findings) -> Ranked {
                     .as_ref()
                     .is_some_and(|cd| cd.diff_template_matches().next().is_some());
             c.score -= if names_it { 0.35 } else { 0.2 };
-            c.con.push(format!(
-                "{}",
-                ev.keys[&format!("deploy:{}", d.deployment.id)]
-            ));
+            c.con
+                .push(ev.keys[&format!("deploy:{}", d.deployment.id)].clone());
         }
         c.statement = format!(
             "The application fails requests on route {}{}",
