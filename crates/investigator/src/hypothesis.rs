@@ -151,18 +151,17 @@ fn change_ev(ev: &mut Ev, f: &Findings, s: &SeriesAnalysis, up: bool) -> Option<
         &format!("change:{}", s.key),
         "metric_change",
         format!(
-            "{}/{} [{}] changed at {}: {}{u} → {}{u} ({}{:.0}%)",
+            "{}/{} [{}] changed at {}: {}{u} → {}{u} ({})",
             s.key.namespace,
             s.key.name,
             s.key.dimension,
             fmt_time(t),
             f2(c.before),
             f2(c.after),
-            if c.after >= c.before { "+" } else { "" },
             if c.before.abs() > 1e-9 {
-                (c.after / c.before - 1.0) * 100.0
+                format!("{:+.0}%", (c.after / c.before - 1.0) * 100.0)
             } else {
-                100.0
+                "from zero".to_owned()
             },
             u = unit(s),
         ),
