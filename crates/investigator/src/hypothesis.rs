@@ -19,6 +19,8 @@
 //! * when nothing reaches 0.4, the answer is `insufficient_evidence`, with
 //!   the missing signals and data named as gaps.
 
+/// How many alarm periods before the incident onset a traffic surge may begin and still explain it.
+const SURGE_LEAD_PERIODS: i64 = 5;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use demo_model::events::{SERVICE_DIMENSION, ns};
@@ -211,6 +213,10 @@ pub fn rank(f: &Findings) -> Ranked {
     let traffic = svc(f, ns::ALB, "RequestCount");
     let traffic_ratio = traffic
         .and_then(|s| s.changed(true))
+        // A rise from no traffic at all is the data (or the service) starting, not a surge.
+        .filter(|c| c.before > 0.0)
+        // A surge explains an incident only if it begins near it, not minutes earlier.
+        .filter(|c| f.grid.time(c.onset) >= f.onset_ms - SURGE_LEAD_PERIODS * f.period_ms)
         .map(|c| c.ratio())
         .filter(|r| *r >= 2.0);
     let traffic_ev = traffic.and_then(|s| {
@@ -402,6 +408,7 @@ pub fn rank(f: &Findings) -> Ranked {
                         needle: m.needle.clone(),
                         kind: m.kind.to_owned(),
                         origin: m.origin.to_owned(),
+                        commit: m.commit.clone(),
                     })
                     .collect(),
                 evidence: ids,

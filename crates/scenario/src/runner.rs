@@ -51,6 +51,50 @@ pub struct RunOptions {
     pub progress: Arc<dyn Fn(&str) + Send + Sync>,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(cat: &str, entity: Option<&str>) -> (String, Option<String>, f64) {
+        (cat.into(), entity.map(str::to_string), 0.5)
+    }
+
+    #[test]
+    fn scoring_matches_category_and_entity() {
+        let want = RootCause {
+            category: "health_check_failure".into(),
+            entity: Some("task-0001".into()),
+        };
+        assert!(matches(
+            &h("health_check_failure", Some("task-0001")),
+            &want
+        ));
+        assert!(matches(
+            &h("health_check_failure", Some("task-0002,task-0001")),
+            &want
+        ));
+        assert!(!matches(
+            &h("health_check_failure", Some("task-00011")),
+            &want
+        ));
+        assert!(!matches(&h("memory_leak", Some("task-0001")), &want));
+        let any = RootCause {
+            category: "memory_leak".into(),
+            entity: None,
+        };
+        assert!(matches(&h("memory_leak", Some("service")), &any));
+        let f = Finding {
+            alarm: "a".into(),
+            investigation_id: "i".into(),
+            hypotheses: vec![h("traffic_surge", None), h("memory_leak", None)],
+            evidence_kinds: vec![],
+            latency_ms: 1,
+            report_paths: vec![],
+        };
+        assert_eq!(score(&f, &any), (false, true));
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub scenario: String,
@@ -74,8 +118,14 @@ impl RunResult {
     }
 }
 
+/// Category equal, and the expected entity (if any) among the found ones (the
+/// investigator names several tasks as a comma-separated list).
 fn matches(h: &(String, Option<String>, f64), rc: &RootCause) -> bool {
-    h.0 == rc.category && (rc.entity.is_none() || h.1 == rc.entity)
+    h.0 == rc.category
+        && rc.entity.as_deref().is_none_or(|want| {
+            h.1.as_deref()
+                .is_some_and(|found| found.split(',').any(|e| e.trim() == want))
+        })
 }
 
 /// Top-1 and top-3 hits of a finding against the expectation.

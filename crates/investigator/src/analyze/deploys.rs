@@ -23,6 +23,9 @@ pub struct CodeMatch {
     pub kind: &'static str,
     /// `added`, `removed` (diff lines) or `tree` (`git grep` at the deployed revision).
     pub origin: &'static str,
+    /// For a tree line: the commit that introduced it (`git blame`), as
+    /// `<short sha> <summary>` — the code a configuration-only deployment switched on.
+    pub commit: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,6 +246,7 @@ fn correlate_code(
                         needle: n.clone(),
                         kind,
                         origin: if l.added { "added" } else { "removed" },
+                        commit: None,
                     });
                 }
             }
@@ -266,6 +270,13 @@ fn correlate_code(
                 .iter()
                 .find(|(n, _)| *n == h.needle)
                 .map_or("template", |(_, k)| *k);
+            // Which commit brought this line: for a configuration-only deployment,
+            // that commit is the code change the deployment activated.
+            let commit = src
+                .blame_line(&to_sha, &h.file, h.line_no)
+                .ok()
+                .flatten()
+                .map(|c| format!("{} {}", &c.sha[..c.sha.len().min(10)], c.summary));
             matches.push(CodeMatch {
                 file: h.file,
                 line_no: h.line_no,
@@ -273,6 +284,7 @@ fn correlate_code(
                 needle: h.needle,
                 kind,
                 origin: "tree",
+                commit,
             });
         }
     }

@@ -135,18 +135,19 @@ pub fn render(r: &Report) -> String {
         if !c.matches.is_empty() {
             let _ = writeln!(
                 o,
-                "| where | line | matches | kind | origin |\n|---|---|---|---|---|"
+                "| where | line | matches | kind | origin | introduced by |\n|---|---|---|---|---|---|"
             );
             for m in &c.matches {
                 let _ = writeln!(
                     o,
-                    "| {}:{} | `{}` | {} | {} | {} |",
+                    "| {}:{} | `{}` | {} | {} | {} | {} |",
                     m.file,
                     m.line_no,
                     esc(&m.text).replace('`', "'"),
                     esc(&m.needle),
                     m.kind,
-                    m.origin
+                    m.origin,
+                    m.commit.as_deref().map(esc).unwrap_or_default()
                 );
             }
             let _ = writeln!(o);

@@ -172,6 +172,9 @@ pub struct CodeMatch {
     pub needle: String,
     pub kind: String,
     pub origin: String,
+    /// For a tree line: the commit that introduced it (`<short sha> <summary>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -108,6 +108,23 @@ impl CodeSource for Git {
         Ok(parse_unified_diff(&out))
     }
 
+    fn blame_line(&self, rev: &str, file: &str, line_no: u32) -> SourceResult<Option<Commit>> {
+        if file.starts_with('-') {
+            return Ok(None);
+        }
+        let range = format!("{line_no},{line_no}");
+        let out = self.run(&[
+            "blame",
+            "--porcelain",
+            "-L",
+            &range,
+            valid_rev(rev)?,
+            "--",
+            file,
+        ])?;
+        Ok(parse_blame(&out))
+    }
+
     fn grep(&self, rev: &str, needles: &[String]) -> SourceResult<Vec<GrepHit>> {
         let needles: Vec<&String> = needles.iter().filter(|n| !n.trim().is_empty()).collect();
         if needles.is_empty() {
@@ -155,6 +172,33 @@ impl CodeSource for Git {
 }
 
 /// Parses `git diff --unified=0` output into files and changed lines.
+/// The commit of the first line of `git blame --porcelain` output.
+pub fn parse_blame(out: &str) -> Option<Commit> {
+    let mut lines = out.lines();
+    let sha = lines.next()?.split_whitespace().next()?.to_owned();
+    if sha.len() < 7 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (mut author, mut time_s, mut summary) = (String::new(), 0, String::new());
+    for l in lines {
+        if let Some(a) = l.strip_prefix("author ") {
+            author = a.to_owned();
+        } else if let Some(t) = l.strip_prefix("author-time ") {
+            time_s = t.parse().unwrap_or(0);
+        } else if let Some(s) = l.strip_prefix("summary ") {
+            summary = s.to_owned();
+        } else if l.starts_with('\t') {
+            break;
+        }
+    }
+    Some(Commit {
+        sha,
+        author,
+        time_s,
+        summary,
+    })
+}
+
 pub fn parse_unified_diff(out: &str) -> Diff {
     let mut diff = Diff::default();
     let mut file = String::new();
@@ -231,6 +275,16 @@ mod tests {
                 (12, true, "new")
             ]
         );
+    }
+
+    #[test]
+    fn blame_porcelain_gives_the_introducing_commit() {
+        let out = "59a1d0a6c1f2e3d4b5a6978877665544332211ff 275 275 1\nauthor Dev\nauthor-mail <d@x>\nauthor-time 1795630000\nauthor-tz +0000\nsummary demo-app: quote engine v2\nfilename crates/demo-app/src/api.rs\n\t.error(\"Quote engine v2 failed\")\n";
+        let c = parse_blame(out).unwrap();
+        assert_eq!(c.sha, "59a1d0a6c1f2e3d4b5a6978877665544332211ff");
+        assert_eq!((c.author.as_str(), c.time_s), ("Dev", 1_795_630_000));
+        assert_eq!(c.summary, "demo-app: quote engine v2");
+        assert!(parse_blame("fatal: no such path\n").is_none());
     }
 
     #[test]

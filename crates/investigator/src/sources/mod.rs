@@ -143,6 +143,11 @@ pub trait CodeSource {
     /// Lines of the tree at `rev` containing any of `needles` (fixed strings,
     /// case-insensitive).
     fn grep(&self, rev: &str, needles: &[String]) -> SourceResult<Vec<GrepHit>>;
+    /// The commit that last changed line `line_no` of `file` at `rev`, when the
+    /// source can tell (`git blame`).
+    fn blame_line(&self, _rev: &str, _file: &str, _line_no: u32) -> SourceResult<Option<Commit>> {
+        Ok(None)
+    }
 }
 
 /// The sources one investigation reads. `code` is optional: without a
