@@ -5,21 +5,31 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use util::App;
 
-fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+/// Runs `program args` with `input` on stdin; `needs` says how to install it.
+fn pipe(program: &str, args: &[&str], input: &str, needs: &str) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool is required (apt-get install prometheus; .ci/run installs it)");
+        .unwrap_or_else(|e| panic!("{program} is required ({needs}): {e}"));
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(text.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn promtool_check(text: &str) {
+    let out = pipe(
+        "promtool",
+        &["check", "metrics"],
+        text,
+        "apt-get install prometheus; scripts/test.sh installs it",
+    );
     assert!(
         out.status.success(),
         "promtool rejected /metrics:\n{}{}",
@@ -128,20 +138,7 @@ fn metrics_are_valid_exposition_with_route_templates() {
 /// Parses with the official Prometheus Python client (an independent, real parser).
 fn official_parse(text: &str) -> Vec<serde_json::Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/parse_metrics.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is required");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = pipe("python3", &[script], text, "Python 3");
     assert!(
         out.status.success(),
         "prometheus_client could not parse /metrics (pip install prometheus-client):\n{}",

@@ -591,14 +591,6 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    /// Removes a task from the table once its exit was handled (used on exit).
-    pub fn forget(&self, id: &str) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    }
 }
 
 fn is_cur_ref(cur: &TaskSpec) -> impl Fn(&Arc<Task>) -> bool + '_ {

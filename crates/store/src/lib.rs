@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use demo_model::events::{
@@ -166,7 +165,6 @@ impl std::fmt::Debug for Writer {
 pub struct Store {
     path: PathBuf,
     writer: Writer,
-    handle: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -187,7 +185,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(sql_err(&path))?;
         let (tx, rx) = mpsc::channel();
         let thread_path = path.clone();
-        let handle = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, &thread_path, rx))
             .map_err(|source| StoreError::Dir {
@@ -197,7 +195,6 @@ impl Store {
         Ok(Store {
             path,
             writer: Writer { tx },
-            handle: Some(handle),
         })
     }
 
@@ -216,13 +213,10 @@ impl Store {
 }
 
 impl Drop for Store {
+    /// Commits everything sent so far. The writer thread itself ends once every
+    /// `Writer` clone (held by other threads) is gone too.
     fn drop(&mut self) {
         self.writer.flush();
-        // Dropping our sender ends the writer once every other clone is gone too;
-        // don't wait for clones held elsewhere.
-        if let Some(h) = self.handle.take() {
-            drop(h);
-        }
     }
 }
 
