@@ -224,7 +224,13 @@ fn correlate_code(
     for r in &implicated.routes {
         needles.push((r.clone(), "route"));
     }
-    for c in &d.changes {
+    // Version, commit and binary changes are what every deployment changes: they
+    // say nothing about which code a deployment switched on.
+    for c in d
+        .changes
+        .iter()
+        .filter(|c| !["APP_VERSION", "GIT_SHA", "binary"].contains(&c.key.as_str()))
+    {
         needles.push((c.key.clone(), "config_key"));
     }
     needles.dedup();
@@ -264,6 +270,7 @@ fn correlate_code(
         for h in src
             .grep(&to_sha, &tree_needles)?
             .into_iter()
+            .filter(|h| is_code(&h.file))
             .take(MAX_MATCHES)
         {
             let kind = needles
@@ -295,4 +302,44 @@ fn correlate_code(
         files,
         matches,
     })
+}
+
+/// Whether a tree hit is code that runs (not documentation, tests or CI
+/// definitions, which mention the same words without causing anything).
+fn is_code(file: &str) -> bool {
+    let lower = file.to_ascii_lowercase();
+    let doc = [".md", ".txt", ".rst", ".adoc"]
+        .iter()
+        .any(|e| lower.ends_with(e));
+    let test_or_ci = lower.starts_with("tests/")
+        || lower.contains("/tests/")
+        || lower.starts_with("docs/")
+        || lower.starts_with(".github/")
+        || lower.ends_with("_test.go")
+        || lower.ends_with(".test.js");
+    !doc && !test_or_ci
+}
+
+#[cfg(test)]
+mod code_file_tests {
+    #[test]
+    fn docs_tests_and_ci_are_not_code() {
+        for f in [
+            "README.md",
+            "docs/deploy-aws.md",
+            "tests/api.rs",
+            "crates/x/tests/a.rs",
+            ".github/workflows/deploy.yml",
+        ] {
+            assert!(!super::is_code(f), "{f}");
+        }
+        for f in [
+            "crates/demo-app/src/api.rs",
+            "src/main.rs",
+            "Dockerfile",
+            "infra/terraform/main.tf",
+        ] {
+            assert!(super::is_code(f), "{f}");
+        }
+    }
 }
