@@ -55,7 +55,7 @@ fn health_of(rt: &Runtime, task: &str) -> Option<Health> {
         .targets()
         .iter()
         .find(|t| t.task_id == task)
-        .map(|t| t.health().0)
+        .map(|t| t.state())
 }
 
 /// GET / through the load balancer; returns the answering task id.

@@ -4,10 +4,9 @@
 //! with draining, and the ALB metrics (`RequestCount`, `HTTPCode_Target_*`,
 //! `HTTPCode_ELB_5XX_Count`, `TargetResponseTime`, healthy/unhealthy counts).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,16 +29,26 @@ fn full(b: impl Into<Bytes>) -> Body {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Health {
     /// Registered, not yet passed `healthy_threshold` checks: receives no traffic.
-    Initial,
-    Healthy,
-    Unhealthy,
+    Initial = 0,
+    Healthy = 1,
+    Unhealthy = 2,
     /// Deregistered: finishing in-flight requests, receives no new ones.
-    Draining,
+    Draining = 3,
 }
 
 impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            1 => Health::Healthy,
+            2 => Health::Unhealthy,
+            3 => Health::Draining,
+            _ => Health::Initial,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Initial => "initial",
@@ -54,19 +63,30 @@ impl Health {
 pub struct Target {
     pub task_id: String,
     pub addr: SocketAddr,
-    health: Mutex<(Health, String)>,
+    /// The target's address as a URI authority, parsed once: every upstream URI is built from it.
+    authority: hyper::http::uri::Authority,
+    /// `Health` as a number: read on every request without a lock.
+    state: AtomicU8,
+    reason: Mutex<String>,
     in_flight: AtomicU64,
 }
 
 impl Target {
+    /// Current state and the reason for it.
     pub fn health(&self) -> (Health, String) {
-        self.health
+        let reason = self
+            .reason
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        (self.state(), reason)
+    }
+    pub fn state(&self) -> Health {
+        Health::from_u8(self.state.load(Ordering::Acquire))
     }
     fn set(&self, h: Health, reason: String) {
-        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = (h, reason);
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+        self.state.store(h as u8, Ordering::Release);
     }
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Acquire)
@@ -94,7 +114,7 @@ pub struct HealthCheckConfig {
 /// Response-time histogram buckets are 5 % wide: bucket k holds ~1.05^k microseconds.
 const BUCKET_BASE: f64 = 1.05;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LbCounters {
     pub requests: AtomicU64,
     pub target_2xx: AtomicU64,
@@ -102,7 +122,22 @@ pub struct LbCounters {
     pub target_4xx: AtomicU64,
     pub target_5xx: AtomicU64,
     pub elb_5xx: AtomicU64,
-    response_times: Mutex<HashMap<i32, u64>>,
+    /// Bucket k counts responses of about 1.05^k microseconds (512 buckets reach hours).
+    response_times: Vec<AtomicU64>,
+}
+
+impl Default for LbCounters {
+    fn default() -> LbCounters {
+        LbCounters {
+            requests: AtomicU64::new(0),
+            target_2xx: AtomicU64::new(0),
+            target_3xx: AtomicU64::new(0),
+            target_4xx: AtomicU64::new(0),
+            target_5xx: AtomicU64::new(0),
+            elb_5xx: AtomicU64::new(0),
+            response_times: (0..512).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 /// One tick's worth of load balancer metrics.
@@ -123,29 +158,22 @@ impl LbCounters {
         let k = if us <= 1.0 {
             0
         } else {
-            (us.ln() / BUCKET_BASE.ln()).round() as i32
+            (us.ln() / BUCKET_BASE.ln()).round() as usize
         };
-        *self
-            .response_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(k)
-            .or_default() += 1;
+        self.response_times[k.min(self.response_times.len() - 1)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes and resets the counters.
     pub fn take(&self) -> LbSnapshot {
-        let rt = std::mem::take(
-            &mut *self
-                .response_times
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let mut response_times: Vec<(f64, u64)> = rt
-            .into_iter()
-            .map(|(k, n)| (BUCKET_BASE.powi(k) / 1e6, n))
+        let response_times: Vec<(f64, u64)> = self
+            .response_times
+            .iter()
+            .enumerate()
+            .filter_map(|(k, n)| {
+                let n = n.swap(0, Ordering::AcqRel);
+                (n > 0).then(|| (BUCKET_BASE.powi(k as i32) / 1e6, n))
+            })
             .collect();
-        response_times.sort_by(|a, b| a.0.total_cmp(&b.0));
         LbSnapshot {
             requests: self.requests.swap(0, Ordering::AcqRel),
             target_2xx: self.target_2xx.swap(0, Ordering::AcqRel),
@@ -224,7 +252,7 @@ impl LoadBalancer {
         let t = self.targets.read().unwrap_or_else(|e| e.into_inner());
         let mut c = (0, 0);
         for target in t.iter() {
-            match target.health().0 {
+            match target.state() {
                 Health::Healthy => c.0 += 1,
                 Health::Unhealthy => c.1 += 1,
                 _ => {}
@@ -238,7 +266,12 @@ impl LoadBalancer {
         let target = Arc::new(Target {
             task_id: task_id.to_string(),
             addr,
-            health: Mutex::new((Health::Initial, "registered".into())),
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid URI authority"),
+            state: AtomicU8::new(Health::Initial as u8),
+            reason: Mutex::new("registered".into()),
             in_flight: AtomicU64::new(0),
         });
         self.targets
@@ -274,7 +307,7 @@ impl LoadBalancer {
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| &targets[(start + i) % n])
-            .find(|t| t.health().0 == Health::Healthy)
+            .find(|t| t.state() == Health::Healthy)
             .cloned()
     }
 
@@ -291,9 +324,14 @@ impl LoadBalancer {
         let path = req
             .uri()
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let Ok(uri) = format!("http://{}{path}", target.addr).parse() else {
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        let Ok(uri) = hyper::Uri::builder()
+            .scheme("http")
+            .authority(target.authority.clone())
+            .path_and_query(path)
+            .build()
+        else {
             self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
             return error_response(StatusCode::BAD_REQUEST, "invalid request target");
         };
@@ -416,7 +454,7 @@ async fn health_check_loop(lb: Arc<LoadBalancer>, target: Arc<Target>) {
     loop {
         // Like the ALB, the first check runs one interval after registration.
         tokio::time::sleep(lb.health.interval).await;
-        let state = target.health().0;
+        let state = target.state();
         let registered = lb.targets().iter().any(|t| Arc::ptr_eq(t, &target));
         if !registered || state == Health::Draining {
             return;
@@ -438,7 +476,7 @@ async fn health_check_loop(lb: Arc<LoadBalancer>, target: Arc<Target>) {
         };
         if let Some((health, reason)) = next {
             // Deregistration may have raced with the probe.
-            if target.health().0 == Health::Draining {
+            if target.state() == Health::Draining {
                 return;
             }
             target.set(health, reason.clone());

@@ -210,7 +210,7 @@ impl Runtime {
                 .lb
                 .targets()
                 .iter()
-                .filter(|t| t.health().0 == Health::Healthy)
+                .filter(|t| t.state() == Health::Healthy)
                 .count();
             if healthy >= self.service.desired() as usize {
                 return true;

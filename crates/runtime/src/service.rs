@@ -153,7 +153,7 @@ impl Service {
             .targets()
             .iter()
             .find(|t| t.task_id == id)
-            .map(|t| t.health().0)
+            .map(|t| t.state())
     }
 
     /// Records the initial deployment (what `up` starts with).
