@@ -309,6 +309,17 @@ impl Line<'_> {
         self
     }
 
+    /// A duration in milliseconds with microsecond precision (`12.345`), formatted
+    /// with integer arithmetic (no float formatting on the request path).
+    pub fn millis(mut self, key: &str, d: Duration) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            Self::key(buf, key);
+            let us = d.as_micros();
+            let _ = write!(buf, "{}.{:03}", us / 1000, us % 1000);
+        }
+        self
+    }
+
     pub fn bool(mut self, key: &str, value: bool) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
@@ -453,6 +464,7 @@ mod tests {
             .str("route", "/api/products/{id}")
             .u64("status", 500)
             .f64("latency_ms", 1.25)
+            .millis("took_ms", Duration::from_micros(12_045))
             .f64("nan", f64::NAN)
             .bool("ok", false)
             .emit();
@@ -466,6 +478,7 @@ mod tests {
         assert_eq!(v["message"], "boom \"quoted\"\n\u{1}");
         assert_eq!(v["status"], 500);
         assert_eq!(v["latency_ms"], 1.25);
+        assert_eq!(v["took_ms"], 12.045);
         assert!(v["nan"].is_null());
         assert_eq!(v["task_id"], "task-\"a\"");
         assert_eq!(v["version"], "1.2.3");

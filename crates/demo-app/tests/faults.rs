@@ -204,3 +204,24 @@ fn crash_exits_non_zero() {
             .any(|l| l["message"] == "Crash injected: process exiting" && l["level"] == "ERROR")
     );
 }
+
+#[test]
+fn slow_requests_are_cut_off_by_the_request_timeout() {
+    let app = App::start(&[("FAULTS", "enabled"), ("REQUEST_TIMEOUT_MS", "300")]);
+    let start = Instant::now();
+    let (s, v) = app.get("/error/timeout?delay_ms=2000");
+    assert!(start.elapsed() < Duration::from_millis(1500), "not cut off");
+    assert_eq!((s, v["error"].as_str().unwrap()), (504, "timeout"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("REQUEST_TIMEOUT_MS"),
+        "{v}"
+    );
+    let line = app.wait_log(|l| l["message"] == "Request timed out");
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["route"], "/error/timeout");
+    // Fast requests are unaffected.
+    assert_eq!(app.get("/api/products/1").0, 200);
+}
