@@ -42,7 +42,8 @@ pub struct DeployRequest {
 
 struct Deploying {
     id: String,
-    previous: Arc<TaskSpec>,
+    /// What the circuit breaker restores; `None` for the initial deployment.
+    previous: Option<Arc<TaskSpec>>,
     failures: u32,
 }
 
@@ -175,7 +176,7 @@ impl Service {
         let _ = self.pipeline.writer.deployment(&d);
         *self.deploying.lock().unwrap_or_else(|e| e.into_inner()) = Some(Deploying {
             id: d.id.clone(),
-            previous: spec,
+            previous: None,
             failures: 0,
         });
         self.deploy_seq.fetch_max(1, Ordering::AcqRel);
@@ -256,7 +257,7 @@ impl Service {
             .map_err(|e| e.to_string())?;
         *self.deploying.lock().unwrap_or_else(|e| e.into_inner()) = Some(Deploying {
             id,
-            previous: prev,
+            previous: Some(prev),
             failures: 0,
         });
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
@@ -282,9 +283,9 @@ impl Service {
             d.reason = reason.clone();
             let _ = self.pipeline.writer.deployment(&d);
         }
-        if outcome == DeploymentOutcome::RolledBack {
+        if let (DeploymentOutcome::RolledBack, Some(previous)) = (outcome, &dep.previous) {
             // The circuit breaker restores the last deployment that worked.
-            let mut restored = (*dep.previous).clone();
+            let mut restored = (**previous).clone();
             let id = self.next_deployment_id();
             restored.deployment_id = id.clone();
             let current = self.current();
@@ -302,9 +303,10 @@ impl Service {
                 reason,
             };
             let _ = self.pipeline.writer.deployment(&d);
+            // If the restored deployment fails too, there is nothing further back to try.
             *self.deploying.lock().unwrap_or_else(|e| e.into_inner()) = Some(Deploying {
                 id,
-                previous: dep.previous.clone(),
+                previous: None,
                 failures: 0,
             });
             *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(restored);
@@ -323,8 +325,13 @@ impl Service {
             }
         };
         if tripped {
-            let is_initial = self.deploying().is_some_and(|id| id == "d-0001");
-            if is_initial {
+            let can_roll_back = self
+                .deploying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|d| d.previous.is_some());
+            if !can_roll_back {
                 self.finish_deployment(
                     DeploymentOutcome::Failed,
                     Some(format!(
