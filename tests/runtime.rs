@@ -224,6 +224,35 @@ async fn a_rolling_deploy_under_traffic_drops_nothing() {
         (0, 0),
         "{ok} ok, {bad} non-200, {conn} connection errors"
     );
+
+    // Rolling back restores exactly what d-0001 ran.
+    let back = rt
+        .service
+        .deploy(
+            DeployRequest {
+                rollback_to: Some("d-0001".into()),
+                ..DeployRequest::default()
+            },
+            &reader,
+        )
+        .unwrap();
+    assert_eq!(back.description, "rollback to d-0001");
+    assert!(
+        back.changes
+            .iter()
+            .any(|c| c.key == "LOG_LEVEL" && c.to.is_none()),
+        "{:?}",
+        back.changes
+    );
+    wait_for("rollback complete", Duration::from_secs(40), || {
+        rt.service.deploying().is_none()
+    })
+    .await;
+    let spec = rt.service.current();
+    assert_eq!(
+        (spec.version.as_str(), spec.env.get("LOG_LEVEL")),
+        ("1.0.0", None)
+    );
     rt.shutdown().await;
 }
 

@@ -56,6 +56,9 @@ pub struct Service {
     /// Tasks being started (provisioning or not yet listening), by deployment.
     starting: Mutex<HashMap<String, Arc<TaskSpec>>>,
     current: Mutex<Arc<TaskSpec>>,
+    /// Every spec deployed by this environment, by deployment id: what a rollback restores
+    /// exactly (the record alone lacks the binary and redacted values).
+    history: Mutex<HashMap<String, Arc<TaskSpec>>>,
     deploying: Mutex<Option<Deploying>>,
     desired: AtomicU32,
     seq: AtomicU64,
@@ -90,6 +93,10 @@ impl Service {
             pipeline,
             tasks: Mutex::new(BTreeMap::new()),
             starting: Mutex::new(HashMap::new()),
+            history: Mutex::new(HashMap::from([(
+                initial.deployment_id.clone(),
+                Arc::new(initial.clone()),
+            )])),
             current: Mutex::new(Arc::new(initial)),
             deploying: Mutex::new(None),
             desired: AtomicU32::new(desired),
@@ -200,18 +207,42 @@ impl Service {
                 .deployment(target)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no deployment {target}"))?;
-            // Redacted values cannot be restored from the record: keep the current ones.
-            let mut env = d.env.clone();
-            for (k, v) in env.iter_mut() {
-                if v == "<redacted>" {
-                    if let Some(cur) = prev.env.get(k) {
-                        v.clone_from(cur);
+            let known = self
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(target)
+                .cloned();
+            match known {
+                // Deployed by this environment: restore exactly what ran.
+                Some(spec) => {
+                    next.env = spec.env.clone();
+                    next.version = spec.version.clone();
+                    next.git_sha = spec.git_sha.clone();
+                    next.binary = spec.binary.clone();
+                    next.args = spec.args.clone();
+                }
+                // Recorded before this environment started: the record has no binary.
+                None if d.git_sha != prev.git_sha => {
+                    return Err(format!(
+                        "deployment {target} ran commit {} from a build this environment does not have; deploy it with --rev {}",
+                        d.git_sha, d.git_sha
+                    ));
+                }
+                None => {
+                    // Redacted values cannot be restored from the record: keep the current ones.
+                    let mut env = d.env.clone();
+                    for (k, v) in env.iter_mut() {
+                        if v == "<redacted>"
+                            && let Some(cur) = prev.env.get(k)
+                        {
+                            v.clone_from(cur);
+                        }
                     }
+                    next.env = env;
+                    next.version = d.version.clone();
                 }
             }
-            next.env = env;
-            next.version = d.version.clone();
-            next.git_sha = d.git_sha.clone();
             if description.is_empty() {
                 description = format!("rollback to {target}");
             }
@@ -256,11 +287,16 @@ impl Service {
             .deployment(&d)
             .map_err(|e| e.to_string())?;
         *self.deploying.lock().unwrap_or_else(|e| e.into_inner()) = Some(Deploying {
-            id,
+            id: id.clone(),
             previous: Some(prev),
             failures: 0,
         });
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        let next = Arc::new(next);
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), next.clone());
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = next;
         self.wake.notify_one();
         Ok(d)
     }
@@ -309,7 +345,12 @@ impl Service {
                 previous: None,
                 failures: 0,
             });
-            *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(restored);
+            let restored = Arc::new(restored);
+            self.history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(restored.deployment_id.clone(), restored.clone());
+            *self.current.lock().unwrap_or_else(|e| e.into_inner()) = restored;
         }
     }
 
