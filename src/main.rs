@@ -247,6 +247,21 @@ fn main() -> ExitCode {
     if raw.get(1).map(String::as_str) == Some("app") {
         return demo_app::cli::main(raw[2..].to_vec());
     }
+    // `status | head` closes stdout early: end quietly as a shell tool does on SIGPIPE,
+    // instead of printing a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => commands::up(&cli.state_dir, args),
