@@ -95,6 +95,16 @@ fn fmt_ts(ms: i64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// The store of a state directory, or how to create one.
+fn open_state(state_dir: &Path) -> Result<Reader> {
+    Reader::open(state_dir).map_err(|e| {
+        anyhow!(
+            "{e}\n(no state in {}: start the environment with `cargo run --release -- up`)",
+            state_dir.display()
+        )
+    })
+}
+
 pub fn runtime_config(state_dir: &Path, args: &UpArgs) -> Result<RuntimeConfig> {
     let env = parse_env(&args.env, "--env")?;
     Ok(RuntimeConfig {
@@ -262,12 +272,7 @@ pub fn status(state_dir: &Path, json_out: bool) -> Result<()> {
 
 pub fn logs(state_dir: &Path, args: &LogsArgs) -> Result<()> {
     let since = parse_duration(&args.since)?;
-    let reader = Reader::open(state_dir).map_err(|e| {
-        anyhow!(
-            "{e}\n(no state in {}: start the environment with `cargo run --release -- up`)",
-            state_dir.display()
-        )
-    })?;
+    let reader = open_state(state_dir)?;
     let now = demo_runtime::now_ms();
     let query = LogQuery {
         task_id: args.task.clone(),
@@ -380,12 +385,7 @@ pub fn mine(args: MineArgs) -> Result<()> {
 }
 
 pub fn alarms(state_dir: &Path, history: usize) -> Result<()> {
-    let reader = Reader::open(state_dir).map_err(|e| {
-        anyhow!(
-            "{e}\n(no state in {}: start the environment with `cargo run --release -- up`)",
-            state_dir.display()
-        )
-    })?;
+    let reader = open_state(state_dir)?;
     let catalog = Catalog::embedded();
     println!("ALARM               STATE               SINCE                     CONDITION");
     for a in &catalog.alarms {
