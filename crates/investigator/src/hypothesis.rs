@@ -687,11 +687,7 @@ pub fn rank(f: &Findings) -> Ranked {
                     oom_tasks.join(", ")
                 ),
                 f.tasks
-                    .tasks
-                    .values()
-                    .flat_map(|t| t.oom_kills.iter().copied())
-                    .filter(|&x| x >= f.incident.start_ms)
-                    .min(),
+                    .first_since(f.incident.start_ms, |t| t.oom_kills.iter().copied()),
                 json!({"tasks": oom_tasks}),
             );
             c.pro.push(id);
@@ -824,11 +820,7 @@ pub fn rank(f: &Findings) -> Ranked {
                     unhealthy_tasks.join(", ")
                 ),
                 f.tasks
-                    .tasks
-                    .values()
-                    .flat_map(|t| t.unhealthy.iter().copied())
-                    .filter(|&x| x >= f.incident.start_ms)
-                    .min(),
+                    .first_since(f.incident.start_ms, |t| t.unhealthy.iter().copied()),
                 json!({"tasks": unhealthy_tasks}),
             );
             c.pro.push(id);
@@ -1037,11 +1029,7 @@ pub fn rank(f: &Findings) -> Ranked {
                 tasks.join(", ")
             ),
             f.tasks
-                .tasks
-                .values()
-                .flat_map(|t| t.crashes.iter().map(|c| c.0))
-                .filter(|&x| x >= f.incident.start_ms)
-                .min(),
+                .first_since(f.incident.start_ms, |t| t.crashes.iter().map(|c| c.0)),
             json!({"tasks": crashed}),
         );
         c.pro.push(id);

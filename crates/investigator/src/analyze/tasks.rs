@@ -26,6 +26,25 @@ pub struct TaskAnalysis {
     pub events: usize,
 }
 
+impl TaskAnalysis {
+    /// The earliest of `times` (one task's OOM kills, crashes, ...) across all
+    /// tasks at or after `since`.
+    pub fn first_since<'a, I>(
+        &'a self,
+        since: EpochMs,
+        times: impl Fn(&'a TaskHistory) -> I,
+    ) -> Option<EpochMs>
+    where
+        I: IntoIterator<Item = EpochMs>,
+    {
+        self.tasks
+            .values()
+            .flat_map(times)
+            .filter(|&t| t >= since)
+            .min()
+    }
+}
+
 fn is_oom(e: &TaskEvent) -> bool {
     e.kind == TaskEventKind::OomKilled
         || (e.exit_code == Some(137)
