@@ -408,3 +408,61 @@ async fn every_log_line_a_task_writes_is_stored() {
     }
     assert!(total >= sent, "{total} lines for {sent} requests");
 }
+
+/// Alarm state outlives the process: after a restart an alarm carries on in the
+/// state it had, instead of starting over from INSUFFICIENT_DATA (which would
+/// open a new episode and a duplicate investigation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarm_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = start(dir.path(), &[]).await;
+    wait_for(
+        "cpu-high to leave INSUFFICIENT_DATA",
+        Duration::from_secs(30),
+        || {
+            rt.alarm_states()
+                .iter()
+                .any(|(n, s)| n == "cpu-high" && s == "OK")
+        },
+    )
+    .await;
+    rt.shutdown().await;
+    let reader = demo_store::Reader::open(dir.path()).unwrap();
+    let before = reader.transitions(Some("cpu-high"), 100).unwrap();
+
+    let config = RuntimeConfig {
+        state_dir: dir.path().to_path_buf(),
+        app_binary: env!("CARGO_BIN_EXE_devops-agent-demo").into(),
+        lb_port: 0,
+        control_port: 0,
+        time_scale: SCALE,
+        catalog: Catalog::embedded(),
+        version: "1.0.0".into(),
+        git_sha: "test".into(),
+        env: BTreeMap::new(),
+        provisioning: Duration::from_secs(30),
+        desired_count: None,
+    };
+    let rt = Runtime::start(config.clone(), vec!["app".into()])
+        .await
+        .unwrap();
+    tokio::time::sleep(config.tick() * 3).await;
+    let state = rt
+        .alarm_states()
+        .into_iter()
+        .find(|(n, _)| n == "cpu-high")
+        .map(|(_, s)| s);
+    assert_eq!(
+        state.as_deref(),
+        Some("OK"),
+        "state restored from the store"
+    );
+    let after = reader.transitions(Some("cpu-high"), 100).unwrap();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "no new transition right after the restart: {:?}",
+        &after[..after.len() - before.len()]
+    );
+    rt.shutdown().await;
+}

@@ -76,6 +76,9 @@ pub struct Collector {
     evaluators: Vec<AlarmEvaluator>,
     transitions: broadcast::Sender<AlarmTransition>,
     previous_routes: HashMap<String, RouteCounters>,
+    /// One read connection for every evaluation (opening one per tick is wasted I/O).
+    /// (A mutex only to make the collector `Sync`: it is used by one task at a time.)
+    reader: std::sync::Mutex<demo_store::Reader>,
     http: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         http_body_util::Empty<bytes::Bytes>,
@@ -90,7 +93,7 @@ impl Collector {
         transitions: broadcast::Sender<AlarmTransition>,
     ) -> Result<Collector, String> {
         let scale = service.config.time_scale;
-        let evaluators = service
+        let mut evaluators: Vec<AlarmEvaluator> = service
             .config
             .catalog
             .alarms
@@ -100,12 +103,29 @@ impl Collector {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<_, _>>()?;
+        let reader =
+            demo_store::Reader::open(&service.config.state_dir).map_err(|e| e.to_string())?;
+        // Alarm state outlives the process, as in CloudWatch: a restart inside an
+        // ALARM episode continues it instead of opening a new one.
+        for ev in &mut evaluators {
+            let last = reader
+                .transitions(Some(&ev.alarm().name), 1)
+                .map_err(|e| e.to_string())?;
+            if let Some(t) = last.first() {
+                let state = t
+                    .to
+                    .parse::<cloudwatch::AlarmState>()
+                    .map_err(|e| format!("stored state {:?} of alarm {}: {e}", t.to, t.alarm))?;
+                ev.restore_state(state);
+            }
+        }
         Ok(Collector {
             service,
             pipeline,
             evaluators,
             transitions,
             previous_routes: HashMap::new(),
+            reader: std::sync::Mutex::new(reader),
             http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http(),
             last_prune: Instant::now(),
@@ -329,20 +349,26 @@ impl Collector {
 
     fn evaluate(&mut self, now: i64) {
         self.pipeline.writer.flush();
-        let Ok(reader) = demo_store::Reader::open(&self.service.config.state_dir) else {
-            return;
-        };
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         for ev in &mut self.evaluators {
             let w = ev.query_window(now);
             let a = ev.alarm();
-            let samples: Vec<Sample> = reader
-                .samples(
-                    &a.namespace,
-                    &a.metric_name,
-                    SERVICE_DIMENSION,
-                    Window::new(w.start_ms, w.end_ms),
-                )
-                .unwrap_or_default()
+            let stored = reader.samples(
+                &a.namespace,
+                &a.metric_name,
+                SERVICE_DIMENSION,
+                Window::new(w.start_ms, w.end_ms),
+            );
+            // A failed read is not "no data": skip this evaluation rather than let the
+            // alarm drift to INSUFFICIENT_DATA on a database error.
+            let stored = match stored {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("collector: cannot read samples of alarm {}: {e}", a.name);
+                    continue;
+                }
+            };
+            let samples: Vec<Sample> = stored
                 .into_iter()
                 .map(|m| Sample::with_count(m.ts_ms, m.value, m.count))
                 .collect();
