@@ -34,6 +34,8 @@ pub enum StoreError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("no state database at {0}")]
+    Missing(String),
     #[error("store writer has stopped")]
     WriterGone,
     #[error("stored data is corrupt: {0}")]
@@ -482,10 +484,7 @@ impl Reader {
             path.to_path_buf()
         };
         if !path.exists() {
-            return Err(StoreError::Sqlite {
-                path: path.display().to_string(),
-                source: rusqlite::Error::InvalidPath(path.clone()),
-            });
+            return Err(StoreError::Missing(path.display().to_string()));
         }
         let conn = open_conn(&path)?;
         Ok(Reader { conn, path })
