@@ -417,6 +417,28 @@ impl Catalog {
                     a.namespace, a.metric_name
                 ));
             }
+            // Running tasks are compared with the service's floor (desired_count, the
+            // autoscaling minimum): a threshold that drifted from it alarms on the wrong count.
+            if a.metric_name == "RunningTaskCount"
+                && matches!(
+                    a.comparison,
+                    Comparison::LessThanThreshold | Comparison::LessThanOrEqualToThreshold
+                )
+            {
+                let floor = f64::from(s.desired_count);
+                let want = match a.comparison {
+                    Comparison::LessThanThreshold => floor,
+                    _ => floor - 1.0,
+                };
+                if a.threshold != want {
+                    p.push(format!(
+                        "{at}.threshold: {} {} does not match service.desired_count {} (want {want})",
+                        a.comparison.symbol(),
+                        a.threshold,
+                        s.desired_count
+                    ));
+                }
+            }
         }
         p
     }
@@ -441,9 +463,14 @@ mod tests {
             "high-5xx-errors",
             "error-count-high",
             "latency-p99-high",
+            "tasks-below-desired",
+            "elb-5xx-errors",
         ] {
             assert!(names.contains(&want), "missing alarm {want}");
         }
+        let t = c.alarm("tasks-below-desired").unwrap();
+        assert_eq!(t.comparison, Comparison::LessThanThreshold);
+        assert_eq!(t.threshold, f64::from(c.service.desired_count));
         let e = c.alarm("error-count-high").unwrap();
         assert_eq!((e.threshold, e.evaluation_periods), (10.0, 1));
         assert_eq!(c.task.vcpu(), 0.25);
@@ -464,6 +491,18 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("health_check.path")));
         assert!(problems.iter().any(|p| p.contains("datapoints_to_alarm")));
         assert!(problems.iter().any(|p| p.contains("duplicate alarm name")));
+    }
+
+    #[test]
+    fn a_running_task_alarm_follows_the_desired_count() {
+        let mut c = Catalog::embedded();
+        c.service.desired_count = 3;
+        let problems = c.validate();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].contains("tasks-below-desired") && problems[0].contains("desired_count 3"),
+            "{problems:#?}"
+        );
     }
 
     #[test]

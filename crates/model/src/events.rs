@@ -94,6 +94,8 @@ impl LogRecord {
 pub mod ns {
     pub const ECS: &str = "AWS/ECS";
     pub const ALB: &str = "AWS/ApplicationELB";
+    /// ECS Container Insights (where CloudWatch publishes `RunningTaskCount`).
+    pub const CONTAINER_INSIGHTS: &str = "ECS/ContainerInsights";
     /// Per-route request counters scraped from the tasks' `/metrics`.
     pub const APP: &str = "App";
 }

@@ -219,13 +219,17 @@ impl Collector {
                 mem_sum / f64::from(running),
             );
         }
-        self.put(
-            ts,
-            ns::ECS,
-            "RunningTaskCount",
-            SERVICE_DIMENSION,
-            f64::from(running),
-        );
+        // CloudWatch publishes RunningTaskCount under Container Insights (where the
+        // catalogue's alarm reads it); the AWS/ECS copy is what the investigator reads.
+        for namespace in [ns::ECS, ns::CONTAINER_INSIGHTS] {
+            self.put(
+                ts,
+                namespace,
+                "RunningTaskCount",
+                SERVICE_DIMENSION,
+                f64::from(running),
+            );
+        }
 
         let lb = self.service.lb.counters.take();
         for (name, v) in [
