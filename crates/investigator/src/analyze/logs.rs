@@ -54,6 +54,36 @@ pub struct AccessCounts {
     pub incident_5xx: u64,
 }
 
+/// What one task served and how it failed, per bucket of the analysis grid:
+/// the raw material of the deployment cohort comparison.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TaskTraffic {
+    /// Access lines (records with a route and a status) per bucket.
+    pub requests: Vec<u32>,
+    /// Access lines with a 5xx status per bucket.
+    pub errors_5xx: Vec<u32>,
+    /// ERROR/FATAL lines per bucket (an error logged without a failed response counts too).
+    pub error_lines: Vec<u32>,
+    /// Incident-window (requests, 5xx) per route.
+    pub routes: BTreeMap<String, (u64, u64)>,
+}
+
+impl TaskTraffic {
+    fn new(len: usize) -> TaskTraffic {
+        TaskTraffic {
+            requests: vec![0; len],
+            errors_5xx: vec![0; len],
+            error_lines: vec![0; len],
+            routes: BTreeMap::new(),
+        }
+    }
+    /// Failures in bucket `i`: 5xx responses or ERROR lines, whichever the
+    /// task shows more of (a failing request usually produces both).
+    pub fn failures(&self, i: usize) -> u32 {
+        self.errors_5xx[i].max(self.error_lines[i])
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LogAnalysis {
     pub lines: u64,
@@ -61,6 +91,8 @@ pub struct LogAnalysis {
     pub incident_lines: u64,
     pub templates: Vec<TemplateStat>,
     pub access: BTreeMap<String, AccessCounts>,
+    /// Per task id: what it served and how it failed, bucket by bucket.
+    pub per_task: BTreeMap<String, TaskTraffic>,
 }
 
 impl LogAnalysis {
@@ -102,6 +134,7 @@ pub fn analyze(
     let mut cache: HashMap<Box<str>, ClusterId> = HashMap::new();
     let mut accs: HashMap<ClusterId, Acc> = HashMap::new();
     let mut access: BTreeMap<String, AccessCounts> = BTreeMap::new();
+    let mut per_task: BTreeMap<String, TaskTraffic> = BTreeMap::new();
     let (mut nb, mut ni) = (0u64, 0u64);
     let range = Window::new(baseline.start_ms, incident.end_ms);
     let lines = src.scan(range, &mut |e: LogEntry<'_>| {
@@ -164,6 +197,35 @@ pub fn analyze(
         }
         if let Some(i) = grid.index(e.ts_ms) {
             a.buckets[i] += 1;
+        }
+        if let Some(i) = grid.index(e.ts_ms) {
+            let is_access = e.route.is_some() && e.status.is_some();
+            let is_error = e.level.is_some_and(|l| {
+                l.eq_ignore_ascii_case("ERROR") || l.eq_ignore_ascii_case("FATAL")
+            });
+            if is_access || is_error {
+                let t = match per_task.get_mut(e.task_id) {
+                    Some(t) => t,
+                    None => per_task
+                        .entry(e.task_id.to_owned())
+                        .or_insert_with(|| TaskTraffic::new(grid.len)),
+                };
+                if is_error {
+                    t.error_lines[i] += 1;
+                }
+                if let (Some(r), Some(s)) = (e.route, e.status) {
+                    t.requests[i] += 1;
+                    t.errors_5xx[i] += u32::from(s >= 500);
+                    if inc {
+                        let rc = match t.routes.get_mut(r) {
+                            Some(rc) => rc,
+                            None => t.routes.entry(r.to_owned()).or_default(),
+                        };
+                        rc.0 += 1;
+                        rc.1 += u64::from(s >= 500);
+                    }
+                }
+            }
         }
         if let (Some(r), Some(s)) = (e.route, e.status) {
             let c = match access.get_mut(r) {
@@ -275,6 +337,7 @@ pub fn analyze(
         incident_lines: ni,
         templates,
         access,
+        per_task,
     })
 }
 
