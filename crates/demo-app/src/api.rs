@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
@@ -151,7 +152,11 @@ pub fn find(id: u32) -> Option<&'static Product> {
     PRODUCTS.iter().find(|p| p.id == id)
 }
 
-pub async fn get_product(Path(id): Path<String>) -> Result<Json<Product>, AppError> {
+pub async fn get_product(
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Product>, AppError> {
+    // A segment that does not decode to UTF-8 (`%FF`) is bad input like any other.
+    let Path(id) = id.map_err(|e| AppError::bad_field("id", e.body_text()))?;
     let id: u32 = id
         .parse()
         .map_err(|_| AppError::bad_field("id", format!("{id:?} is not a positive integer")))?;

@@ -1,11 +1,14 @@
 //! The HTTP application: state, router and the request pipeline.
 //!
 //! Pipeline, outermost first:
-//! 1. `CatchPanicLayer` — a bug in a handler becomes a logged 500, not a dropped connection.
-//! 2. `observe` — request id, timing, metrics and the access log, in one place so every
-//!    response (including timeouts, injected failures and cancelled requests) is counted
-//!    and logged exactly once. It sits inside routing (`Router::layer`) so it sees
-//!    `MatchedPath` and labels metrics by route template, never by raw path.
+//! 1. `observe` — request id, timing, metrics and the access log, in one place so every
+//!    response (including timeouts, injected failures, panics and cancelled requests) is
+//!    counted and logged exactly once. It sits inside routing (`Router::layer`) so it sees
+//!    `MatchedPath` and labels metrics by route template, never by raw path. A declared
+//!    `Content-Length` over the body limit is answered 413 here, before any body is read.
+//! 2. `CatchPanicLayer` — a bug in a handler becomes a 500 (not a dropped connection),
+//!    which `observe` then counts on its route like any other 5xx. The panic itself is
+//!    logged once at ERROR by the panic hook (`cli::serve`).
 //! 3. Body limit (`DefaultBodyLimit`) — oversized bodies are refused before parsing.
 //! 4. Handlers; the `/error/*` routes additionally pass the `gate` (FAULTS, token).
 
@@ -94,6 +97,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/error/latency", get(fault_latency).post(fault_latency))
         .route("/error/crash", get(fault_crash).post(fault_crash))
         .route("/error/reset", get(fault_reset).post(fault_reset))
+        .route("/error/panic", get(fault_panic).post(fault_panic))
         .route_layer(middleware::from_fn_with_state(state.clone(), gate));
 
     let limit = state.config.max_body_bytes;
@@ -109,8 +113,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -148,6 +152,7 @@ impl RequestRecord {
         let st = &self.state;
         st.http
             .observe(self.method.as_str(), route, status, latency);
+        let method = metrics::method_label(self.method.as_str());
         st.http.request_finished();
         // 5xx access lines are WARN: the cause is logged at ERROR exactly once where it
         // happens, so the ErrorCount metric filter counts failures, not failures twice.
@@ -159,9 +164,9 @@ impl RequestRecord {
         st.log
             .line(level, "request completed")
             .str("request_id", self.request_id.to_str().unwrap_or(""))
-            .str("method", self.method.as_str())
+            .str("method", method)
             .str("route", route)
-            .str("path", self.uri.path())
+            .capped("path", self.uri.path(), crate::log::MAX_LOGGED_PATH)
             .u64("status", u64::from(status))
             .millis("latency_ms", latency)
             .display("client_ip", self.client_ip)
@@ -205,12 +210,16 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }
 
-/// First `X-Forwarded-For` hop if it is an IP address, else the TCP peer.
+/// The client as our load balancer saw it: the last (rightmost) `X-Forwarded-For` hop,
+/// which the proxy in front appends from its TCP peer, if it is an IP address; else the
+/// TCP peer. Earlier hops are whatever the client chose to send and are never trusted.
 fn client_ip(req: &Request) -> IpAddr {
     req.headers()
-        .get("x-forwarded-for")
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.rsplit(',').next())
         .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
         .or_else(|| {
             req.extensions()
@@ -218,6 +227,15 @@ fn client_ip(req: &Request) -> IpAddr {
                 .map(|c| c.0.ip())
         })
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Whether the request declares a body longer than `limit` (answered 413 before reading).
+fn declared_too_large(req: &Request, limit: usize) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
 }
 
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -251,7 +269,15 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         (false, None)
     };
     let timeout = state.config.request_timeout;
+    let too_large = declared_too_large(&req, state.config.max_body_bytes);
     let work = async {
+        if too_large {
+            // Waiting for a body that may never come (or is gigabytes) helps nobody.
+            return AppError::PayloadTooLarge {
+                limit: state.config.max_body_bytes,
+            }
+            .into_response();
+        }
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
@@ -342,7 +368,7 @@ async fn gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
             state
                 .log
                 .warn("Fault request rejected: missing or wrong token")
-                .str("path", req.uri().path())
+                .capped("path", req.uri().path(), crate::log::MAX_LOGGED_PATH)
                 .emit();
             return AppError::FaultTokenRequired.into_response();
         }
@@ -428,11 +454,14 @@ async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found(req: Request<Body>) -> AppError {
-    AppError::NotFound(format!(
-        "no route for {} {}",
-        req.method(),
-        req.uri().path()
-    ))
+    let path = req.uri().path();
+    let shown = match crate::log::cap(path, crate::log::MAX_LOGGED_PATH) {
+        None => path.to_string(),
+        Some((kept, cut)) => format!("{kept}…[cut {cut} bytes]"),
+    };
+    let method = req.method().as_str();
+    let method = crate::log::cap(method, 32).map_or(method, |(kept, _)| kept);
+    AppError::NotFound(format!("no route for {method} {shown}"))
 }
 
 async fn method_not_allowed() -> AppError {
@@ -691,6 +720,12 @@ async fn fault_crash(
         StatusCode::ACCEPTED,
         Json(json!({"crashing_in_ms": delay.as_millis() as u64, "exit_code": code})),
     ))
+}
+
+/// A handler bug on purpose: shows that a panic answers 500, is logged once at ERROR
+/// (by the panic hook) and is counted on its route.
+async fn fault_panic(_: ValidQuery<NoParams>) -> Response {
+    panic!("panic injected by /error/panic");
 }
 
 async fn fault_reset(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {

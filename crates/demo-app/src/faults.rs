@@ -257,7 +257,6 @@ impl Faults {
         self.leaked_bytes.load(Ordering::Relaxed)
     }
 
-    /// Starts `threads` busy threads for `seconds`; they stop early on `reset`.
     /// Starts `threads` threads, each busy `percent` % of the time, for `seconds`;
     /// they stop early on `reset`.
     pub fn cpu_spike(
@@ -309,16 +308,9 @@ impl Faults {
             let spawned = std::thread::Builder::new()
                 .name(format!("cpu-spike-{i}"))
                 .spawn(move || {
-                    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-                    while Instant::now() < deadline && gen_now.load(Ordering::Relaxed) == generation
-                    {
-                        for _ in 0..10_000 {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                        }
-                        std::hint::black_box(x);
-                    }
+                    busy_loop(deadline, percent, || {
+                        gen_now.load(Ordering::Relaxed) == generation
+                    });
                     counter.fetch_sub(1, Ordering::AcqRel);
                 });
             if spawned.is_err() {
@@ -352,6 +344,33 @@ impl Faults {
             latency_ms: latency.as_ref().map_or(0, |l| l.delay.as_millis() as u64),
             latency_percent: latency.map_or(0.0, |l| l.percent),
             cpu_spike_threads: self.cpu_threads.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// One duty-cycle period of a CPU spike: busy `percent` % of it, asleep the rest.
+const DUTY_PERIOD: Duration = Duration::from_millis(10);
+
+/// Burns CPU `percent` % of the time until `deadline`, or until `keep_going` turns false.
+fn busy_loop(deadline: Instant, percent: u32, keep_going: impl Fn() -> bool) {
+    let busy = DUTY_PERIOD * percent.min(100) / 100;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    loop {
+        let period_start = Instant::now();
+        if period_start >= deadline || !keep_going() {
+            return;
+        }
+        while period_start.elapsed() < busy {
+            for _ in 0..1_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            std::hint::black_box(x);
+        }
+        let rest = DUTY_PERIOD.saturating_sub(period_start.elapsed());
+        if !rest.is_zero() {
+            std::thread::sleep(rest.min(deadline.saturating_duration_since(Instant::now())));
         }
     }
 }
@@ -460,6 +479,41 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// CPU time of the calling thread (Linux `/proc/thread-self/stat`, utime + stime).
+    fn thread_cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+
+    #[test]
+    fn a_cpu_spike_burns_its_percent_of_the_time() {
+        // 2 s at 10 % must burn about 0.2 CPU-s, not 2 (the bug: `percent` was ignored).
+        let measure = |percent| {
+            let before = thread_cpu_seconds();
+            busy_loop(Instant::now() + Duration::from_secs(2), percent, || true);
+            thread_cpu_seconds() - before
+        };
+        let ten = measure(10);
+        assert!(
+            (0.04..0.45).contains(&ten),
+            "10 % for 2 s burned {ten} CPU-s"
+        );
+        let stopped = {
+            let before = thread_cpu_seconds();
+            let start = Instant::now();
+            busy_loop(Instant::now() + Duration::from_secs(5), 100, || {
+                start.elapsed() < Duration::from_millis(300)
+            });
+            assert!(start.elapsed() < Duration::from_secs(1), "stop ignored");
+            thread_cpu_seconds() - before
+        };
+        assert!(stopped < 0.6, "{stopped}");
     }
 
     #[test]

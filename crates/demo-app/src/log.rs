@@ -259,6 +259,22 @@ thread_local! {
     static SECOND: std::cell::RefCell<(u64, [u8; 20])> = const { std::cell::RefCell::new((u64::MAX, [0; 20])) };
 }
 
+/// Longest request path written to a log line (bytes); longer ones are cut with a marker.
+pub const MAX_LOGGED_PATH: usize = 512;
+
+/// `None` if `value` fits in `max` bytes, else the longest prefix ending on a character
+/// boundary and how many bytes were left out.
+pub fn cap(value: &str, max: usize) -> Option<(&str, usize)> {
+    if value.len() <= max {
+        return None;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some((&value[..end], value.len() - end))
+}
+
 /// A log line being built. Fields appear in the order added.
 pub struct Line<'a> {
     logger: &'a Logger,
@@ -278,6 +294,15 @@ impl Line<'_> {
             push_json_str(buf, value);
         }
         self
+    }
+
+    /// Like `str`, but a value longer than `max` bytes is cut at a character boundary and
+    /// ends with the marker `…[cut N bytes]`, so one request cannot write a huge line.
+    pub fn capped(self, key: &str, value: &str, max: usize) -> Self {
+        match cap(value, max) {
+            None => self.str(key, value),
+            Some((kept, cut)) => self.str(key, &format!("{kept}…[cut {cut} bytes]")),
+        }
     }
 
     pub fn u64(mut self, key: &str, value: u64) -> Self {
@@ -485,6 +510,26 @@ mod tests {
         let ts = v["timestamp"].as_str().unwrap();
         assert_eq!(ts.len(), 24, "{ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.');
+    }
+
+    #[test]
+    fn capped_values_are_cut_on_a_char_boundary_with_a_marker() {
+        assert_eq!(cap("/short", 16), None);
+        assert_eq!(cap("/abcdef", 4), Some(("/abc", 3)));
+        // 'é' is two bytes: a cut inside it backs off to the boundary before.
+        assert_eq!(cap("/aé", 3), Some(("/a", 2)));
+        let sink = Sink::default();
+        let log = Logger::new(Level::Info, "1", "t", sink.clone());
+        log.info("x")
+            .capped("path", &"a".repeat(10_000), 100)
+            .emit();
+        log.shutdown();
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let path = v["path"].as_str().unwrap();
+        assert!(path.starts_with(&"a".repeat(100)), "{path}");
+        assert!(path.ends_with("…[cut 9900 bytes]"), "{path}");
+        assert!(out.len() < 400, "{} bytes", out.len());
     }
 
     #[test]

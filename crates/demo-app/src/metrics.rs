@@ -7,7 +7,9 @@
 //! passed explicitly; there is no global.
 //!
 //! `route` is always a matched route template (`/api/products/{id}`) or the
-//! single value `unmatched`, so unknown paths cannot grow the series set.
+//! single value `unmatched`, and `method` one of the nine standard methods or
+//! the single value `other`, so neither unknown paths nor made-up methods can
+//! grow the series set.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,6 +24,21 @@ pub const BUCKETS: [f64; 12] = [
 
 /// Label value for requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
+
+/// Label value shared by every method outside the standard set.
+pub const OTHER_METHOD: &str = "other";
+
+/// The `method` label of a request: the standard methods (RFC 9110 and PATCH) keep
+/// their name, anything else (`FOO`, `X1234`) shares `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or(OTHER_METHOD)
+}
 
 #[derive(Debug, Default)]
 struct Series {
@@ -66,9 +83,9 @@ impl HttpMetrics {
         s
     }
 
-    /// Records one finished request.
+    /// Records one finished request; `method` is reduced to its label (`method_label`).
     pub fn observe(&self, method: &str, route: &str, status: u16, latency: Duration) {
-        let s = self.series(method, route, status);
+        let s = self.series(method_label(method), route, status);
         let secs = latency.as_secs_f64();
         let idx = BUCKETS
             .iter()
@@ -474,6 +491,21 @@ mod tests {
             text.contains(r#"version="v\"1""#),
             "label values are escaped"
         );
+    }
+
+    #[test]
+    fn made_up_methods_share_one_series() {
+        let m = HttpMetrics::default();
+        for i in 0..500 {
+            m.observe(&format!("X{i}"), UNMATCHED, 405, Duration::from_millis(1));
+        }
+        m.observe("PATCH", UNMATCHED, 405, Duration::from_millis(1));
+        m.observe("get", UNMATCHED, 405, Duration::from_millis(1));
+        let routes = m.routes.read().unwrap();
+        let methods: Vec<&str> = routes[UNMATCHED].iter().map(|((m, _), _)| &**m).collect();
+        // Method names are case-sensitive (RFC 9110 §9.1): "get" is not GET.
+        assert_eq!(methods, vec!["other", "PATCH"]);
+        assert_eq!(routes[UNMATCHED][0].1.count.load(Ordering::Relaxed), 501);
     }
 
     #[test]

@@ -189,7 +189,8 @@ fn every_log_line_is_json_with_the_access_fields() {
     assert_eq!(access["route"], "/api/products/{id}");
     assert_eq!(access["path"], "/api/products/4");
     assert_eq!(access["status"], 200);
-    assert_eq!(access["client_ip"], "203.0.113.7");
+    // The rightmost hop (appended by our load balancer), never the client-supplied first one.
+    assert_eq!(access["client_ip"], "10.0.0.2");
     assert_eq!(access["user_agent"], "tester/1.0");
     assert_eq!(access["version"], "9.9.9-test");
     assert!(access["latency_ms"].as_f64().unwrap() >= 0.0);
