@@ -4,12 +4,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use demo_runtime::control_auth::{ControlToken, TOKEN_FILE};
 use demo_runtime::runtime::{RUNTIME_FILE, RuntimeInfo};
 use serde_json::Value;
 
 pub struct Client {
     pub info: RuntimeInfo,
     agent: ureq::Agent,
+    /// `Bearer <token>`, from `<state>/control.token`.
+    auth: String,
 }
 
 impl Client {
@@ -31,12 +34,22 @@ impl Client {
                 info.pid
             );
         }
+        let token = ControlToken::read(state_dir).with_context(|| {
+            format!(
+                "cannot read the control token {} (it is readable only by the user who started the environment)",
+                state_dir.join(TOKEN_FILE).display()
+            )
+        })?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Ok(Client { info, agent })
+        Ok(Client {
+            info,
+            agent,
+            auth: format!("Bearer {token}"),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -56,15 +69,25 @@ impl Client {
         let r = self
             .agent
             .get(&self.url(path))
+            .header("authorization", &self.auth)
             .call()
             .context("control API unreachable")?;
         Client::handle(r)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.post_with_timeout(path, body, Duration::from_secs(30))
+    }
+
+    /// A POST that may take long (a deployment that builds a revision first).
+    pub fn post_with_timeout(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
         let r = self
             .agent
             .post(&self.url(path))
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("authorization", &self.auth)
             .send_json(body)
             .context("control API unreachable")?;
         Client::handle(r)

@@ -87,9 +87,16 @@ pub struct UpArgs {
     /// Load balancer port on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Control API port on 127.0.0.1 (used by status, deploy, ...).
+    /// Control API port (used by status, deploy, ...).
     #[arg(long, default_value_t = 8081)]
     pub control_port: u16,
+    /// Address the control API binds to. Loopback by default; every request
+    /// needs the token written to <state-dir>/control.token whatever the address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub control_host: std::net::IpAddr,
+    /// The git repository `deploy --rev` builds revisions from.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
     /// Divide every period and interval by this factor (1 = real AWS timings).
     #[arg(long, default_value_t = 10.0)]
     pub time_scale: f64,

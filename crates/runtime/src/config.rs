@@ -2,6 +2,7 @@
 //! the load balancer port and the time scale. Validated before anything starts.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,8 +16,13 @@ pub struct RuntimeConfig {
     pub app_binary: PathBuf,
     /// Load balancer listen port on 127.0.0.1 (0 = any free port).
     pub lb_port: u16,
-    /// Control API port on 127.0.0.1 (0 = any free port).
+    /// Control API port (0 = any free port).
     pub control_port: u16,
+    /// Address the control API binds to: loopback unless configured. Every
+    /// request needs the token the runtime writes to the state directory.
+    pub control_host: IpAddr,
+    /// The git repository `deploy --rev` builds revisions from.
+    pub repo: PathBuf,
     /// Divides every period and interval (10: a 60 s period lasts 6 s).
     pub time_scale: f64,
     pub catalog: Catalog,

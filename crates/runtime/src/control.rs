@@ -1,10 +1,14 @@
-//! The control API of a running environment (127.0.0.1 only): status,
-//! deployments, stopping a task, scaling, and resetting faults on every task.
-//! The CLI's `status`, `deploy`, `tasks stop`, `scale` and `faults reset` use it.
+//! The control API of a running environment: status, deployments, stopping a
+//! task, scaling, and resetting faults on every task. The CLI's `status`,
+//! `deploy`, `tasks stop`, `scale` and `faults` use it. Bound to loopback
+//! unless configured; every request passes [`crate::control_auth`] (token,
+//! host, origin). A deployment names configuration or a git revision the
+//! runtime builds itself, never a program path.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +18,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::builds::BuildError;
+use crate::control_auth::Guard;
 use crate::service::{DeployRequest, Service};
 
 #[derive(Clone)]
@@ -21,6 +27,7 @@ pub struct ControlState {
     pub service: Arc<Service>,
     pub alarm_states: Arc<Mutex<Vec<(String, String)>>>,
     pub lb_addr: SocketAddr,
+    pub guard: Guard,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -35,6 +42,11 @@ pub fn router(state: ControlState) -> Router {
         .route("/scale", post(scale))
         .route("/faults", post(fault))
         .route("/faults/reset", post(reset))
+        // Outermost, so nothing (not even body parsing) runs for a refused request.
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            crate::control_auth::middleware,
+        ))
         .with_state(state)
 }
 
@@ -101,18 +113,55 @@ async fn status(State(st): State<ControlState>) -> Json<Value> {
     Json(status_json(&st))
 }
 
-async fn deploy(State(st): State<ControlState>, Json(req): Json<DeployRequest>) -> Response {
-    let reader = match demo_store::Reader::open(&st.service.config.state_dir) {
+/// A JSON body, or a JSON 400 naming what is wrong with it (an unknown field
+/// such as `binary` included).
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, String> {
+    b.map(|Json(v)| v).map_err(|e| e.body_text())
+}
+
+async fn deploy(
+    State(st): State<ControlState>,
+    req: Result<Json<DeployRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match st.service.deploy(req, &reader) {
-        Ok(d) => (
+    let svc = st.service.clone();
+    // A revision is built first (minutes): off the async workers.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let reader = demo_store::Reader::open(&svc.config.state_dir)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let build_error = |e| match e {
+            BuildError::BadRevision(m) => (StatusCode::BAD_REQUEST, m),
+            BuildError::Failed(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+        };
+        // Bad input is named first, whatever state the service is in.
+        if let Some(rev) = &req.rev {
+            svc.builds.resolve(rev).map_err(build_error)?;
+        }
+        if let Some(id) = svc.deploying() {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("deployment {id} is still in progress"),
+            ));
+        }
+        let build = match &req.rev {
+            None => None,
+            Some(rev) => Some(svc.builds.revision(rev).map_err(build_error)?),
+        };
+        svc.deploy_build(req, build, &reader)
+            .map_err(|e| (StatusCode::CONFLICT, e))
+    })
+    .await;
+    match outcome {
+        Ok(Ok(d)) => (
             StatusCode::CREATED,
             Json(serde_json::to_value(d).unwrap_or_default()),
         )
             .into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Ok(Err((status, e))) => error(status, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -128,11 +177,16 @@ async fn stop_task(State(st): State<ControlState>, Path(id): Path<String>) -> Re
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Scale {
     count: u32,
 }
 
-async fn scale(State(st): State<ControlState>, Json(s): Json<Scale>) -> Response {
+async fn scale(State(st): State<ControlState>, s: Result<Json<Scale>, JsonRejection>) -> Response {
+    let s = match body(s) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     if !(1..=10).contains(&s.count) {
         return error(StatusCode::BAD_REQUEST, "count must be 1..=10");
     }
@@ -142,6 +196,7 @@ async fn scale(State(st): State<ControlState>, Json(s): Json<Scale>) -> Response
 
 /// A fault request sent to tasks directly (not through the load balancer).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     /// Path and query, e.g. `/error/memory-leak?mb=32`.
     pub path: String,
@@ -186,7 +241,14 @@ pub async fn send_fault(service: &Service, req: &FaultRequest) -> Result<Vec<Val
     Ok(out)
 }
 
-async fn fault(State(st): State<ControlState>, Json(req): Json<FaultRequest>) -> Response {
+async fn fault(
+    State(st): State<ControlState>,
+    req: Result<Json<FaultRequest>, JsonRejection>,
+) -> Response {
+    let req = match body(req) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     match send_fault(&st.service, &req).await {
         Ok(v) => Json(json!({"results": v})).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),

@@ -5,14 +5,17 @@
 //! * [`lb`]: the load balancer, its target health checks and ALB metrics.
 //! * [`service`]: the ECS service scheduler: replacement, rolling deployments, circuit breaker.
 //! * [`collector`]: metrics every tick (ECS, ALB, per-route, ErrorCount) and alarm evaluation.
-//! * [`control`]: the local control API the CLI talks to while `up` runs.
+//! * [`control`]: the local control API the CLI talks to while `up` runs (token-protected).
+//! * [`builds`]: `demo-app` built at a git revision, for deployments that name one.
 //!
 //! Everything runs on the time scale of [`RuntimeConfig`]: periods and intervals
 //! from the catalogue are divided by it, the catalogue itself never changes.
 
+pub mod builds;
 pub mod collector;
 pub mod config;
 pub mod control;
+pub mod control_auth;
 pub mod lb;
 pub mod procfs;
 pub mod runtime;

@@ -22,10 +22,10 @@ use crate::task::{Pipeline, TaskSpec};
 pub enum RuntimeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot bind the {what} on 127.0.0.1:{port}: {source}")]
+    #[error("cannot bind the {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
-        port: u16,
+        addr: SocketAddr,
         source: std::io::Error,
     },
     #[error(transparent)]
@@ -66,10 +66,18 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-async fn bind(what: &'static str, port: u16) -> Result<TcpListener, RuntimeError> {
-    TcpListener::bind(("127.0.0.1", port))
+async fn bind(
+    what: &'static str,
+    host: std::net::IpAddr,
+    port: u16,
+) -> Result<TcpListener, RuntimeError> {
+    TcpListener::bind((host, port))
         .await
-        .map_err(|source| RuntimeError::Bind { what, port, source })
+        .map_err(|source| RuntimeError::Bind {
+            what,
+            addr: SocketAddr::new(host, port),
+            source,
+        })
 }
 
 impl Runtime {
@@ -79,8 +87,10 @@ impl Runtime {
         binary_args: Vec<String>,
     ) -> Result<Runtime, RuntimeError> {
         config.validate()?;
-        let lb_listener = bind("load balancer", config.lb_port).await?;
-        let control_listener = bind("control API", config.control_port).await?;
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let lb_listener = bind("load balancer", loopback, config.lb_port).await?;
+        let control_listener =
+            bind("control API", config.control_host, config.control_port).await?;
         let lb_addr = lb_listener
             .local_addr()
             .map_err(|e| RuntimeError::Other(e.to_string()))?;
@@ -174,7 +184,7 @@ impl Runtime {
             shutdown,
             handles,
         };
-        handles_push_control(&rt, control_listener, shutdown_rx);
+        handles_push_control(&rt, control_listener, shutdown_rx, &config.state_dir)?;
         let info = RuntimeInfo {
             pid: std::process::id(),
             lb: lb_addr,
@@ -240,11 +250,27 @@ impl Runtime {
     }
 }
 
-fn handles_push_control(rt: &Runtime, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+fn handles_push_control(
+    rt: &Runtime,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    state_dir: &std::path::Path,
+) -> Result<(), RuntimeError> {
+    let token = crate::control_auth::ControlToken::create(state_dir).map_err(|e| {
+        RuntimeError::Other(format!(
+            "cannot write the control token to {}: {e}",
+            state_dir.join(crate::control_auth::TOKEN_FILE).display()
+        ))
+    })?;
     let state = crate::control::ControlState {
         service: rt.service.clone(),
         alarm_states: rt.alarm_states.clone(),
         lb_addr: rt.lb_addr,
+        guard: crate::control_auth::Guard {
+            token,
+            addr: rt.control_addr,
+        },
     };
     tokio::spawn(crate::control::serve(listener, state, shutdown));
+    Ok(())
 }

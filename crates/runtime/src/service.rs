@@ -21,8 +21,11 @@ use crate::lb::{Health, HealthChange, LoadBalancer};
 use crate::now_ms;
 use crate::task::{self, Pipeline, Task, TaskExit, TaskSpec};
 
-/// What a new deployment changes.
+/// What a new deployment changes. This is what the control API accepts from
+/// the network, so it names configuration and revisions, never a program: a
+/// revision is built by the runtime itself ([`crate::builds`]).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     /// Variables to set or change.
     #[serde(default)]
@@ -31,9 +34,9 @@ pub struct DeployRequest {
     #[serde(default)]
     pub unset: Vec<String>,
     pub version: Option<String>,
-    pub git_sha: Option<String>,
-    /// Another `demo-app` binary (e.g. built from another git revision).
-    pub binary: Option<String>,
+    /// A git revision of the runtime's repository to build and roll out.
+    #[serde(default)]
+    pub rev: Option<String>,
     #[serde(default)]
     pub description: String,
     /// Redeploy exactly what this earlier deployment ran.
@@ -51,6 +54,8 @@ struct Deploying {
 pub struct Service {
     pub config: RuntimeConfig,
     pub lb: Arc<LoadBalancer>,
+    /// Revisions this environment builds itself (`deploy --rev`).
+    pub builds: crate::builds::Builds,
     pipeline: Pipeline,
     tasks: Mutex<BTreeMap<String, Arc<Task>>>,
     /// Tasks being started (provisioning or not yet listening), by deployment.
@@ -88,6 +93,10 @@ impl Service {
     ) -> Arc<Service> {
         let desired = config.desired();
         Arc::new(Service {
+            builds: crate::builds::Builds::new(
+                config.repo.clone(),
+                config.state_dir.join("builds"),
+            ),
             config,
             lb,
             pipeline,
@@ -190,10 +199,31 @@ impl Service {
         d
     }
 
-    /// Starts a rolling deployment; returns its record. Refused while another runs.
+    /// Starts a rolling deployment; returns its record. Refused while another
+    /// runs. When the request names a revision, builds it first: that takes
+    /// minutes, so call this from a blocking context.
     pub fn deploy(
         &self,
         req: DeployRequest,
+        reader: &demo_store::Reader,
+    ) -> Result<Deployment, String> {
+        if let Some(id) = self.deploying() {
+            return Err(format!("deployment {id} is still in progress"));
+        }
+        let build = match &req.rev {
+            Some(rev) => Some(self.builds.revision(rev).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        self.deploy_build(req, build, reader)
+    }
+
+    /// Starts a rolling deployment of what `build` holds (built by
+    /// [`crate::builds::Builds`], e.g. a patched revision a scenario ships).
+    /// In-process only: the control API goes through [`Service::deploy`].
+    pub fn deploy_build(
+        &self,
+        req: DeployRequest,
+        build: Option<crate::builds::Build>,
         reader: &demo_store::Reader,
     ) -> Result<Deployment, String> {
         if let Some(id) = self.deploying() {
@@ -256,11 +286,9 @@ impl Service {
         if let Some(v) = &req.version {
             next.version.clone_from(v);
         }
-        if let Some(s) = &req.git_sha {
-            next.git_sha.clone_from(s);
-        }
-        if let Some(b) = &req.binary {
-            next.binary = b.into();
+        if let Some(b) = build {
+            next.git_sha = b.git_sha;
+            next.binary = b.binary;
             next.args.clear();
         }
         let id = self.next_deployment_id();

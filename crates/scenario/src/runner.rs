@@ -145,6 +145,8 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
         app_binary: opts.app_binary.clone(),
         lb_port: 0,
         control_port: 0,
+        control_host: std::net::IpAddr::from([127, 0, 0, 1]),
+        repo: std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
         time_scale: scale,
         catalog: Catalog::embedded(),
         version: "1.0.0".into(),
