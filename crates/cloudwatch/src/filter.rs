@@ -189,6 +189,15 @@ impl fmt::Display for Selector {
 impl FilterPattern {
     /// Parse a pattern. The empty (or all-blank) pattern matches everything.
     pub fn parse(pattern: &str) -> Result<FilterPattern, FilterPatternError> {
+        let len = pattern.chars().count();
+        if len > MAX_PATTERN_CHARS {
+            return Err(FilterPatternError {
+                column: MAX_PATTERN_CHARS + 1,
+                message: format!(
+                    "the pattern is {len} characters long; CloudWatch accepts at most {MAX_PATTERN_CHARS}"
+                ),
+            });
+        }
         let mut p = Parser::new(pattern);
         p.skip_ws();
         let kind = match p.peek() {
@@ -321,11 +330,20 @@ const REGEX_UNSUPPORTED: &str =
 struct Parser {
     chars: Vec<char>,
     i: usize,
+    /// Open parentheses around the current position (bounded by [`MAX_NESTING`]).
+    depth: usize,
 }
+
+/// CloudWatch's own limit on a filter pattern's length (PutMetricFilter).
+pub const MAX_PATTERN_CHARS: usize = 1024;
+/// Parenthesised groups may nest this deep: far beyond any real pattern, and
+/// low enough that the recursive parser cannot exhaust a thread's stack.
+pub const MAX_NESTING: usize = 32;
 
 impl Parser {
     fn new(text: &str) -> Parser {
         Parser {
+            depth: 0,
             chars: text.chars().collect(),
             i: 0,
         }
@@ -537,8 +555,16 @@ impl Parser {
         match self.peek() {
             Some('(') => {
                 let open = self.i;
+                if self.depth == MAX_NESTING {
+                    return Err(
+                        self.error(format!("parentheses nest deeper than {MAX_NESTING} levels"))
+                    );
+                }
                 self.i += 1;
-                let e = self.or_expr()?;
+                self.depth += 1;
+                let e = self.or_expr();
+                self.depth -= 1;
+                let e = e?;
                 self.skip_ws();
                 if self.peek() == Some(')') {
                     self.i += 1;
