@@ -8,6 +8,7 @@ use cloudwatch::{ReasonData, Sample, period_statistics, scaled_period_ms};
 use demo_model::events::{AlarmTransition, SERVICE_DIMENSION, Window, ns};
 use demo_model::{Catalog, Comparison, Statistic};
 
+use crate::analyze::cohorts::{self, Cohort, CohortInput};
 use crate::analyze::deploys::{self, DeployCorrelation, Implicated};
 use crate::analyze::logs::{self, LogAnalysis};
 use crate::analyze::metrics::{self, MetricAnalysis};
@@ -46,6 +47,8 @@ pub struct Findings {
     pub tasks: TaskAnalysis,
     pub routes: Vec<RouteStat>,
     pub deploys: Vec<DeployCorrelation>,
+    /// Old vs new tasks of each deployment that started tasks.
+    pub cohorts: Vec<Cohort>,
     pub desired_count: u32,
     pub health_path: String,
     pub error_namespace: String,
@@ -266,6 +269,19 @@ pub fn investigate(
         }
     }
 
+    let deployed: Vec<_> = deploys.iter().map(|d| d.deployment.clone()).collect();
+    let cohorts = cohorts::analyze(&CohortInput {
+        grid,
+        base_from,
+        split,
+        onset: onset_idx.min(GRID_BUCKETS - 1),
+        per_period: ((period_ms / bucket_ms) as usize).max(1),
+        logs: logs.as_ref(),
+        tasks: &tasks,
+        metrics: &metrics,
+        deployments: &deployed,
+    });
+
     let findings = Findings {
         alarm_name: t.alarm.clone(),
         alarm_key: alarm_key.clone(),
@@ -286,6 +302,7 @@ pub fn investigate(
         tasks,
         routes,
         deploys,
+        cohorts,
         desired_count: catalog.service.desired_count,
         health_path: catalog.health_check.path.clone(),
         error_namespace,

@@ -5,7 +5,9 @@
 //!   tasks, code) and the implementations over the local store and git.
 //! * [`analyze`]: log templates, metric change points and trends, route
 //!   attribution, deployment/code correlation, task lifecycle.
-//! * [`hypothesis`]: deterministic ranking with evidence for and against.
+//! * [`rules`]: one module per root-cause category behind one trait.
+//! * [`hypothesis`]: deterministic ranking of the rules' candidates, with
+//!   evidence for and against.
 //! * [`report`]: the JSON contract (schema in `schema/report.schema.json`),
 //!   Markdown and self-contained HTML.
 //! * [`Investigator`]: what the runtime and the CLI call. One investigation
@@ -21,6 +23,7 @@ pub mod analyze;
 pub mod hypothesis;
 pub mod investigate;
 pub mod report;
+pub mod rules;
 pub mod sources;
 
 use std::path::{Path, PathBuf};

@@ -72,6 +72,9 @@ pub enum Fault {
         rate: f64,
         message: String,
         from_s: i64,
+        /// Only requests served by this deployment's tasks fail.
+        #[serde(default)]
+        deployment: Option<String>,
     },
     /// Extra latency on a route; requests beyond `timeout_s` end in 504 with
     /// an ERROR "Request timed out".
@@ -80,8 +83,10 @@ pub enum Fault {
         add_s: f64,
         timeout_s: Option<f64>,
         from_s: i64,
+        #[serde(default)]
+        deployment: Option<String>,
     },
-    /// Memory of the given tasks grows by `pct_per_s`.
+    /// Memory of the given tasks grows by `pct_per_s` (tasks `*` = every task).
     MemoryLeak {
         tasks: Vec<String>,
         pct_per_s: f64,
@@ -227,6 +232,77 @@ pub struct Generated {
     pub lines: u64,
 }
 
+/// A deployment after the first (`at_s` > 0) rolls: it starts as many new
+/// tasks (`<id>-t0`, `<id>-t1`, ...) as are running at `at_s`; they take
+/// traffic halfway through the rollout, beside the old ones, and the old
+/// tasks stop (SIGTERM) at `finish_s` — or the new ones do, when the outcome
+/// is `rolled_back`.
+fn roll(
+    s: &Scenario,
+    sec: i64,
+    w: &Writer,
+    tasks: &mut Vec<String>,
+    dep_of: &mut BTreeMap<String, String>,
+    mem: &mut BTreeMap<String, f64>,
+    pending: &mut Vec<(String, i64)>,
+) {
+    let ts0 = T0 + sec * 1000;
+    for d in s.deployments.iter().filter(|d| d.at_s > 0) {
+        if sec == d.at_s {
+            for i in 0..tasks.len() {
+                let id = format!("{}-t{i}", d.id);
+                w.task_event(TaskEvent {
+                    ts_ms: ts0,
+                    task_id: id.clone(),
+                    kind: TaskEventKind::Started,
+                    exit_code: None,
+                    reason: None,
+                    deployment_id: Some(d.id.clone()),
+                });
+                dep_of.insert(id.clone(), d.id.clone());
+                mem.insert(id.clone(), 30.0);
+                pending.push((id, d.at_s + ((d.finish_s - d.at_s) / 2).max(1)));
+            }
+        }
+        if sec == d.finish_s {
+            let rolled_back = d.outcome == "rolled_back";
+            let stop: Vec<String> = tasks
+                .iter()
+                .filter(|t| (dep_of[*t] == d.id) == rolled_back)
+                .cloned()
+                .collect();
+            for t in &stop {
+                w.task_event(TaskEvent {
+                    ts_ms: ts0,
+                    task_id: t.clone(),
+                    kind: TaskEventKind::Stopped,
+                    exit_code: Some(143),
+                    reason: Some("Scaling activity initiated by deployment".into()),
+                    deployment_id: Some(dep_of[t].clone()),
+                });
+            }
+            tasks.retain(|t| !stop.contains(t));
+        }
+    }
+    let ready: Vec<String> = pending
+        .iter()
+        .filter(|p| p.1 == sec)
+        .map(|p| p.0.clone())
+        .collect();
+    for t in ready {
+        w.task_event(TaskEvent {
+            ts_ms: ts0,
+            task_id: t.clone(),
+            kind: TaskEventKind::Healthy,
+            exit_code: None,
+            reason: None,
+            deployment_id: Some(dep_of[&t].clone()),
+        });
+        tasks.push(t);
+    }
+    pending.retain(|p| p.1 > sec);
+}
+
 /// Writes the scenario into the store; returns the stored ALARM transition.
 /// `shas` maps BASE/BAD to commits. `log_every` > 1 thins access lines (the
 /// benchmark writes every line).
@@ -239,6 +315,11 @@ pub fn generate(
     let mut rng = Lcg(42);
     let mut tasks: Vec<String> = vec!["t-a".into(), "t-b".into()];
     let mut mem: BTreeMap<String, f64> = tasks.iter().map(|t| (t.clone(), 30.0)).collect();
+    let mut dep_of: BTreeMap<String, String> = tasks
+        .iter()
+        .map(|t| (t.clone(), "d-0001".to_string()))
+        .collect();
+    let mut pending: Vec<(String, i64)> = Vec::new();
     let mut next_task = 0;
     let mut samples: Vec<MetricSample> = Vec::new();
     let mut lines = 0u64;
@@ -279,6 +360,7 @@ pub fn generate(
     }
     for sec in 0..s.duration_s {
         let ts0 = T0 + sec * tick_ms;
+        roll(s, sec, w, &mut tasks, &mut dep_of, &mut mem, &mut pending);
         let mut mult = 1.0;
         let mut cpu_base = 20.0;
         let mut unhealthy: Vec<String> = Vec::new();
@@ -304,8 +386,8 @@ pub fn generate(
                     pct_per_s,
                     from_s,
                 } if sec >= *from_s => {
-                    for t in lt {
-                        if let Some(m) = mem.get_mut(t) {
+                    for (t, m) in mem.iter_mut() {
+                        if lt.iter().any(|x| x == "*" || x == t) {
                             *m += pct_per_s;
                         }
                     }
@@ -321,13 +403,14 @@ pub fn generate(
                         .position(|t| t == task || t.starts_with(&format!("{task}-r")))
                         .unwrap_or(1);
                     let old = tasks[idx].clone();
+                    let dep = dep_of.get(&old).cloned().unwrap_or_else(|| "d-0001".into());
                     w.task_event(TaskEvent {
                         ts_ms: ts0,
                         task_id: old.clone(),
                         kind: TaskEventKind::Stopped,
                         exit_code: Some(1),
                         reason: Some("Essential container in task exited".into()),
-                        deployment_id: Some("d-0001".into()),
+                        deployment_id: Some(dep.clone()),
                     });
                     w.log(LogRecord::from_line(
                         ts0,
@@ -343,8 +426,9 @@ pub fn generate(
                         kind: TaskEventKind::Started,
                         exit_code: None,
                         reason: None,
-                        deployment_id: Some("d-0001".into()),
+                        deployment_id: Some(dep.clone()),
                     });
+                    dep_of.insert(new.clone(), dep);
                     mem.insert(new.clone(), 30.0);
                     mem.remove(&old);
                     tasks[idx] = new;
@@ -361,7 +445,7 @@ pub fn generate(
                     kind: TaskEventKind::OomKilled,
                     exit_code: Some(137),
                     reason: Some("OutOfMemoryError: Container killed due to memory usage".into()),
-                    deployment_id: Some("d-0001".into()),
+                    deployment_id: dep_of.get(&t).cloned(),
                 });
                 mem.insert(t, 30.0);
             }
@@ -375,38 +459,54 @@ pub fn generate(
             *acc += s.rps * mult * share;
             let n = acc.floor();
             *acc -= n;
-            let mut fail_rate = 0.0;
-            let mut fail_msg = None;
-            let mut add_lat = 0.0;
-            let mut timeout = None;
-            for f in &s.faults {
-                match f {
-                    Fault::ErrorRate {
-                        route: r,
-                        rate,
-                        message,
-                        from_s,
-                    } if r == route && sec >= *from_s => {
-                        fail_rate = *rate;
-                        fail_msg = Some(message.clone());
-                    }
-                    Fault::Latency {
-                        route: r,
-                        add_s,
-                        timeout_s,
-                        from_s,
-                    } if r == route && sec >= *from_s => {
-                        add_lat = *add_s;
-                        timeout = *timeout_s;
-                    }
-                    _ => {}
-                }
-            }
+            let mut any_fault = false;
+            let mut any_timeout = false;
             let ea = err_acc.entry(route.clone()).or_default();
             let mut ok = 0.0;
             let mut bad = 0.0;
             for i in 0..n as usize {
-                let task = &tasks[i % tasks.len()];
+                let task = &tasks[(i + sec as usize) % tasks.len()];
+                let mut fail_rate = 0.0;
+                let mut fail_msg = None;
+                let mut add_lat = 0.0;
+                let mut timeout = None;
+                for f in &s.faults {
+                    match f {
+                        Fault::ErrorRate {
+                            route: r,
+                            rate,
+                            message,
+                            from_s,
+                            deployment,
+                        } if r == route
+                            && sec >= *from_s
+                            && deployment
+                                .as_ref()
+                                .is_none_or(|d| dep_of.get(task) == Some(d)) =>
+                        {
+                            fail_rate = *rate;
+                            fail_msg = Some(message.clone());
+                        }
+                        Fault::Latency {
+                            route: r,
+                            add_s,
+                            timeout_s,
+                            from_s,
+                            deployment,
+                        } if r == route
+                            && sec >= *from_s
+                            && deployment
+                                .as_ref()
+                                .is_none_or(|d| dep_of.get(task) == Some(d)) =>
+                        {
+                            add_lat = *add_s;
+                            timeout = *timeout_s;
+                        }
+                        _ => {}
+                    }
+                }
+                any_fault |= fail_rate > 0.0;
+                any_timeout |= timeout.is_some();
                 let ts = ts0 + (i as i64 * tick_ms) / (n as i64).max(1);
                 *ea += fail_rate;
                 let lat = 0.02 + rng.next() * 0.03 + add_lat * (0.8 + 0.4 * rng.next());
@@ -470,12 +570,8 @@ pub fn generate(
             errors_5xx += bad;
             let dim_ok = format!("route={route},status=200");
             samples.push(MetricSample::new(ts0, ns::APP, "RequestCount", &dim_ok, ok));
-            if bad > 0.0 || fail_rate > 0.0 || timeout.is_some() {
-                let code = if timeout.is_some() && fail_rate == 0.0 {
-                    504
-                } else {
-                    500
-                };
+            if bad > 0.0 || any_fault || any_timeout {
+                let code = if any_timeout && !any_fault { 504 } else { 500 };
                 samples.push(MetricSample::new(
                     ts0,
                     ns::APP,

@@ -1,0 +1,383 @@
+//! Hypothesis ranking: runs every rule of [`crate::rules`] over the
+//! analyzers' findings, weighs each candidate's evidence for and against,
+//! and orders them. Every claim is an [`Evidence`] item with an id that the
+//! report's sentences cite.
+//!
+//! The ranking itself knows no category: it builds the shared context
+//! (surged templates, OOM kills, crashes), lets each rule gather its
+//! candidates, then lets each rule weigh the others' (causal order,
+//! isolation), applies relevance (a cause that cannot move the alarm's
+//! metric is a secondary finding: ×0.6), and when nothing reaches
+//! [`MIN_SCORE`] answers `insufficient_evidence` with the missing signals
+//! named as gaps.
+
+pub mod evidence;
+pub mod impact;
+pub mod timeline;
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::investigate::Findings;
+use crate::report::{
+    Category, CodeCorrelation, Evidence, Gap, Hypothesis, Impact, Mitigation, RootCause,
+    TimelineEntry, confidence_label, fmt_duration, fmt_time,
+};
+use crate::rules::{Cand, Context, RULES};
+use evidence::{Ev, cite, f2};
+
+/// Below this score a hypothesis cannot be the root cause.
+pub const MIN_SCORE: f64 = 0.4;
+
+/// The CLI forms for mitigation commands.
+pub fn cmd_rollback(id: &str) -> String {
+    format!("cargo run --release -- deploy --rollback-to {id}")
+}
+pub fn cmd_stop(task: &str) -> String {
+    format!("cargo run --release -- tasks stop {task}")
+}
+pub const CMD_FAULTS_RESET: &str = "cargo run --release -- faults reset";
+pub fn cmd_scale(n: u32) -> String {
+    format!("cargo run --release -- scale {n}")
+}
+
+/// What [`rank`] produces for the report.
+pub struct Ranked {
+    pub summary: String,
+    pub impact: Impact,
+    pub timeline: Vec<TimelineEntry>,
+    pub root_cause: RootCause,
+    pub hypotheses: Vec<Hypothesis>,
+    pub evidence: Vec<Evidence>,
+    pub code_correlation: Vec<CodeCorrelation>,
+    pub mitigation: Vec<Mitigation>,
+    pub extra_gaps: Vec<Gap>,
+}
+
+/// The context every rule reads.
+fn context(f: &Findings) -> Context<'_> {
+    let mut ev = Ev::default();
+    let alarm_metric = f
+        .alarm_key
+        .as_ref()
+        .map(|k| k.name.clone())
+        .unwrap_or_default();
+    let alarm_ev = ev.add(
+        "alarm",
+        "alarm",
+        format!(
+            "Alarm {} went to ALARM at {} ({} {} {} over {} × {})",
+            f.alarm_name,
+            fmt_time(f.alarm_at),
+            f.statistic,
+            f.comparison.symbol(),
+            f.threshold,
+            f.evaluation_periods,
+            fmt_duration(f.period_ms)
+        ),
+        Some(f.alarm_at),
+        json!({"alarm": f.alarm_name, "threshold": f.threshold, "period_ms": f.period_ms}),
+    );
+    let surged: Vec<_> = f
+        .logs
+        .as_ref()
+        .map(|l| l.surged().filter(|t| t.error_like).collect())
+        .unwrap_or_default();
+    let mut template_ev = BTreeMap::new();
+    for t in surged.iter().take(8) {
+        let id = ev.add(
+            &format!("template:{}", t.template),
+            "log_template",
+            format!(
+                "{} log template \"{}\" {}: {} lines in the incident window ({}/min) vs {}/min before{}",
+                t.level,
+                t.template,
+                if t.is_new { "is new" } else { "surged" },
+                t.incident_count,
+                f2(t.incident_per_min),
+                f2(t.baseline_per_min),
+                t.routes
+                    .first()
+                    .map(|(r, n)| format!(", {n} of them on route {r}"))
+                    .unwrap_or_default()
+            ),
+            t.first_incident_ms,
+            json!({"template": t.template, "level": t.level, "baseline_count": t.baseline_count,
+                   "incident_count": t.incident_count, "is_new": t.is_new, "z": t.z,
+                   "routes": t.routes.iter().take(5).collect::<Vec<_>>(),
+                   "tasks": t.tasks.iter().take(5).collect::<Vec<_>>(), "example": t.example}),
+        );
+        template_ev.insert(t.template.clone(), id);
+    }
+    let oom_tasks = f
+        .tasks
+        .tasks
+        .values()
+        .filter(|t| t.oom_kills.iter().any(|&x| x >= f.incident.start_ms))
+        .map(|t| t.task_id.clone())
+        .collect();
+    let crashed = f
+        .tasks
+        .tasks
+        .values()
+        .map(|t| {
+            (
+                t.task_id.clone(),
+                t.crashes
+                    .iter()
+                    .filter(|c| c.0 >= f.incident.start_ms)
+                    .count(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    Context {
+        f,
+        ev,
+        alarm_ev,
+        alarm_metric,
+        surged,
+        template_ev,
+        oom_tasks,
+        crashed,
+        code_correlation: Vec::new(),
+    }
+}
+
+/// Ranks the hypotheses for `f`.
+pub fn rank(f: &Findings) -> Ranked {
+    let mut cx = context(f);
+    // Pass 1: evidence for.
+    let mut cands: Vec<Cand> = Vec::new();
+    for r in RULES {
+        cands.extend(r.gather(&mut cx));
+    }
+    // Pass 2: evidence against, each rule seeing what the others found.
+    let rivals = cands.clone();
+    for c in &mut cands {
+        if let Some(r) = crate::rules::rule(c.category) {
+            r.against(&mut cx, c, &rivals);
+        }
+    }
+    // Relevance: a cause that cannot move the alarm's metric is a secondary
+    // finding for this alarm, however clear it is.
+    let metric = cx.alarm_metric.clone();
+    for c in &mut cands {
+        if !metric.is_empty() && !explains(c.category, &metric) {
+            c.factor *= 0.6;
+            let id = cx.ev.add(
+                &format!("irrelevant:{}", c.category),
+                "absence",
+                format!(
+                    "{} does not by itself move {}, the alarm's metric",
+                    c.category.phrase(),
+                    metric
+                ),
+                None,
+                json!({"category": c.category, "metric": metric}),
+            );
+            c.oppose(id, 0.0);
+        }
+    }
+    let score = |c: &Cand| crate::rules::rule(c.category).map_or(c.score(), |r| r.score(c));
+    cands.sort_by(|a, b| {
+        score(b)
+            .total_cmp(&score(a))
+            .then(a.category.cmp(&b.category))
+            .then_with(|| a.entity.cmp(&b.entity))
+    });
+    let mut extra_gaps = Vec::new();
+    let best = cands.first().map_or(0.0, score);
+    if best < MIN_SCORE {
+        let c = insufficient(&mut cx, best, &mut extra_gaps);
+        cands.insert(0, c);
+    }
+    let scored: Vec<f64> = cands
+        .iter()
+        .map(|c| {
+            if c.category == Category::InsufficientEvidence {
+                c.base
+            } else {
+                score(c)
+            }
+        })
+        .collect();
+    let hypotheses: Vec<Hypothesis> = cands
+        .iter()
+        .zip(&scored)
+        .enumerate()
+        .map(|(i, (c, &s))| Hypothesis {
+            rank: i as u32 + 1,
+            category: c.category,
+            entity: c.entity.clone(),
+            score: (s * 1000.0).round() / 1000.0,
+            confidence_label: confidence_label(s).to_owned(),
+            statement: c.statement.clone(),
+            evidence_for: c.pro_ids(),
+            evidence_against: c.con_ids(),
+        })
+        .collect();
+    let top = &hypotheses[0];
+    let root_cause = RootCause {
+        category: top.category,
+        entity: top.entity.clone(),
+        confidence: top.score,
+        confidence_label: top.confidence_label.clone(),
+        statement: top.statement.clone(),
+        evidence: top.evidence_for.clone(),
+    };
+    let mut mitigation = Vec::new();
+    for (i, c) in cands.iter().enumerate().take(3) {
+        if scored[i] < MIN_SCORE || c.category == Category::InsufficientEvidence {
+            continue;
+        }
+        for (cmd, why) in &c.mitigation {
+            if !mitigation.iter().any(|m: &Mitigation| &m.command == cmd) {
+                mitigation.push(Mitigation {
+                    command: cmd.clone(),
+                    why: why.clone(),
+                    hypothesis_rank: i as u32 + 1,
+                });
+            }
+        }
+    }
+
+    let per_period = cx.buckets_per_period();
+    let impact = impact::impact(f, &mut cx.ev, per_period);
+    let timeline = timeline::timeline(f, &cx.ev);
+    let summary = if top.category == Category::InsufficientEvidence {
+        format!(
+            "{} fired at {} but the evidence does not support a root cause: {} (see the investigation gaps){}",
+            f.alarm_name,
+            fmt_time(f.alarm_at),
+            impact.text.trim_end_matches('.'),
+            cite(&top.evidence_for)
+        )
+    } else {
+        format!(
+            "{}: {} since {}, most likely because of {}{} ({} confidence {:.2}){}",
+            f.alarm_name,
+            impact.text.trim_end_matches('.'),
+            fmt_time(f.onset_ms),
+            top.category.phrase(),
+            top.entity
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
+            top.confidence_label,
+            top.score,
+            cite(&top.evidence_for)
+        )
+    };
+    Ranked {
+        summary,
+        impact,
+        timeline,
+        root_cause,
+        hypotheses,
+        evidence: cx.ev.items,
+        code_correlation: cx.code_correlation,
+        mitigation,
+        extra_gaps,
+    }
+}
+
+/// The `insufficient_evidence` answer, with the missing signals as gaps.
+fn insufficient(cx: &mut Context<'_>, best: f64, gaps: &mut Vec<Gap>) -> Cand {
+    let f = cx.f;
+    let mut c = Cand::new(Category::InsufficientEvidence, None);
+    c.base = (1.0 - best).clamp(0.0, 0.97);
+    let alarm_series = f.alarm_key.as_ref().and_then(|k| f.metrics.series.get(k));
+    let (before, during) = alarm_series
+        .map(|s| (s.mean(f.base_from, f.split), s.mean(f.split, f.grid.len)))
+        .unwrap_or((None, None));
+    let id = cx.ev.add(
+        "no-change",
+        "absence",
+        format!(
+            "No significant change explains the alarm: {} averaged {} before and {} during the incident window (threshold {}); no log template surged, no task failed{}",
+            cx.alarm_metric,
+            before.map_or("n/a".into(), f2),
+            during.map_or("n/a".into(), f2),
+            f.threshold,
+            if f.deploys.is_empty() { ", no deployment happened" } else { ", no deployment's changes relate to it" }
+        ),
+        Some(f.alarm_at),
+        json!({"before": before, "during": during, "threshold": f.threshold}),
+    );
+    c.support(cx.alarm_ev.clone(), 0.0);
+    c.support(id, 0.0);
+    if alarm_series
+        .and_then(|s| s.change)
+        .is_none_or(|c| !c.significant)
+    {
+        gaps.push(Gap {
+            source: "analysis".into(),
+            detail: format!("the alarm metric {} shows no significant change point: the threshold may be crossed by normal variation", cx.alarm_metric),
+        });
+    }
+    if cx.surged.is_empty() {
+        gaps.push(Gap {
+            source: "analysis".into(),
+            detail: "no log template is new or surged in the incident window".into(),
+        });
+    }
+    if f.tasks
+        .in_window(f.incident.start_ms, f.alarm_at)
+        .next()
+        .is_none()
+    {
+        gaps.push(Gap {
+            source: "analysis".into(),
+            detail: "no task crashed, was OOM-killed or failed health checks".into(),
+        });
+    }
+    c.statement = format!(
+        "The evidence does not support a root cause (best other hypothesis scores {best:.2} < {MIN_SCORE}){}",
+        cite(&c.pro_ids())
+    );
+    c
+}
+
+/// Whether a cause of `category` can by itself move the alarm metric
+/// `metric`. Decided by what the metric measures, so a new alarm on a
+/// known metric is handled without naming the alarm.
+pub fn explains(category: Category, metric: &str) -> bool {
+    // Errors the targets answer or log.
+    let target_errors = ["ErrorCount", "HTTPCode_Target_5XX_Count"];
+    // Errors the load balancer answers itself: no healthy target, or a
+    // target that does not answer in time.
+    let lb_errors = ["HTTPCode_ELB_5XX_Count"];
+    // Capacity: targets and running tasks.
+    let capacity = ["UnHealthyHostCount", "HealthyHostCount", "RunningTaskCount"];
+    let m = |list: &[&str]| list.contains(&metric);
+    match category {
+        Category::CodeChange | Category::InsufficientEvidence => true,
+        Category::ApplicationFault => m(&target_errors),
+        Category::MemoryLeak => {
+            m(&["MemoryUtilization"]) || m(&capacity) || m(&target_errors) || m(&lb_errors)
+        }
+        Category::CpuSaturation => {
+            m(&["CPUUtilization", "TargetResponseTime"])
+                || m(&["UnHealthyHostCount", "HealthyHostCount"])
+                || m(&lb_errors)
+        }
+        Category::HealthCheckFailure => {
+            m(&["UnHealthyHostCount", "HealthyHostCount"]) || m(&lb_errors) || m(&target_errors)
+        }
+        Category::SlowDependency => {
+            m(&["TargetResponseTime"]) || m(&target_errors) || m(&lb_errors)
+        }
+        Category::TrafficSurge => {
+            m(&[
+                "CPUUtilization",
+                "MemoryUtilization",
+                "TargetResponseTime",
+                "RequestCount",
+            ]) || m(&target_errors)
+                || m(&lb_errors)
+        }
+        Category::CrashLoop => m(&capacity) || m(&target_errors) || m(&lb_errors),
+    }
+}

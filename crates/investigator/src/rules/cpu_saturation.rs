@@ -1,0 +1,148 @@
+//! **cpu_saturation**: the tasks' CPU is at its limit.
+//!
+//! Detects: a significant rise of the service's CPU (percent of the task's
+//! CPU units, so the limit is 100 %) to a level where requests queue — on
+//! average half the limit, or 80 % at peak. Every route slowing down at
+//! once strengthens it (a shared resource, not one route's dependency).
+//!
+//! Why: saturation is a shared cause: it slows every route and makes health
+//! checks time out. It steps back when a traffic surge began first (the
+//! surge is the cause, saturation its effect).
+//!
+//! Example: a busy thread per task takes CPU from 20 % to 95 %; p99 latency
+//! of every route doubles; health checks start failing → cpu_saturation
+//! `service`, with health_check_failure below it as a symptom.
+
+use demo_model::events::{SERVICE_DIMENSION, ns};
+use serde_json::json;
+
+use super::{Cand, Context, Rule};
+use crate::hypothesis::evidence::{cite, f2};
+use crate::hypothesis::{CMD_FAULTS_RESET, cmd_scale};
+use crate::report::Category;
+
+pub struct CpuSaturation;
+
+/// Mean CPU (percent of the limit) from which requests queue.
+const BUSY_MEAN: f64 = 50.0;
+/// Peak CPU that counts as at the limit.
+const AT_LIMIT: f64 = 80.0;
+
+impl Rule for CpuSaturation {
+    fn category(&self) -> Category {
+        Category::CpuSaturation
+    }
+
+    fn gather(&self, cx: &mut Context<'_>) -> Vec<Cand> {
+        let f = cx.f;
+        let (len, s0) = (f.grid.len, f.split);
+        let Some(s) = cx.svc(ns::ECS, "CPUUtilization") else {
+            return Vec::new();
+        };
+        let Some(cp) = s.changed(true).copied() else {
+            return Vec::new();
+        };
+        let inc_max = s.max(s0, len).unwrap_or(cp.after);
+        if cp.after < BUSY_MEAN && inc_max < AT_LIMIT {
+            return Vec::new();
+        }
+        let hot: Vec<String> = f
+            .metrics
+            .by_name(ns::ECS, "CPUUtilization")
+            .filter(|t| t.key.dimension != SERVICE_DIMENSION)
+            .filter(|t| t.mean(s0, len).is_some_and(|m| m >= 70.0))
+            .map(|t| t.key.dimension.clone())
+            .collect();
+        let all_tasks = f
+            .metrics
+            .by_name(ns::ECS, "CPUUtilization")
+            .filter(|t| t.key.dimension != SERVICE_DIMENSION && t.mean(s0, len).is_some())
+            .count();
+        // A minority of hot tasks names them; the whole fleet is the service.
+        let entity = if hot.is_empty() || hot.len() == all_tasks {
+            SERVICE_DIMENSION.to_owned()
+        } else {
+            hot.join(",")
+        };
+        let mut c = Cand::new(Category::CpuSaturation, Some(entity));
+        c.onset_ms = Some(f.grid.time(cp.onset));
+        c.explains_tasks = hot;
+        if let Some(id) = cx.ev.change(f, s, true) {
+            c.support(id, 0.3);
+        }
+        if inc_max >= AT_LIMIT {
+            let id = cx.ev.add(
+                "cpu-at-limit",
+                "metric_change",
+                format!(
+                    "CPU reached {}% of the tasks' limit in the incident",
+                    f2(inc_max)
+                ),
+                Some(c.onset_ms.unwrap_or(f.onset_ms)),
+                json!({"peak": inc_max}),
+            );
+            c.support(id, 0.15);
+        }
+        if cx.alarm_metric == "CPUUtilization" {
+            c.support(cx.alarm_ev.clone(), 0.2);
+        }
+        // Every route slower at once: a shared resource.
+        let slowed: Vec<&str> = f
+            .routes
+            .iter()
+            .filter(|r| r.route != f.health_path && r.incident_rps > 0.0)
+            .filter(|r| super::slow_dependency::slowed(r))
+            .map(|r| r.route.as_str())
+            .collect();
+        let served = f
+            .routes
+            .iter()
+            .filter(|r| r.route != f.health_path && r.incident_rps > 0.0)
+            .count();
+        if served >= 2 && slowed.len() == served {
+            let id = cx.ev.add(
+                "all-routes-slower",
+                "route",
+                format!(
+                    "Every route got slower at once ({}): a shared resource, not one dependency",
+                    slowed.join(", ")
+                ),
+                Some(f.incident.start_ms),
+                json!({"routes": slowed}),
+            );
+            c.support(id, 0.1);
+        } else if let Some(id) = cx.change(ns::ALB, "TargetResponseTime", true) {
+            c.support(id, 0.05);
+        }
+        c.statement = format!(
+            "CPU is saturated ({}% at peak) in {}{}",
+            f2(inc_max),
+            c.entity.as_deref().unwrap_or("the service"),
+            cite(&c.pro_ids())
+        );
+        c.mitigation.push((
+            cmd_scale(cx.running() * 2),
+            "add capacity while the cause is found".into(),
+        ));
+        c.mitigation.push((
+            CMD_FAULTS_RESET.to_owned(),
+            "stop an injected CPU spike".into(),
+        ));
+        vec![c]
+    }
+
+    fn against(&self, cx: &mut Context<'_>, c: &mut Cand, rivals: &[Cand]) {
+        // A surge that began first is the cause; saturation its effect.
+        let period = cx.f.period_ms;
+        if let Some(s) = rivals.iter().find(|r| {
+            r.category == Category::TrafficSurge
+                && r.onset_ms
+                    .zip(c.onset_ms)
+                    .is_some_and(|(s, cpu)| s <= cpu + period)
+        }) {
+            if let Some(id) = s.pro.first() {
+                c.oppose(id.0.clone(), 0.25);
+            }
+        }
+    }
+}
