@@ -52,6 +52,8 @@ pub struct Config {
     /// Requests running longer than this answer 504.
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Client connection limits: header read and idle timeouts, maximum open connections.
+    pub connections: demo_netlimits::ConnLimits,
     /// Which pricing engine `POST /api/quote` uses.
     pub quote_engine: QuoteEngine,
 }
@@ -83,6 +85,7 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("request_timeout", &self.request_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("connections", &self.connections)
             .field("quote_engine", &self.quote_engine)
             .finish()
     }
@@ -151,6 +154,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "MAX_BODY_BYTES",
         "65536",
         "larger request bodies answer 413",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "1024",
+        "open client connections at most; more wait to be accepted",
+    ),
+    (
+        "HEADER_READ_TIMEOUT_MS",
+        "10000",
+        "a connection that sends no complete request head (or stays idle between requests) this long is closed",
+    ),
+    (
+        "IDLE_TIMEOUT_MS",
+        "60000",
+        "a connection on which no byte moves this long is closed; must exceed REQUEST_TIMEOUT_MS (default: 60000, or REQUEST_TIMEOUT_MS + 1000 if longer)",
     ),
 ];
 
@@ -273,6 +291,27 @@ impl Config {
         let request_timeout =
             Duration::from_millis(r.number("REQUEST_TIMEOUT_MS", 35_000, 100, 3_600_000));
         let max_body_bytes = r.number("MAX_BODY_BYTES", 65_536usize, 64, 16 * 1024 * 1024);
+        let connections = demo_netlimits::ConnLimits {
+            max_connections: r.number("MAX_CONNECTIONS", 1024usize, 1, 1_000_000),
+            header_read_timeout: Duration::from_millis(r.number(
+                "HEADER_READ_TIMEOUT_MS",
+                10_000,
+                100,
+                600_000,
+            )),
+            // Unset: 60 s (the ALB's), or longer than the request timeout if that is longer.
+            idle_timeout: Duration::from_millis(r.number(
+                "IDLE_TIMEOUT_MS",
+                60_000.max(request_timeout.as_millis() as u64 + 1_000),
+                100,
+                7_200_000,
+            )),
+        };
+        if r.raw("IDLE_TIMEOUT_MS").is_some() && connections.idle_timeout <= request_timeout {
+            // A request may legitimately move no byte until it answers.
+            r.problems
+                .push("IDLE_TIMEOUT_MS: must exceed REQUEST_TIMEOUT_MS".into());
+        }
         let quote_engine = match r.raw("QUOTE_ENGINE") {
             None | Some("v1") => QuoteEngine::V1,
             Some("v2") => QuoteEngine::V2,
@@ -301,6 +340,7 @@ impl Config {
                 shutdown_grace,
                 request_timeout,
                 max_body_bytes,
+                connections,
                 quote_engine,
             })
         } else {
@@ -352,6 +392,40 @@ mod tests {
         }
         assert_eq!(err.0.len(), 5);
         assert!(!msg.contains("short-secret"), "token leaked into the error");
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_the_idle_timeout_outlasts_requests() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.connections, demo_netlimits::ConnLimits::default());
+        let c = Config::from_env(&env(&[("REQUEST_TIMEOUT_MS", "90000")])).unwrap();
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(91));
+        let c = Config::from_env(&env(&[
+            ("MAX_CONNECTIONS", "50"),
+            ("HEADER_READ_TIMEOUT_MS", "500"),
+        ]))
+        .unwrap();
+        assert_eq!(c.connections.max_connections, 50);
+        assert_eq!(
+            c.connections.header_read_timeout,
+            Duration::from_millis(500)
+        );
+        let err = Config::from_env(&env(&[
+            ("IDLE_TIMEOUT_MS", "1000"),
+            ("MAX_CONNECTIONS", "0"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(
+            err.0.iter().any(|p| p.starts_with("MAX_CONNECTIONS:")),
+            "{err}"
+        );
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.contains("must exceed REQUEST_TIMEOUT_MS")),
+            "{err}"
+        );
     }
 
     #[test]

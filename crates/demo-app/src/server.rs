@@ -1,11 +1,16 @@
 //! Serving with graceful shutdown: on SIGTERM or SIGINT stop accepting, let
 //! in-flight requests finish within the grace period, log the drain, return.
+//! Connections get the limits of `demo_netlimits` (header read and idle timeouts,
+//! `MAX_CONNECTIONS`, accept-error backoff, descriptor budget), so idle or
+//! half-open clients cannot hold the service.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
+use axum::extract::ConnectInfo;
+use demo_netlimits::{Budget, ConnLimits, Drained, Event};
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::app::{AppState, app};
 
@@ -41,7 +46,6 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
         .bool("fault_token_required", c.fault_token.is_some())
         .emit();
 
-    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<Instant>();
     let log = state.log.clone();
     let shutdown_state = state.clone();
     let shutdown = async move {
@@ -54,26 +58,29 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
                 shutdown_state.config.shutdown_grace.as_millis() as u64,
             )
             .emit();
-        let _ = signalled_tx.send(Instant::now());
     };
-    let server = axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown);
-    let server = std::pin::pin!(server.into_future());
 
-    // Run until the server finishes by itself, or the grace period after the signal ends.
-    let grace = state.config.shutdown_grace;
-    let deadline = async move {
-        match signalled_rx.await {
-            Ok(at) => tokio::time::sleep_until((at + grace).into()).await,
-            Err(_) => std::future::pending().await,
-        }
+    let limits = connection_limits(&state);
+    let router = app(state.clone());
+    let service = move |peer: SocketAddr| {
+        let router = router.clone();
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(req)
+        })
     };
-    tokio::select! {
-        r = server => {
-            r?;
+    let drained = demo_netlimits::serve(
+        listener,
+        limits,
+        Arc::default(),
+        events(&state),
+        service,
+        shutdown,
+        state.config.shutdown_grace,
+    )
+    .await;
+    match drained {
+        Drained::Complete => {
             // The line count lets a log pipeline prove it lost nothing (this line included).
             state
                 .log
@@ -82,7 +89,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
                 .emit();
             Ok(Drain::Complete)
         }
-        () = deadline => {
+        Drained::Cut { .. } => {
             let in_flight = state.http.in_flight();
             state
                 .log
@@ -92,6 +99,48 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             Ok(Drain::Cut { in_flight })
         }
     }
+}
+
+/// The configured limits, with the connection cap lowered (and a warning logged) when
+/// the descriptor budget cannot cover it even after raising the soft limit.
+fn connection_limits(state: &AppState) -> ConnLimits {
+    let mut limits = state.config.connections;
+    let budget = Budget::raise();
+    if let Err(short) = budget.check(limits.max_connections as u64, 1) {
+        state
+            .log
+            .warn("Descriptor budget below MAX_CONNECTIONS")
+            .str("problem", &short.to_string())
+            .u64("max_connections", short.fits.max(1))
+            .emit();
+        limits.max_connections = short.fits.max(1) as usize;
+    }
+    limits
+}
+
+/// Connection-level conditions, one log line per episode. Failing accepts are an ERROR:
+/// the service is refusing clients (descriptors exhausted), which alarms should see.
+fn events(state: &Arc<AppState>) -> demo_netlimits::EventSink {
+    let log = state.log.clone();
+    Arc::new(move |e| match e {
+        Event::AcceptFailing { error } => log
+            .error("Accepting connections fails, backing off")
+            .str("error", &error)
+            .emit(),
+        Event::AcceptRecovered { errors, paused } => log
+            .warn("Accepting connections again")
+            .u64("failed_accepts", errors)
+            .millis("paused_ms", paused)
+            .emit(),
+        Event::AtCapacity { max_connections } => log
+            .warn("Connection limit reached, new connections wait")
+            .u64("max_connections", max_connections as u64)
+            .emit(),
+        Event::CapacityRecovered { waited } => log
+            .info("Below the connection limit again")
+            .millis("waited_ms", waited)
+            .emit(),
+    })
 }
 
 async fn wait_for_signal() -> &'static str {
