@@ -127,14 +127,11 @@ pub fn runtime_config(state_dir: &Path, args: &UpArgs) -> Result<RuntimeConfig> 
 
 pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
     let config = runtime_config(state_dir, &args)?;
-    if let Ok(c) = Client::connect(state_dir) {
-        bail!(
-            "an environment is already running from {} (pid {}, load balancer {})",
-            state_dir.display(),
-            c.info.pid,
-            c.info.lb
-        );
+    if args.store_max_mb == 0 {
+        return Err(usage("--store-max-mb: must be at least 1"));
     }
+    // A second `up` on this directory fails in Runtime::start, on the state
+    // directory's lock, naming the pid that holds it (no check-then-start race).
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let runtime = Runtime::start(config.clone(), vec!["app".into()])
@@ -144,10 +141,24 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                 other => anyhow!(other),
             })?;
         let lb = runtime.lb_addr;
+        let writer = runtime.store.writer();
+        writer.set_size_cap(Some(args.store_max_mb.saturating_mul(1 << 20)))?;
         println!("devops-agent-demo: local environment starting (time scale {}x)", config.time_scale);
         println!("  load balancer   http://{lb}/");
         println!("  control API     http://{}/status", runtime.control_addr);
-        println!("  state           {}", state_dir.display());
+        println!("  state           {} (store capped at {} MiB)", state_dir.display(), args.store_max_mb);
+        if let Some(r) = &runtime.resumed {
+            println!(
+                "  restart         continuing after {} and task-{:04}; the previous run {}{}",
+                r.last_deployment,
+                r.last_task,
+                if r.clean_stop { "stopped cleanly" } else { "ended without stopping (crash or kill)" },
+                match r.orphans.len() {
+                    0 => String::new(),
+                    n => format!("; stopped {n} of its tasks still running: {}", r.orphans.iter().map(|o| format!("{} (pid {})", o.task_id, o.pid)).collect::<Vec<_>>().join(", ")),
+                }
+            );
+        }
         println!(
             "  tasks           {} x demo-app ({} CPU units, {} MiB), provisioning then 2 health checks ({:.1} s)",
             config.desired(),
@@ -166,17 +177,47 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
         {
         let ready = runtime.wait_healthy(Duration::from_secs(120));
         tokio::pin!(ready);
+        let mut waited = false;
+        let mut targets_ready = false;
         let mut announced = false;
+        // "ready" needs healthy targets *and* a store that writes: without it every
+        // log line, metric and alarm transition is lost.
+        let mut store_ok = true;
+        let mut store_check = tokio::time::interval(Duration::from_secs(1));
+        let announce = |store: &demo_store::WriterHealth| {
+            if store.is_ok() {
+                println!("ready: {} healthy targets behind http://{lb}/", runtime.service.desired());
+                println!("try:   curl http://{lb}/api/products   |   cargo run --release -- status");
+                true
+            } else {
+                println!("not ready: targets are healthy but the store cannot write: {}", store.describe());
+                false
+            }
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
-                ok = &mut ready, if !announced => {
-                    announced = true;
+                ok = &mut ready, if !waited => {
+                    waited = true;
                     if ok {
-                        println!("ready: {} healthy targets behind http://{lb}/", runtime.service.desired());
-                        println!("try:   curl http://{lb}/api/products   |   cargo run --release -- status");
+                        targets_ready = true;
+                        announced = announce(&writer.health());
                     } else {
                         println!("warning: targets not healthy after 120 s; see `cargo run --release -- logs --level ERROR`");
+                    }
+                }
+                _ = store_check.tick() => {
+                    let h = writer.health();
+                    if h.is_ok() != store_ok {
+                        store_ok = h.is_ok();
+                        if store_ok {
+                            println!("store: writing again ({} failed batches, {} records lost so far)", h.failed_batches, h.lost_records);
+                        } else {
+                            println!("store: cannot write: {}", h.describe());
+                        }
+                    }
+                    if targets_ready && !announced && store_ok {
+                        announced = announce(&h);
                     }
                 }
                 t = transitions.recv() => {
@@ -224,6 +265,32 @@ pub fn status(state_dir: &Path, json_out: bool) -> Result<()> {
             .map(|d| format!(" (rolling out {d})"))
             .unwrap_or_default()
     );
+    let store = &s["store"];
+    if store["ok"] == false {
+        println!(
+            "store FAILING since {}: {} ({} failed batches, {} records lost)",
+            store["failing_since_ms"]
+                .as_i64()
+                .map(fmt_ts)
+                .unwrap_or_default(),
+            store["last_error"].as_str().unwrap_or("unknown error"),
+            store["failed_batches"],
+            store["lost_records"]
+        );
+    } else if store["ok"] == true {
+        println!("store ok");
+    }
+    if let Some(started) = Reader::open(state_dir)
+        .and_then(|r| r.runtime_events(10))
+        .ok()
+        .and_then(|events| events.into_iter().find(|e| e.kind == "started"))
+    {
+        println!(
+            "runtime started {}: {}",
+            fmt_ts(started.ts_ms),
+            started.detail
+        );
+    }
     println!("\nTASK        PORT   PID      DEPLOYMENT  TARGET      LOG LINES  NOTE");
     for t in s["tasks"].as_array().into_iter().flatten() {
         println!(

@@ -106,6 +106,10 @@ pub struct UpArgs {
     /// Extra task environment, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Size cap of the state database: above it the oldest log lines and samples
+    /// are pruned (each pruning logged); at twice it writes fail and `status` says so.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub store_max_mb: u64,
 }
 
 #[derive(Args, Debug)]
@@ -252,6 +256,11 @@ fn main() -> ExitCode {
     // so the service parses its own arguments and environment.
     let raw: Vec<String> = std::env::args().collect();
     if raw.get(1).map(String::as_str) == Some("app") {
+        // A task of the local runtime dies with it (see demo_app::supervised).
+        if let Err(e) = demo_app::supervised::die_with_parent() {
+            eprintln!("demo-app: {e}");
+            return ExitCode::from(2);
+        }
         return demo_app::cli::main(raw[2..].to_vec());
     }
     // `status | head` closes stdout early: end quietly as a shell tool does on SIGPIPE,

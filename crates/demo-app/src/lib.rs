@@ -14,3 +14,4 @@ pub mod healthcheck;
 pub mod log;
 pub mod metrics;
 pub mod server;
+pub mod supervised;

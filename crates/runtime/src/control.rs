@@ -106,6 +106,7 @@ pub fn status_json(st: &ControlState) -> Value {
         "deployment_in_progress": svc.deploying(),
         "tasks": tasks,
         "alarms": alarms,
+        "store": svc.store_health().to_json(),
     })
 }
 

@@ -7,6 +7,7 @@
 //! * [`collector`]: metrics every tick (ECS, ALB, per-route, ErrorCount) and alarm evaluation.
 //! * [`control`]: the local control API the CLI talks to while `up` runs (token-protected).
 //! * [`builds`]: `demo-app` built at a git revision, for deployments that name one.
+//! * [`supervision`]: one `up` per state directory, tasks that die with it, orphans stopped.
 //!
 //! Everything runs on the time scale of [`RuntimeConfig`]: periods and intervals
 //! from the catalogue are divided by it, the catalogue itself never changes.
@@ -20,6 +21,7 @@ pub mod lb;
 pub mod procfs;
 pub mod runtime;
 pub mod service;
+pub mod supervision;
 pub mod task;
 
 pub use config::RuntimeConfig;

@@ -1,13 +1,15 @@
-//! Assembles the local environment: binds the load balancer and control
-//! ports first (so a taken port fails before anything starts), opens the
-//! store, records the initial deployment, starts the scheduler and collector.
+//! Assembles the local environment: locks the state directory (one `up` per
+//! directory), binds the load balancer and control ports (so a taken port
+//! fails before anything starts), opens the store, stops what an earlier run
+//! left behind, records the initial deployment continuing the earlier run's
+//! ids, starts the scheduler and collector.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use demo_model::events::AlarmTransition;
-use demo_store::Store;
+use demo_store::{RuntimeEvent, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -16,6 +18,7 @@ use crate::collector::Collector;
 use crate::config::{ConfigError, RuntimeConfig};
 use crate::lb::{Health, HealthCheckConfig, LoadBalancer};
 use crate::service::Service;
+use crate::supervision::{LockError, Orphan, StateLock};
 use crate::task::{Pipeline, TaskSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Store(#[from] demo_store::StoreError),
+    #[error(transparent)]
+    Locked(#[from] LockError),
     #[error("{0}")]
     Other(String),
 }
@@ -46,9 +51,26 @@ pub struct RuntimeInfo {
 
 pub const RUNTIME_FILE: &str = "runtime.json";
 
+/// What this start continued from, when the state directory had been used before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// The earlier run's last deployment (this run's initial deployment follows it).
+    pub last_deployment: String,
+    /// The highest task number used before.
+    pub last_task: u64,
+    /// Whether the earlier run recorded a clean stop (else it crashed or was killed).
+    pub clean_stop: bool,
+    /// Tasks of the earlier run found still running and stopped.
+    pub orphans: Vec<Orphan>,
+}
+
 pub struct Runtime {
     pub service: Arc<Service>,
     pub store: Store,
+    /// `Some` when this start continued an earlier run of the same state directory.
+    pub resumed: Option<Resumed>,
+    /// Held until the runtime is gone: no second `up` on the same directory.
+    _lock: StateLock,
     pub lb_addr: SocketAddr,
     pub control_addr: SocketAddr,
     transitions: broadcast::Sender<AlarmTransition>,
@@ -87,6 +109,8 @@ impl Runtime {
         binary_args: Vec<String>,
     ) -> Result<Runtime, RuntimeError> {
         config.validate()?;
+        // Before anything else: a second `up` must not bind, kill or record anything.
+        let lock = StateLock::acquire(&config.state_dir)?;
         let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
         let lb_listener = bind("load balancer", loopback, config.lb_port).await?;
         let control_listener =
@@ -98,6 +122,7 @@ impl Runtime {
             .local_addr()
             .map_err(|e| RuntimeError::Other(e.to_string()))?;
         let store = Store::open(&config.state_dir)?;
+        let resumed = resume(&store).await?;
         let filter = config
             .catalog
             .metric_filters
@@ -127,8 +152,16 @@ impl Runtime {
             health_tx,
         );
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (last_deployment, last_task) = {
+            let reader = store.reader()?;
+            (reader.last_deployment_seq()?, reader.last_task_seq()?)
+        };
+        let previous = match &resumed {
+            Some(r) => store.reader()?.deployment(&r.last_deployment)?,
+            None => None,
+        };
         let initial = TaskSpec {
-            deployment_id: "d-0001".into(),
+            deployment_id: format!("d-{:04}", last_deployment + 1),
             binary: config.app_binary.clone(),
             args: binary_args,
             version: config.version.clone(),
@@ -142,7 +175,24 @@ impl Runtime {
             initial,
             exits_tx,
         );
-        service.record_initial();
+        service.resume_ids(last_deployment, last_task);
+        let initial = service.record_initial(previous.as_ref())?;
+        store.writer().runtime_event(RuntimeEvent {
+            ts_ms: crate::now_ms(),
+            kind: "started".into(),
+            detail: match &resumed {
+                None => format!("pid {}; first run of this state directory; {}", std::process::id(), initial.id),
+                Some(r) => format!(
+                    "pid {}; restart after {} (last deployment {}, last task task-{:04}); {} orphaned tasks stopped; initial deployment {}",
+                    std::process::id(),
+                    if r.clean_stop { "a clean stop" } else { "a run that ended without stopping (crash or kill)" },
+                    r.last_deployment,
+                    r.last_task,
+                    r.orphans.len(),
+                    initial.id
+                ),
+            },
+        })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (transitions, _) = broadcast::channel(256);
         let alarm_states = Arc::new(Mutex::new(Vec::new()));
@@ -176,6 +226,8 @@ impl Runtime {
         let rt = Runtime {
             service: service.clone(),
             store,
+            resumed,
+            _lock: lock,
             lb_addr,
             control_addr,
             transitions,
@@ -245,9 +297,53 @@ impl Runtime {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.store.writer().flush();
+        let writer = self.store.writer();
+        if let Err(e) = writer.runtime_event(RuntimeEvent {
+            ts_ms: crate::now_ms(),
+            kind: "stopped".into(),
+            detail: format!("pid {}; clean stop", std::process::id()),
+        }) {
+            eprintln!("runtime: cannot record the stop: {e}");
+        }
+        writer.flush();
         let _ = std::fs::remove_file(self.service.config.state_dir.join(RUNTIME_FILE));
     }
+}
+
+/// Reads what an earlier run of this state directory left: its last ids,
+/// whether it stopped cleanly, and stops its orphaned tasks. `None` on a
+/// directory never used.
+async fn resume(store: &Store) -> Result<Option<Resumed>, RuntimeError> {
+    let reader = store.reader()?;
+    // Read before anything is recorded by this start.
+    let clean_stop = reader
+        .runtime_events(1)?
+        .first()
+        .is_some_and(|e| e.kind == "stopped");
+    let writer = store.writer();
+    let path = store.path().to_path_buf();
+    // Stopping an orphan waits for it to exit: off the async threads.
+    let orphans = tokio::task::spawn_blocking(move || {
+        let reader = demo_store::Reader::open(&path)?;
+        crate::supervision::stop_orphans(&reader, &writer)
+    })
+    .await
+    .map_err(|e| RuntimeError::Other(format!("stopping orphaned tasks: {e}")))??;
+    let Some(newest) = reader.deployments(1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    // The one this run's ids continue after; the newest record if ids were made by hand.
+    let by_seq = format!("d-{:04}", reader.last_deployment_seq()?);
+    let last_deployment = match reader.deployment(&by_seq)? {
+        Some(d) => d.id,
+        None => newest.id,
+    };
+    Ok(Some(Resumed {
+        last_deployment,
+        last_task: reader.last_task_seq()?,
+        clean_stop,
+        orphans,
+    }))
 }
 
 fn handles_push_control(

@@ -165,6 +165,19 @@ impl Service {
         )
     }
 
+    /// Continues numbering after what an earlier run recorded in the same
+    /// store (`d-<last_deployment>`, `task-<last_task>`), so a restart never
+    /// reuses an id and two runs' records never merge.
+    pub fn resume_ids(&self, last_deployment: u64, last_task: u64) {
+        self.deploy_seq.fetch_max(last_deployment, Ordering::AcqRel);
+        self.seq.fetch_max(last_task, Ordering::AcqRel);
+    }
+
+    /// What the writer of the store has been through (ok, or failing since when and why).
+    pub fn store_health(&self) -> demo_store::WriterHealth {
+        self.pipeline.writer.health()
+    }
+
     fn health_of(&self, id: &str) -> Option<Health> {
         self.lb
             .targets()
@@ -173,9 +186,33 @@ impl Service {
             .map(|t| t.state())
     }
 
-    /// Records the initial deployment (what `up` starts with).
-    pub fn record_initial(&self) -> Deployment {
+    /// Records the initial deployment (what `up` starts with). After a
+    /// restart on the same state directory, `previous` is the last deployment
+    /// the earlier run recorded: the new run's start is a deployment of its
+    /// own, after it, with what differs from it, never a rewrite of it.
+    pub fn record_initial(
+        &self,
+        previous: Option<&Deployment>,
+    ) -> Result<Deployment, demo_store::StoreError> {
         let spec = self.current();
+        let (changes, description) = match previous {
+            None => (Vec::new(), "initial deployment".to_string()),
+            Some(p) => {
+                let mut before = (*spec).clone();
+                before.env = p.env.clone();
+                before.version.clone_from(&p.version);
+                before.git_sha.clone_from(&p.git_sha);
+                let mut now = (*spec).clone();
+                now.env = redact_env(&spec.env);
+                (
+                    diff(&before, &now),
+                    format!(
+                        "initial deployment (restart; the previous run's last deployment was {})",
+                        p.id
+                    ),
+                )
+            }
+        };
         let d = Deployment {
             id: spec.deployment_id.clone(),
             started_ms: now_ms(),
@@ -183,20 +220,22 @@ impl Service {
             version: spec.version.clone(),
             git_sha: spec.git_sha.clone(),
             env: redact_env(&spec.env),
-            changes: Vec::new(),
+            changes,
             outcome: DeploymentOutcome::InProgress,
-            previous_id: None,
-            description: "initial deployment".into(),
+            previous_id: previous.map(|p| p.id.clone()),
+            description,
             reason: None,
         };
-        let _ = self.pipeline.writer.deployment(&d);
+        self.pipeline.writer.deployment(&d)?;
         *self.deploying.lock().unwrap_or_else(|e| e.into_inner()) = Some(Deploying {
             id: d.id.clone(),
             previous: None,
             failures: 0,
         });
-        self.deploy_seq.fetch_max(1, Ordering::AcqRel);
-        d
+        if let Some(n) = d.id.strip_prefix("d-").and_then(|n| n.parse().ok()) {
+            self.deploy_seq.fetch_max(n, Ordering::AcqRel);
+        }
+        Ok(d)
     }
 
     /// Starts a rolling deployment; returns its record. Refused while another
@@ -329,23 +368,20 @@ impl Service {
         Ok(d)
     }
 
-    fn finish_deployment(
-        &self,
-        outcome: DeploymentOutcome,
-        reason: Option<String>,
-        reader: &demo_store::Reader,
-    ) {
+    fn finish_deployment(&self, outcome: DeploymentOutcome, reason: Option<String>) {
         let taken = self
             .deploying
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let Some(dep) = taken else { return };
-        if let Ok(Some(mut d)) = reader.deployment(&dep.id) {
-            d.finished_ms = Some(now_ms());
-            d.outcome = outcome;
-            d.reason = reason.clone();
-            let _ = self.pipeline.writer.deployment(&d);
+        // An update of that one record's outcome; the record itself stays as written.
+        if let Err(e) =
+            self.pipeline
+                .writer
+                .deployment_finished(&dep.id, now_ms(), outcome, reason.clone())
+        {
+            eprintln!("scheduler: cannot record the outcome of {}: {e}", dep.id);
         }
         if let (DeploymentOutcome::RolledBack, Some(previous)) = (outcome, &dep.previous) {
             // The circuit breaker restores the last deployment that worked.
@@ -382,7 +418,7 @@ impl Service {
         }
     }
 
-    fn note_failure(&self, deployment_id: &str, reader: &demo_store::Reader, why: &str) {
+    fn note_failure(&self, deployment_id: &str, why: &str) {
         let tripped = {
             let mut guard = self.deploying.lock().unwrap_or_else(|e| e.into_inner());
             match guard.as_mut() {
@@ -406,7 +442,6 @@ impl Service {
                     Some(format!(
                         "circuit breaker: tasks keep failing ({why}); nothing to roll back to"
                     )),
-                    reader,
                 );
             } else {
                 self.finish_deployment(
@@ -415,7 +450,6 @@ impl Service {
                         "circuit breaker: {} task failures ({why})",
                         circuit_breaker_threshold(self.desired())
                     )),
-                    reader,
                 );
             }
         }
@@ -457,9 +491,7 @@ impl Service {
                         .register(&id, SocketAddr::from(([127, 0, 0, 1], t.port)));
                 }
                 Err(e) => {
-                    if let Ok(reader) = demo_store::Reader::open(&svc.config.state_dir) {
-                        svc.note_failure(&spec.deployment_id, &reader, &e.to_string());
-                    }
+                    svc.note_failure(&spec.deployment_id, &e.to_string());
                 }
             }
             svc.wake.notify_one();
@@ -493,7 +525,7 @@ impl Service {
 
     /// One pass of the scheduler: start what is missing, stop what is surplus,
     /// finish or break deployments.
-    fn reconcile(self: &Arc<Self>, reader: &demo_store::Reader) {
+    fn reconcile(self: &Arc<Self>) {
         let cur = self.current();
         let desired = self.desired() as usize;
         let max_total =
@@ -589,7 +621,7 @@ impl Service {
             && healthy_cur.len() >= desired
             && tasks.iter().all(|t| is_cur(t) || t.is_stopping())
         {
-            self.finish_deployment(DeploymentOutcome::Completed, None, reader);
+            self.finish_deployment(DeploymentOutcome::Completed, None);
         }
     }
 
@@ -600,25 +632,18 @@ impl Service {
         mut health: mpsc::UnboundedReceiver<HealthChange>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let reader = match demo_store::Reader::open(&self.config.state_dir) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("scheduler: cannot read the store: {e}");
-                return;
-            }
-        };
         let tick = self.config.tick();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            self.reconcile(&reader);
+            self.reconcile();
             tokio::select! {
                 Some(exit) = exits.recv() => {
                     let task = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(&exit.task_id);
                     self.lb.deregister(&exit.task_id, Duration::ZERO).await;
                     if let Some(t) = task && !t.is_stopping() {
-                        self.note_failure(&t.spec.deployment_id, &reader, &exit.reason);
+                        self.note_failure(&t.spec.deployment_id, &exit.reason);
                     }
                 }
                 Some(change) = health.recv() => {
@@ -636,7 +661,7 @@ impl Service {
                         deployment_id: task.as_ref().map(|t| t.spec.deployment_id.clone()),
                     });
                     if change.health == Health::Unhealthy && let Some(t) = task {
-                        self.note_failure(&t.spec.deployment_id, &reader, &change.reason);
+                        self.note_failure(&t.spec.deployment_id, &change.reason);
                     }
                 }
                 () = self.wake.notified() => {}

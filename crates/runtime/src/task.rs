@@ -2,6 +2,11 @@
 //! `TASK_ID`, a free port (the app binds port 0 and logs the one it got), and
 //! its stdout/stderr captured line by line into the log pipeline: stored with
 //! the task id, and matched against the catalogue's metric filter.
+//!
+//! Each task leads its own process group and is told the runtime's pid
+//! ([`supervision::PARENT_PID_VAR`]), so that it dies with the runtime; its
+//! pid, start time and binary are recorded in the store before it is trusted
+//! with anything, so that a later start can find it if it did not.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::now_ms;
+use crate::supervision;
 
 /// What a task runs: one deployment's binary and configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +198,14 @@ pub async fn start(
     cmd.args(&spec.args)
         .env_clear()
         .envs(spec.environment(&id))
+        // demo-app asks for SIGKILL when this process dies (PR_SET_PDEATHSIG).
+        // The kernel sends it when the *thread* that spawned the child ends:
+        // tasks are spawned from the async runtime's worker threads, which live
+        // as long as the runtime does.
+        .env(supervision::PARENT_PID_VAR, std::process::id().to_string())
+        // Its own group: a Ctrl-C to `up`'s terminal does not reach it before
+        // the load balancer drains, and stopping it stops whatever it started.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -201,6 +215,20 @@ pub async fn start(
         source,
     })?;
     let pid = child.id().unwrap_or(0);
+    // Spawn returns after exec: /proc already shows the task's binary.
+    let record = demo_store::TaskProcess {
+        task_id: id.clone(),
+        pid,
+        start_ticks: supervision::start_ticks(pid).unwrap_or(0),
+        exe: supervision::exe(pid).unwrap_or_else(|| spec.binary.display().to_string()),
+        started_ms: now_ms(),
+    };
+    let writer = pipeline.writer.clone();
+    match tokio::task::spawn_blocking(move || writer.task_process(record)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("task {id}: cannot record its process (pid {pid}): {e}"),
+        Err(e) => eprintln!("task {id}: cannot record its process (pid {pid}): {e}"),
+    }
     let lines = Arc::new(AtomicU64::new(0));
     let (port_tx, port_rx) = oneshot::channel();
     if let Some(out) = child.stdout.take() {
@@ -234,6 +262,7 @@ pub async fn start(
     let Some(port) = port else {
         let _ = child.start_kill();
         let code = child.wait().await.ok().and_then(|s| s.code());
+        pipeline.writer.task_process_ended(&id, now_ms());
         let reason = match code {
             Some(c) => format!("exited with code {c} before listening (see its logs)"),
             None => "did not report a listening port within 10 s".into(),
@@ -293,7 +322,7 @@ async fn supervise(
     let status = tokio::select! {
         s = child.wait() => s,
         () = task.stop.notified() => {
-            signal(task.pid, rustix::process::Signal::TERM);
+            supervision::signal_group(task.pid, rustix::process::Signal::TERM);
             match tokio::time::timeout(stop_timeout, child.wait()).await {
                 Ok(s) => s,
                 Err(_) => {
@@ -307,6 +336,7 @@ async fn supervise(
             child.wait().await
         }
     };
+    writer.task_process_ended(&task.id, now_ms());
     let oom = task.oom.load(Ordering::Acquire);
     let (exit_code, reason) = match status {
         _ if oom => (
@@ -351,13 +381,4 @@ async fn supervise(
         oom,
         reason,
     });
-}
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
 }

@@ -1,0 +1,69 @@
+//! The writer's own health: a store that cannot write (disk full, read-only
+//! file, corrupt database) must be visible to whoever runs it — `up` on its
+//! console, `status`, the control API — not only as lines on stderr, because
+//! every record lost that way is evidence the investigator will not have.
+
+use demo_model::events::EpochMs;
+use serde_json::{Value, json};
+
+/// What the writer thread has been through. `failing_since_ms` is set by the
+/// first failed batch and cleared by the next batch that writes something.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriterHealth {
+    /// Since when every batch fails; `None` while writes succeed.
+    pub failing_since_ms: Option<EpochMs>,
+    /// The most recent failure, even after recovery.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<EpochMs>,
+    /// Transactions that failed (each loses everything sent in it).
+    pub failed_batches: u64,
+    /// Log lines, samples and task events lost in failed batches.
+    pub lost_records: u64,
+    /// Rows removed to keep the database under its size cap.
+    pub pruned_logs: u64,
+    pub pruned_samples: u64,
+}
+
+impl WriterHealth {
+    pub fn is_ok(&self) -> bool {
+        self.failing_since_ms.is_none()
+    }
+
+    /// One line for a console: `ok` or why not.
+    pub fn describe(&self) -> String {
+        match (self.failing_since_ms, &self.last_error) {
+            (None, _) => "ok".into(),
+            (Some(since), err) => format!(
+                "failing since {since} (epoch ms): {}; {} failed batches, {} records lost",
+                err.as_deref().unwrap_or("unknown error"),
+                self.failed_batches,
+                self.lost_records
+            ),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "ok": self.is_ok(),
+            "failing_since_ms": self.failing_since_ms,
+            "last_error": self.last_error,
+            "last_error_ms": self.last_error_ms,
+            "failed_batches": self.failed_batches,
+            "lost_records": self.lost_records,
+            "pruned_logs": self.pruned_logs,
+            "pruned_samples": self.pruned_samples,
+        })
+    }
+
+    pub(crate) fn failed(&mut self, now: EpochMs, error: String, lost: u64) {
+        self.failing_since_ms.get_or_insert(now);
+        self.last_error = Some(error);
+        self.last_error_ms = Some(now);
+        self.failed_batches += 1;
+        self.lost_records += lost;
+    }
+
+    pub(crate) fn wrote(&mut self) {
+        self.failing_since_ms = None;
+    }
+}

@@ -1,0 +1,436 @@
+//! Reads: every query the CLI, the collector and the investigator make, each
+//! on its own connection, which in WAL mode never blocks the writer.
+
+use std::path::{Path, PathBuf};
+
+use demo_model::events::{
+    AlarmTransition, ConfigChange, Deployment, DeploymentOutcome, EpochMs, LogRecord, MetricSample,
+    Stream, TaskEvent, TaskEventKind, Window,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    DB_FILE, InvestigationRow, Result, RuntimeEvent, StoreError, TaskProcess, open_conn, sql_err,
+};
+
+/// Filters for log queries; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub task_id: Option<String>,
+    pub level: Option<String>,
+    /// Substring of the raw line.
+    pub contains: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A log record borrowed from a row, for [`Reader::scan_logs`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogRow<'a> {
+    pub ts_ms: EpochMs,
+    pub task_id: &'a str,
+    pub level: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub status: Option<u16>,
+    /// The raw line, only when there is no `message`.
+    pub line: Option<&'a str>,
+}
+
+/// A read connection.
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("path", &self.path).finish()
+    }
+}
+
+fn parse_stream(s: &str) -> Stream {
+    if s == "stderr" {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    }
+}
+
+impl Reader {
+    /// Opens the database of a state directory (or a `state.db` path) for reading.
+    pub fn open(path: &Path) -> Result<Reader> {
+        let path = if path.is_dir() {
+            path.join(DB_FILE)
+        } else {
+            path.to_path_buf()
+        };
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let conn = open_conn(&path)?;
+        Ok(Reader { conn, path })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        sql_err(&self.path)
+    }
+
+    /// Log records in the window, oldest first.
+    pub fn logs(&self, w: Window, q: &LogQuery) -> Result<Vec<LogRecord>> {
+        let mut sql = String::from(
+            "SELECT ts_ms, task_id, stream, level, message, route, status, line FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
+        if let Some(t) = &q.task_id {
+            args.push(t.clone().into());
+            sql.push_str(&format!(" AND task_id = ?{}", args.len()));
+        }
+        if let Some(l) = &q.level {
+            args.push(l.to_ascii_uppercase().into());
+            sql.push_str(&format!(" AND level = ?{}", args.len()));
+        }
+        if let Some(c) = &q.contains {
+            args.push(c.clone().into());
+            sql.push_str(&format!(" AND instr(line, ?{}) > 0", args.len()));
+        }
+        sql.push_str(" ORDER BY ts_ms, id");
+        if let Some(n) = q.limit {
+            // The newest `n`, returned oldest first.
+            sql = format!("SELECT * FROM ({sql} DESC LIMIT {n}) ORDER BY ts_ms");
+            sql = sql.replace("ORDER BY ts_ms, id DESC", "ORDER BY ts_ms DESC, id DESC");
+        }
+        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(LogRecord {
+                    ts_ms: r.get(0)?,
+                    task_id: r.get(1)?,
+                    stream: parse_stream(&r.get::<_, String>(2)?),
+                    level: r.get(3)?,
+                    message: r.get(4)?,
+                    route: r.get(5)?,
+                    status: r.get(6)?,
+                    line: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Calls `f` for every log record in the window, oldest first, without
+    /// building them all in memory (the investigator scans an hour of logs).
+    /// Fields borrow from the row; `line` is `None` when the line was JSON with
+    /// a `message`, the common case, so the biggest column is not read.
+    /// Returns how many records were visited.
+    pub fn scan_logs(&self, w: Window, mut f: impl FnMut(LogRow<'_>)) -> Result<u64> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT ts_ms, task_id, level, message, route, status, CASE WHEN message IS NULL THEN line END FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
+            )
+            .map_err(self.err())?;
+        let mut rows = stmt.query([w.start_ms, w.end_ms]).map_err(self.err())?;
+        let mut n = 0;
+        fn text(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Option<&str>> {
+            match v {
+                rusqlite::types::ValueRef::Null => Ok(None),
+                other => other.as_str().map(Some).map_err(Into::into),
+            }
+        }
+        while let Some(r) = rows.next().map_err(self.err())? {
+            let row = (|| -> rusqlite::Result<LogRow<'_>> {
+                Ok(LogRow {
+                    ts_ms: r.get(0)?,
+                    task_id: text(r.get_ref(1)?)?.unwrap_or(""),
+                    level: text(r.get_ref(2)?)?,
+                    message: text(r.get_ref(3)?)?,
+                    route: text(r.get_ref(4)?)?,
+                    status: r.get(5)?,
+                    line: text(r.get_ref(6)?)?,
+                })
+            })()
+            .map_err(self.err())?;
+            f(row);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Count of log lines per task (all time).
+    pub fn log_counts(&self) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT task_id, COUNT(*) FROM logs GROUP BY task_id ORDER BY task_id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Samples of one series in the window, oldest first.
+    pub fn samples(
+        &self,
+        namespace: &str,
+        name: &str,
+        dimension: &str,
+        w: Window,
+    ) -> Result<Vec<MetricSample>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT ts_ms, value, count FROM metrics WHERE namespace = ?1 AND name = ?2 AND dimension = ?3 AND ts_ms >= ?4 AND ts_ms < ?5 ORDER BY ts_ms",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(
+                params![namespace, name, dimension, w.start_ms, w.end_ms],
+                |r| {
+                    Ok(MetricSample {
+                        ts_ms: r.get(0)?,
+                        namespace: namespace.to_owned(),
+                        name: name.to_owned(),
+                        dimension: dimension.to_owned(),
+                        value: r.get(1)?,
+                        count: r.get(2)?,
+                    })
+                },
+            )
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Distinct (namespace, name, dimension) series with data in the window.
+    pub fn series(&self, w: Window) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT namespace, name, dimension FROM metrics WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY 1, 2, 3")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([w.start_ms, w.end_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn transition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlarmTransition> {
+        let data: String = r.get(6)?;
+        Ok(AlarmTransition {
+            id: r.get(0)?,
+            alarm: r.get(1)?,
+            from: r.get(2)?,
+            to: r.get(3)?,
+            at_ms: r.get(4)?,
+            reason: r.get(5)?,
+            reason_data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        })
+    }
+
+    /// Transitions, newest first; optionally of one alarm.
+    pub fn transitions(&self, alarm: Option<&str>, limit: usize) -> Result<Vec<AlarmTransition>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, alarm, from_state, to_state, at_ms, reason, reason_data FROM alarm_transitions WHERE (?1 IS NULL OR alarm = ?1) ORDER BY at_ms DESC, id DESC LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![alarm, limit as i64], Reader::transition_row)
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn transition(&self, id: i64) -> Result<Option<AlarmTransition>> {
+        self.conn
+            .query_row(
+                "SELECT id, alarm, from_state, to_state, at_ms, reason, reason_data FROM alarm_transitions WHERE id = ?1",
+                [id],
+                Reader::transition_row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
+        let env: String = r.get(5)?;
+        let changes: String = r.get(6)?;
+        let outcome: String = r.get(7)?;
+        Ok(Deployment {
+            id: r.get(0)?,
+            started_ms: r.get(1)?,
+            finished_ms: r.get(2)?,
+            version: r.get(3)?,
+            git_sha: r.get(4)?,
+            env: serde_json::from_str(&env).unwrap_or_default(),
+            changes: serde_json::from_str::<Vec<ConfigChange>>(&changes).unwrap_or_default(),
+            outcome: DeploymentOutcome::parse(&outcome).unwrap_or(DeploymentOutcome::Failed),
+            previous_id: r.get(8)?,
+            description: r.get(9)?,
+            reason: r.get(10)?,
+        })
+    }
+
+    /// Deployments, newest first.
+    pub fn deployments(&self, limit: usize) -> Result<Vec<Deployment>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, started_ms, finished_ms, version, git_sha, env, changes, outcome, previous_id, description, reason FROM deployments ORDER BY started_ms DESC, id DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([limit as i64], Reader::deployment_row)
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        self.conn
+            .query_row(
+                "SELECT id, started_ms, finished_ms, version, git_sha, env, changes, outcome, previous_id, description, reason FROM deployments WHERE id = ?1",
+                [id],
+                Reader::deployment_row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Task events in the window, oldest first.
+    pub fn task_events(&self, w: Window) -> Result<Vec<TaskEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ts_ms, task_id, kind, exit_code, reason, deployment_id FROM task_events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([w.start_ms, w.end_ms], |r| {
+                let kind: String = r.get(2)?;
+                Ok(TaskEvent {
+                    ts_ms: r.get(0)?,
+                    task_id: r.get(1)?,
+                    kind: TaskEventKind::parse(&kind).unwrap_or(TaskEventKind::Stopped),
+                    exit_code: r.get(3)?,
+                    reason: r.get(4)?,
+                    deployment_id: r.get(5)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn investigation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InvestigationRow> {
+        Ok(InvestigationRow {
+            id: r.get(0)?,
+            alarm: r.get(1)?,
+            transition_id: r.get(2)?,
+            created_ms: r.get(3)?,
+            root_cause: r.get(4)?,
+            summary: r.get(5)?,
+            report_json: r.get(6)?,
+        })
+    }
+
+    /// Investigations, newest first.
+    pub fn investigations(&self, limit: usize) -> Result<Vec<InvestigationRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, alarm, transition_id, created_ms, root_cause, summary, report_json FROM investigations ORDER BY created_ms DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([limit as i64], Reader::investigation_row)
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// One investigation by id, or by transition id when `id` is numeric and matches none.
+    pub fn investigation(&self, id: &str) -> Result<Option<InvestigationRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, alarm, transition_id, created_ms, root_cause, summary, report_json FROM investigations WHERE id = ?1",
+                [id],
+                Reader::investigation_row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    pub fn investigation_for_transition(
+        &self,
+        transition_id: i64,
+    ) -> Result<Option<InvestigationRow>> {
+        self.conn
+            .query_row(
+                "SELECT id, alarm, transition_id, created_ms, root_cause, summary, report_json FROM investigations WHERE transition_id = ?1",
+                [transition_id],
+                Reader::investigation_row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// The highest number `n` of the deployment ids `d-n` recorded (0 when
+    /// there are none): a new run of the runtime continues after it.
+    pub fn last_deployment_seq(&self) -> Result<u64> {
+        self.last_seq("SELECT id FROM deployments", "d-")
+    }
+
+    /// The highest number `n` of the task ids `task-n` seen in task events or processes.
+    pub fn last_task_seq(&self) -> Result<u64> {
+        self.last_seq(
+            "SELECT DISTINCT task_id FROM task_events UNION SELECT task_id FROM task_processes",
+            "task-",
+        )
+    }
+
+    fn last_seq(&self, sql: &str, prefix: &str) -> Result<u64> {
+        let mut stmt = self.conn.prepare(sql).map_err(self.err())?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())?;
+        // Ids not of the form `prefix` + digits (made by hand, by tests) are not ours to continue.
+        Ok(ids
+            .iter()
+            .filter_map(|id| id.strip_prefix(prefix)?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Runtime events (starts, stops, restarts, orphans stopped), newest first.
+    pub fn runtime_events(&self, limit: usize) -> Result<Vec<RuntimeEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ts_ms, kind, detail FROM runtime_events ORDER BY ts_ms DESC, id DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(RuntimeEvent {
+                    ts_ms: r.get(0)?,
+                    kind: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Task processes started and never seen to end: after a crash of the
+    /// runtime, the candidates for orphans.
+    pub fn unended_task_processes(&self) -> Result<Vec<TaskProcess>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT task_id, pid, start_ticks, exe, started_ms FROM task_processes WHERE ended_ms IS NULL ORDER BY started_ms")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TaskProcess {
+                    task_id: r.get(0)?,
+                    pid: r.get(1)?,
+                    start_ticks: r.get(2)?,
+                    exe: r.get(3)?,
+                    started_ms: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+}
