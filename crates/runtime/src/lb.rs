@@ -3,6 +3,9 @@
 //! interval, timeout and thresholds (divided by the time scale), deregistration
 //! with draining, and the ALB metrics (`RequestCount`, `HTTPCode_Target_*`,
 //! `HTTPCode_ELB_5XX_Count`, `TargetResponseTime`, healthy/unhealthy counts).
+//! Client connections get the limits of a production proxy (`demo_netlimits`):
+//! header read and idle timeouts, a connection cap, backoff on accept errors and a
+//! descriptor budget checked when serving starts.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,6 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use demo_netlimits::{Budget, Event};
+pub use demo_netlimits::{ConnLimits, ConnStats};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -18,7 +23,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -195,6 +200,10 @@ pub struct LoadBalancer {
     changes: mpsc::UnboundedSender<HealthChange>,
     /// Upstream request timeout (the ALB idle timeout).
     pub upstream_timeout: Duration,
+    /// Limits on client connections.
+    pub limits: ConnLimits,
+    /// Client connection counters (accepted, open, accept errors, idle closes).
+    pub conn_stats: Arc<ConnStats>,
 }
 
 impl std::fmt::Debug for LoadBalancer {
@@ -218,16 +227,33 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Upstream connections idle longer than this are not reused. Below `demo-app`'s header
+/// read timeout (10 s), which closes idle keep-alive connections: reusing one the target
+/// is closing at that moment would fail the request.
+const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
+
+/// Descriptors one client connection costs: its socket and an upstream one.
+const FDS_PER_CONNECTION: u64 = 2;
+
 impl LoadBalancer {
     pub fn new(
         health: HealthCheckConfig,
         changes: mpsc::UnboundedSender<HealthChange>,
     ) -> Arc<LoadBalancer> {
+        LoadBalancer::with_limits(health, changes, ConnLimits::default())
+    }
+
+    pub fn with_limits(
+        health: HealthCheckConfig,
+        changes: mpsc::UnboundedSender<HealthChange>,
+        limits: ConnLimits,
+    ) -> Arc<LoadBalancer> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(UPSTREAM_POOL_IDLE)
             .pool_max_idle_per_host(256)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Arc::new(LoadBalancer {
             targets: RwLock::new(Vec::new()),
@@ -237,6 +263,8 @@ impl LoadBalancer {
             health,
             changes,
             upstream_timeout: Duration::from_secs(60),
+            limits,
+            conn_stats: Arc::default(),
         })
     }
 
@@ -337,9 +365,7 @@ impl LoadBalancer {
         };
         *req.uri_mut() = uri;
         let headers = req.headers_mut();
-        for h in HOP_BY_HOP {
-            headers.remove(*h);
-        }
+        strip_hop_by_hop(headers);
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {}", peer.ip()),
             None => peer.ip().to_string(),
@@ -379,38 +405,78 @@ impl LoadBalancer {
         }
     }
 
-    /// Serves until `shutdown` turns true, then stops accepting and waits for
-    /// open connections to finish their in-flight requests.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let lb = self.clone();
-                    let svc = hyper::service::service_fn(move |req| {
-                        let lb = lb.clone();
-                        async move { Ok::<_, Infallible>(lb.proxy(req, peer).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() { break; }
-                }
-            }
+    /// Serves until `shutdown` turns true, then stops accepting and waits (at most 30 s)
+    /// for open connections to finish their in-flight requests.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        let mut limits = self.limits;
+        let budget = Budget::raise();
+        if let Err(short) = budget.check(limits.max_connections as u64, FDS_PER_CONNECTION) {
+            eprintln!("load balancer: {short}");
+            limits.max_connections = short.fits.max(1) as usize;
         }
-        drop(listener);
-        let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+        let events: demo_netlimits::EventSink = Arc::new(|e| match e {
+            Event::AcceptFailing { error } => eprintln!(
+                "load balancer: accepting connections fails ({error}); backing off until it works again"
+            ),
+            Event::AcceptRecovered { errors, paused } => eprintln!(
+                "load balancer: accepting again after {errors} failed accepts over {} ms",
+                paused.as_millis()
+            ),
+            Event::AtCapacity { max_connections } => eprintln!(
+                "load balancer: {max_connections} connections open (the maximum); new ones wait"
+            ),
+            Event::CapacityRecovered { waited } => eprintln!(
+                "load balancer: below the connection maximum again after {} ms",
+                waited.as_millis()
+            ),
+        });
+        let lb = self.clone();
+        let service = move |peer: SocketAddr| {
+            let lb = lb.clone();
+            hyper::service::service_fn(move |req| {
+                let lb = lb.clone();
+                async move { Ok::<_, Infallible>(lb.proxy(req, peer).await) }
+            })
+        };
+        let stats = self.conn_stats.clone();
+        // On shutdown: stop accepting, then give open connections at most 30 s.
+        demo_netlimits::serve(
+            listener,
+            limits,
+            stats,
+            events,
+            service,
+            shutdown_signal(shutdown),
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+}
+
+/// Completes when `shutdown` turns true (or its sender is gone).
+async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Removes the headers that belong to one connection (RFC 9110 §7.6.1): the fixed
+/// list, and every header the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
     }
 }
 
@@ -492,6 +558,24 @@ async fn health_check_loop(lb: Arc<LoadBalancer>, target: Arc<Target>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_not_forwarded() {
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        h.append("connection", HeaderValue::from_static(" x-other ,"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("2"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-request-id"]);
+    }
 
     #[test]
     fn response_time_buckets_are_within_five_percent() {
