@@ -206,30 +206,53 @@ pub enum ReportsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ScenarioCmd {
-    /// The shipped scenarios.
-    List,
-    /// Start a fresh environment, send traffic, inject the fault, wait for the alarms,
-    /// investigate, recover, and report what happened.
+    /// The shipped scenarios (or those of --dir).
+    List {
+        /// List the scenario files of this directory instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        catalog: CatalogArg,
+    },
+    /// Start a fresh environment, send traffic, apply the steps, wait for the alarms,
+    /// investigate each, recover, and score the reports. Exits non-zero on any miss.
     Run {
-        name: String,
+        /// A shipped scenario's name, or the path of a scenario file (`./my.yaml`).
+        scenario: String,
         /// Override the scenario's time scale.
         #[arg(long)]
         time_scale: Option<f64>,
-        /// Print the result as JSON.
+        /// Print the result as one JSON object on stdout (progress stays on stderr).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        catalog: CatalogArg,
     },
-    /// Run every scenario and score the investigator: expected vs found root cause,
-    /// top-1/top-3 hits, alarm-to-report latency.
+    /// Run every scenario and score the investigator strictly: expected vs found root
+    /// cause per alarm, top-1/top-3, not_blamed, evidence, alarm-to-report latency.
+    /// Exits non-zero when any scenario misses.
     Bench {
         #[arg(long)]
         time_scale: Option<f64>,
+        /// Run the scenario files of this directory instead of the shipped ones.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Only these scenarios (repeatable).
         #[arg(long = "only")]
         only: Vec<String>,
+        /// One JSON object per scenario on stdout (the table goes to stderr).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        catalog: CatalogArg,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CatalogArg {
+    /// Use this alarm catalogue instead of the committed config/observability.yaml.
+    #[arg(long = "catalog")]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,17 +328,7 @@ fn main() -> ExitCode {
         Command::Reports(ReportsCmd::Show { id, format }) => {
             investigate::show(&cli.state_dir, &id, &format)
         }
-        Command::Scenario(ScenarioCmd::List) => scenarios::list(),
-        Command::Scenario(ScenarioCmd::Run {
-            name,
-            time_scale,
-            json,
-        }) => scenarios::run(&cli.state_dir, &name, time_scale, json),
-        Command::Scenario(ScenarioCmd::Bench {
-            time_scale,
-            only,
-            json,
-        }) => scenarios::bench(&cli.state_dir, time_scale, &only, json),
+        Command::Scenario(cmd) => scenarios::command(&cli.state_dir, cmd),
         Command::App { args } => return demo_app::cli::main(args),
     };
     match result {

@@ -1,33 +1,104 @@
 //! `scenario list | run | bench`: each run gets a fresh environment in its own
 //! state directory under `<state>/scenarios/`, kept afterwards for `logs`,
-//! `alarms` and the reports.
+//! `alarms` and the reports. Revision builds go to `<state>/builds`, shared
+//! by every run. Scenario files may be the shipped ones or any the user
+//! writes (`run ./my.yaml`, `bench --dir DIR`); scoring is strict and a miss
+//! makes the command fail.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
-use demo_scenario::runner::score;
+use demo_model::Catalog;
 use demo_scenario::{RunOptions, RunResult, Scenario};
 
 use crate::commands::git_head;
+use crate::{CatalogArg, ScenarioCmd};
 
-pub fn list() -> Result<()> {
-    for s in demo_scenario::all()? {
-        println!("{:<18} alarms: {}", s.name, s.expect.alarms.join(", "));
-        println!("{:<18} {}", "", s.description.trim());
+pub fn command(state_dir: &Path, cmd: ScenarioCmd) -> Result<()> {
+    match cmd {
+        ScenarioCmd::List { dir, catalog } => list(dir.as_deref(), &load_catalog(&catalog)?),
+        ScenarioCmd::Run {
+            scenario,
+            time_scale,
+            json,
+            catalog,
+        } => run(
+            state_dir,
+            &scenario,
+            time_scale,
+            json,
+            load_catalog(&catalog)?,
+        ),
+        ScenarioCmd::Bench {
+            time_scale,
+            dir,
+            only,
+            json,
+            catalog,
+        } => bench(
+            state_dir,
+            time_scale,
+            dir.as_deref(),
+            &only,
+            json,
+            load_catalog(&catalog)?,
+        ),
+    }
+}
+
+fn load_catalog(arg: &CatalogArg) -> Result<Catalog> {
+    Ok(match &arg.path {
+        Some(p) => Catalog::load(p)?,
+        None => Catalog::embedded(),
+    })
+}
+
+fn scenarios(dir: Option<&Path>, catalog: &Catalog) -> Result<Vec<Scenario>> {
+    Ok(match dir {
+        Some(d) => demo_scenario::load_dir(d, catalog)?,
+        None => demo_scenario::all_with(catalog)?,
+    })
+}
+
+fn list(dir: Option<&Path>, catalog: &Catalog) -> Result<()> {
+    for s in scenarios(dir, catalog)? {
+        println!("{:<28} alarms: {}", s.name, s.expect.alarms.join(", "));
+        println!("{:<28} {}", "", s.description.trim());
     }
     Ok(())
 }
 
+/// A shipped scenario by name, or a file when the argument names one.
+fn resolve(arg: &str, catalog: &Catalog) -> Result<Scenario> {
+    let path = Path::new(arg);
+    let looks_like_file = arg.ends_with(".yaml") || arg.ends_with(".yml") || arg.contains('/');
+    if looks_like_file || path.is_file() {
+        return Ok(demo_scenario::load_file(path, catalog)?);
+    }
+    Ok(demo_scenario::find_with(arg, catalog)?)
+}
+
 fn run_dir(state_dir: &Path, name: &str) -> PathBuf {
     let stamp = demo_runtime::now_ms();
-    state_dir.join("scenarios").join(format!("{name}-{stamp}"))
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state_dir.join("scenarios").join(format!("{safe}-{stamp}"))
 }
 
 fn run_one(
     state_dir: &Path,
     scenario: &Scenario,
     time_scale: Option<f64>,
+    catalog: &Catalog,
     quiet: bool,
 ) -> Result<RunResult> {
     let dir = run_dir(state_dir, &scenario.name);
@@ -36,12 +107,16 @@ fn run_one(
     } else {
         Arc::new(|line: &str| eprintln!("{line}"))
     };
+    let repo = crate::investigate::repo().unwrap_or(std::env::current_dir()?);
     let opts = RunOptions {
         state_dir: dir.clone(),
         app_binary: std::env::current_exe()?,
         binary_args: vec!["app".into()],
         time_scale,
         git_sha: git_head(),
+        catalog: catalog.clone(),
+        build_dir: std::path::absolute(state_dir.join("builds"))?,
+        repo,
         investigator: Some(Arc::new(crate::investigate::ScenarioInvestigator {
             time_scale: time_scale.unwrap_or(scenario.time_scale),
         })),
@@ -57,10 +132,20 @@ fn run_one(
     Ok(result)
 }
 
+fn hyp(h: &Option<(String, Option<String>, f64)>) -> String {
+    match h {
+        Some((c, e, s)) => format!("{c} {} ({s:.2})", e.as_deref().unwrap_or("")),
+        None => "(no report)".into(),
+    }
+}
+
 fn print_result(r: &RunResult) {
     println!(
-        "scenario {} (time scale {}x, {:.0} s)",
-        r.scenario, r.time_scale, r.duration_s
+        "scenario {} (time scale {}x, {:.0} s): {}",
+        r.scenario,
+        r.time_scale,
+        r.duration_s,
+        if r.passed { "PASSED" } else { "FAILED" }
     );
     for (a, at) in &r.fired {
         println!("  fired      {a} at {at}");
@@ -77,116 +162,179 @@ fn print_result(r: &RunResult) {
     for a in &r.other_alarms {
         println!("  also fired {a}");
     }
+    for s in &r.skipped_steps {
+        println!("  SKIPPED    {s}");
+    }
     println!("  traffic    {}", r.traffic);
     for f in &r.findings {
         for p in &f.report_paths {
             println!("  file       {}", p.display());
         }
+    }
+    for s in &r.scores {
         println!(
-            "  report     {} for {}: {} (written {} ms after the alarm)",
-            f.investigation_id,
-            f.alarm,
-            f.hypotheses
-                .first()
-                .map(|h| format!(
-                    "{} {} ({:.0} %)",
-                    h.0,
-                    h.1.as_deref().unwrap_or(""),
-                    h.2 * 100.0
-                ))
-                .unwrap_or_else(|| "no hypothesis".into()),
-            f.latency_ms
+            "  {:<10} {}: expected {} {}, found {}{}{}{}{}",
+            if s.passed() { "ok" } else { "MISS" },
+            s.alarm,
+            s.expected.category,
+            s.expected.entity.as_deref().unwrap_or(""),
+            hyp(&s.found),
+            s.latency_ms
+                .map(|l| format!(", report {l} ms after the alarm"))
+                .unwrap_or_default(),
+            if s.also_top3 {
+                ""
+            } else {
+                ", a further cause not in the top 3"
+            },
+            if s.blamed.is_empty() {
+                String::new()
+            } else {
+                format!(", blamed {:?}", s.blamed)
+            },
+            if s.missing_evidence.is_empty() {
+                String::new()
+            } else {
+                format!(", evidence missing {:?}", s.missing_evidence)
+            },
         );
     }
 }
 
-pub fn run(state_dir: &Path, name: &str, time_scale: Option<f64>, json: bool) -> Result<()> {
-    let scenario = demo_scenario::find(name)?;
-    let r = run_one(state_dir, &scenario, time_scale, false)?;
+pub fn run(
+    state_dir: &Path,
+    scenario: &str,
+    time_scale: Option<f64>,
+    json: bool,
+    catalog: Catalog,
+) -> Result<()> {
+    let scenario = resolve(scenario, &catalog)?;
+    let r = run_one(state_dir, &scenario, time_scale, &catalog, false)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        println!("{}", serde_json::to_string(&r)?);
     } else {
         print_result(&r);
     }
-    if !r.passed_alarms {
-        bail!("scenario {name}: expected alarms did not fire and clear");
+    if !r.passed {
+        bail!(
+            "scenario {}: {}",
+            r.scenario,
+            if r.passed_alarms {
+                "the investigation missed (see the scores)"
+            } else {
+                "expected alarms did not fire and clear"
+            }
+        );
     }
     Ok(())
 }
 
-pub fn bench(state_dir: &Path, time_scale: Option<f64>, only: &[String], json: bool) -> Result<()> {
-    let mut scenarios = demo_scenario::all()?;
+pub fn bench(
+    state_dir: &Path,
+    time_scale: Option<f64>,
+    dir: Option<&Path>,
+    only: &[String],
+    json: bool,
+    catalog: Catalog,
+) -> Result<()> {
+    let mut list = scenarios(dir, &catalog)?;
     if !only.is_empty() {
-        for o in only {
-            demo_scenario::find(o)?;
+        let unknown: Vec<&String> = only
+            .iter()
+            .filter(|o| !list.iter().any(|s| &s.name == *o))
+            .collect();
+        if !unknown.is_empty() {
+            bail!("--only: no scenario named {unknown:?} (see `scenario list`)");
         }
-        scenarios.retain(|s| only.contains(&s.name));
+        list.retain(|s| only.contains(&s.name));
     }
-    let mut rows = Vec::new();
-    println!(
-        "{:<18} {:<40} {:<40} {:>5} {:>5} {:>9} {:>7}",
-        "scenario", "expected", "found", "top1", "top3", "report ms", "alarms"
-    );
-    for s in &scenarios {
-        let r = run_one(state_dir, s, time_scale, true)?;
-        let expected = format!(
-            "{} {}",
-            r.expected.category,
-            r.expected.entity.as_deref().unwrap_or("")
-        );
-        let (found, top1, top3, latency) = match r.primary() {
-            Some(f) => {
-                let (t1, t3) = score(f, &r.expected);
-                let also_ok = s.expect.also.iter().all(|a| score(f, a).1);
-                let found = f
-                    .hypotheses
-                    .first()
-                    .map(|h| format!("{} {}", h.0, h.1.as_deref().unwrap_or("")))
-                    .unwrap_or_default();
-                (found, t1, t3 && also_ok, Some(f.latency_ms))
+    // The table goes to stderr when stdout carries JSON.
+    let table = |line: String| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    table(format!(
+        "{:<28} {:<20} {:<42} {:<48} {:>4} {:>4} {:>4} {:>4} {:>8} {:>6}",
+        "scenario", "alarm", "expected", "found", "top1", "top3", "nb", "ev", "report", "alarms"
+    ));
+    let (mut n, mut top1, mut top3, mut nb_ok, mut ev_ok, mut passed) = (0, 0, 0, 0, 0, 0);
+    let mut lat = Vec::new();
+    let mut errors = Vec::new();
+    for s in &list {
+        n += 1;
+        let r = match run_one(state_dir, s, time_scale, &catalog, true) {
+            Ok(r) => r,
+            Err(e) => {
+                table(format!("{:<28} ERROR {e:#}", s.name));
+                errors.push(format!("{e:#}"));
+                continue;
             }
-            None => ("(no investigation)".to_string(), false, false, None),
         };
-        println!(
-            "{:<18} {:<40} {:<40} {:>5} {:>5} {:>9} {:>7}",
-            s.name,
-            expected,
-            found,
-            if top1 { "yes" } else { "no" },
-            if top3 { "yes" } else { "no" },
-            latency.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
-            if r.passed_alarms { "ok" } else { "FAILED" }
-        );
-        rows.push(serde_json::json!({
-            "scenario": s.name, "expected": expected, "found": found, "top1": top1, "top3": top3,
-            "alarm_to_report_ms": latency, "alarms_ok": r.passed_alarms, "result": r,
-        }));
+        let yes = |b: bool| if b { "yes" } else { "NO" };
+        for sc in &r.scores {
+            table(format!(
+                "{:<28} {:<20} {:<42} {:<48} {:>4} {:>4} {:>4} {:>4} {:>8} {:>6}",
+                r.scenario,
+                sc.alarm,
+                format!(
+                    "{} {}",
+                    sc.expected.category,
+                    sc.expected.entity.as_deref().unwrap_or("")
+                ),
+                hyp(&sc.found),
+                yes(sc.top1),
+                yes(sc.top3 && sc.also_top3),
+                yes(sc.blamed.is_empty()),
+                yes(sc.missing_evidence.is_empty()),
+                sc.latency_ms
+                    .map(|l| format!("{l} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                if r.passed_alarms { "ok" } else { "FAILED" }
+            ));
+            lat.extend(sc.latency_ms);
+        }
+        top1 += usize::from(r.scores.iter().all(|s| s.top1));
+        top3 += usize::from(r.scores.iter().all(|s| s.top3 && s.also_top3));
+        nb_ok += usize::from(r.scores.iter().all(|s| s.blamed.is_empty()));
+        ev_ok += usize::from(r.scores.iter().all(|s| s.missing_evidence.is_empty()));
+        passed += usize::from(r.passed);
+        for m in &r.skipped_steps {
+            table(format!("{:<28} skipped: {m}", r.scenario));
+        }
+        if json {
+            let reports: Vec<&Path> = r
+                .findings
+                .iter()
+                .flat_map(|f| f.report_paths.iter().map(PathBuf::as_path))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "scenario": r.scenario, "passed": r.passed, "time_scale": r.time_scale,
+                    "scores": r.scores, "reports": reports, "result": r,
+                })
+            );
+        }
     }
-    let n = rows.len().max(1) as f64;
-    let top1 = rows.iter().filter(|r| r["top1"] == true).count();
-    let top3 = rows.iter().filter(|r| r["top3"] == true).count();
-    let alarms_ok = rows.iter().filter(|r| r["alarms_ok"] == true).count();
-    let mut lat: Vec<i64> = rows
-        .iter()
-        .filter_map(|r| r["alarm_to_report_ms"].as_i64())
-        .collect();
     lat.sort_unstable();
-    println!(
-        "\ntotal: top-1 {top1}/{} ({:.0} %), top-3 {top3}/{} ({:.0} %), alarms fired and cleared {alarms_ok}/{}, median alarm-to-report {} ms",
-        rows.len(),
-        top1 as f64 / n * 100.0,
-        rows.len(),
-        top3 as f64 / n * 100.0,
-        rows.len(),
+    table(format!(
+        "\ntotal ({n} scenarios, strict): top-1 {top1}/{n}, top-3 {top3}/{n}, not_blamed respected {nb_ok}/{n}, evidence present {ev_ok}/{n}, passed {passed}/{n}, median alarm-to-report {}",
         lat.get(lat.len() / 2)
-            .map(|l| l.to_string())
+            .map(|l| format!("{l} ms"))
             .unwrap_or_else(|| "-".into())
-    );
-    if json {
-        std::fs::write(
-            state_dir.join("bench.json"),
-            serde_json::to_vec_pretty(&rows)?,
-        )?;
+    ));
+    if !errors.is_empty() {
+        bail!(
+            "{} scenario(s) could not run:\n{}",
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+    if passed < n {
+        bail!("{} of {n} scenario(s) missed", n - passed);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Runs one scenario end to end on a fresh local environment: warm-up
-//! traffic, the steps, waiting for the expected alarms (investigating each as
-//! it fires), recovery, and waiting for the alarms to clear.
+//! traffic, the steps, waiting for every expected alarm (investigating each
+//! as it fires), recovery, waiting for the alarms to clear, then scoring
+//! every report strictly ([`crate::score`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use demo_model::Catalog;
 use demo_model::events::AlarmTransition;
-use demo_runtime::control::{FaultRequest, send_fault};
-use demo_runtime::service::DeployRequest;
-use demo_runtime::{Runtime, RuntimeConfig, now_ms};
+use demo_runtime::builds::Builds;
+use demo_runtime::{Runtime, RuntimeConfig};
 use serde::Serialize;
 
-use crate::spec::{Action, RootCause, Scenario, Step, scale_path};
+use crate::score::{AlarmScore, passed, score_run};
+use crate::spec::{RootCause, Scenario};
+use crate::steps::{Context, prebuild, timeline};
 use crate::traffic::Traffic;
 
 /// What an investigator concluded about one alarm.
@@ -22,13 +24,49 @@ use crate::traffic::Traffic;
 pub struct Finding {
     pub alarm: String,
     pub investigation_id: String,
-    /// Ranked hypotheses: (category, entity, confidence).
+    /// Ranked hypotheses: (category, entity, confidence). Every hypothesis of
+    /// the report when its JSON is readable, else what the investigator returned.
     pub hypotheses: Vec<(String, Option<String>, f64)>,
     /// Evidence kinds the report cites.
     pub evidence_kinds: Vec<String>,
     /// Milliseconds from the alarm transition to the report being written.
     pub latency_ms: i64,
     pub report_paths: Vec<PathBuf>,
+}
+
+impl Finding {
+    /// Replaces the hypotheses with the report's full ranked list (scoring
+    /// `not_blamed` needs every hypothesis, not only the top 3).
+    fn complete_from_report(&mut self) {
+        let Some(json) = self
+            .report_paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+        else {
+            return;
+        };
+        let Some(report) = std::fs::read_to_string(json)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        else {
+            return;
+        };
+        let all: Vec<(String, Option<String>, f64)> = report["hypotheses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| {
+                Some((
+                    h["category"].as_str()?.to_string(),
+                    h["entity"].as_str().map(str::to_string),
+                    h["score"].as_f64()?,
+                ))
+            })
+            .collect();
+        if all.len() >= self.hypotheses.len() && !all.is_empty() {
+            self.hypotheses = all;
+        }
+    }
 }
 
 /// The investigator, as the runner sees it (the CLI plugs the real one in).
@@ -46,59 +84,22 @@ pub struct RunOptions {
     pub binary_args: Vec<String>,
     pub time_scale: Option<f64>,
     pub git_sha: String,
+    /// The catalogue the environment evaluates (`--catalog`, else the committed one).
+    pub catalog: Catalog,
+    /// The git repository revisions are built from.
+    pub repo: PathBuf,
+    /// Where revision builds go: shared by every run (a build takes minutes).
+    pub build_dir: PathBuf,
     pub investigator: Option<Arc<dyn Investigate>>,
     /// Progress lines (the CLI prints them; tests collect them).
     pub progress: Arc<dyn Fn(&str) + Send + Sync>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(cat: &str, entity: Option<&str>) -> (String, Option<String>, f64) {
-        (cat.into(), entity.map(str::to_string), 0.5)
-    }
-
-    #[test]
-    fn scoring_matches_category_and_entity() {
-        let want = RootCause {
-            category: "health_check_failure".into(),
-            entity: Some("task-0001".into()),
-        };
-        assert!(matches(
-            &h("health_check_failure", Some("task-0001")),
-            &want
-        ));
-        assert!(matches(
-            &h("health_check_failure", Some("task-0002,task-0001")),
-            &want
-        ));
-        assert!(!matches(
-            &h("health_check_failure", Some("task-00011")),
-            &want
-        ));
-        assert!(!matches(&h("memory_leak", Some("task-0001")), &want));
-        let any = RootCause {
-            category: "memory_leak".into(),
-            entity: None,
-        };
-        assert!(matches(&h("memory_leak", Some("service")), &any));
-        let f = Finding {
-            alarm: "a".into(),
-            investigation_id: "i".into(),
-            hypotheses: vec![h("traffic_surge", None), h("memory_leak", None)],
-            evidence_kinds: vec![],
-            latency_ms: 1,
-            report_paths: vec![],
-        };
-        assert_eq!(score(&f, &any), (false, true));
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub scenario: String,
     pub time_scale: f64,
+    /// Expected alarms that fired, with when.
     pub fired: BTreeMap<String, i64>,
     pub missing: Vec<String>,
     pub other_alarms: Vec<String>,
@@ -106,33 +107,16 @@ pub struct RunResult {
     pub not_recovered: Vec<String>,
     pub findings: Vec<Finding>,
     pub expected: RootCause,
+    /// Every expected alarm's report, scored.
+    pub scores: Vec<AlarmScore>,
+    /// Steps that could not be carried out (e.g. no running task to target).
+    pub skipped_steps: Vec<String>,
     pub traffic: serde_json::Value,
+    /// Every expected alarm fired and cleared.
     pub passed_alarms: bool,
+    /// Alarms fired and cleared, and every report scored (strict).
+    pub passed: bool,
     pub duration_s: f64,
-}
-
-impl RunResult {
-    /// The first investigation of an expected alarm (the one the benchmark scores).
-    pub fn primary(&self) -> Option<&Finding> {
-        self.findings.first()
-    }
-}
-
-/// Category equal, and the expected entity (if any) among the found ones (the
-/// investigator names several tasks as a comma-separated list).
-fn matches(h: &(String, Option<String>, f64), rc: &RootCause) -> bool {
-    h.0 == rc.category
-        && rc.entity.as_deref().is_none_or(|want| {
-            h.1.as_deref()
-                .is_some_and(|found| found.split(',').any(|e| e.trim() == want))
-        })
-}
-
-/// Top-1 and top-3 hits of a finding against the expectation.
-pub fn score(f: &Finding, expected: &RootCause) -> (bool, bool) {
-    let top1 = f.hypotheses.first().is_some_and(|h| matches(h, expected));
-    let top3 = f.hypotheses.iter().take(3).any(|h| matches(h, expected));
-    (top1, top3)
 }
 
 pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, String> {
@@ -140,15 +124,25 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
     let scale = opts.time_scale.unwrap_or(scenario.time_scale);
     let say = opts.progress.clone();
     let secs = |catalogue_secs: u32| Duration::from_secs_f64(f64::from(catalogue_secs) / scale);
+
+    // Builds first: they take minutes and must not stretch the scenario's timeline.
+    let builds = Builds::new(opts.repo.clone(), opts.build_dir.clone());
+    let prebuilt = {
+        let (s, b, repo, say) = (scenario.clone(), builds, opts.repo.clone(), say.clone());
+        tokio::task::spawn_blocking(move || prebuild(&s, &b, &repo, &*say))
+            .await
+            .map_err(|e| format!("build task: {e}"))??
+    };
+
     let config = RuntimeConfig {
         state_dir: opts.state_dir.clone(),
         app_binary: opts.app_binary.clone(),
         lb_port: 0,
         control_port: 0,
         control_host: std::net::IpAddr::from([127, 0, 0, 1]),
-        repo: std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+        repo: opts.repo.clone(),
         time_scale: scale,
-        catalog: Catalog::embedded(),
+        catalog: opts.catalog.clone(),
         version: "1.0.0".into(),
         git_sha: opts.git_sha.clone(),
         env: BTreeMap::new(),
@@ -174,22 +168,32 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
         &scenario.traffic.mix,
     );
     say(&format!(
-        "{}: warm-up, {} catalogue seconds of normal traffic",
+        "{}: warm-up, {} catalogue seconds of steady traffic",
         scenario.name, scenario.warmup
     ));
+    let mut ctx = Context {
+        runtime: &runtime,
+        traffic: &traffic,
+        scale,
+        name: &scenario.name,
+        say: say.clone(),
+        prebuilt: &prebuilt,
+        ramp: None,
+        skipped: Vec::new(),
+    };
 
     let expected: Vec<String> = scenario.expect.alarms.clone();
     let mut fired: BTreeMap<String, i64> = BTreeMap::new();
     let mut other: Vec<String> = Vec::new();
-    let mut pending_investigations = Vec::new();
-    // Alarms are watched from the first request on, so one that fires during the warm-up
-    // (a false alarm) is investigated when it fires.
+    let mut pending = Vec::new();
+    // Alarms are watched from the first request on, so one that fires during the
+    // warm-up is investigated (and, if unexpected, reported) when it fires.
     let steps_start = Instant::now() + secs(scenario.warmup);
-    let mut steps = scenario.steps.iter().peekable();
-    let deadline = steps_start
-        + secs(scenario.steps.last().map_or(0, |s| s.at))
-        + secs(scenario.expect.within);
-    let handle_transition =
+    let plan = timeline(&scenario.steps);
+    let last_at = plan.last().map_or(0, |p| p.0);
+    let mut plan = plan.into_iter().peekable();
+    let deadline = steps_start + secs(last_at) + secs(scenario.expect.within);
+    let handle =
         |t: AlarmTransition,
          fired: &mut BTreeMap<String, i64>,
          other: &mut Vec<String>,
@@ -216,29 +220,33 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
                 other.push(t.alarm.clone());
             }
         };
-    // Steps and alarms, interleaved, until every expected alarm fired or the deadline passed.
+    // Steps and alarms, interleaved, until every expected alarm fired (and every
+    // step ran) or the deadline passed.
     loop {
-        if let Some(step) = steps.peek() {
-            let due = steps_start + secs(step.at);
-            if Instant::now() >= due {
-                let step = steps.next().expect("peeked");
-                apply(&runtime, &traffic, step, scale, &say, &scenario.name).await?;
-                continue;
+        if let Some((at, _, _)) = plan.peek()
+            && Instant::now() >= steps_start + secs(*at)
+        {
+            let (_, step, index) = plan.next().expect("peeked");
+            if let Err(e) = ctx.apply("steps", index, step).await {
+                traffic.stop().await;
+                runtime.shutdown().await;
+                return Err(e);
             }
+            continue;
         }
-        if steps.peek().is_none() && expected.iter().all(|a| fired.contains_key(a)) {
+        if plan.peek().is_none() && expected.iter().all(|a| fired.contains_key(a)) {
             break;
         }
         if Instant::now() > deadline {
             break;
         }
-        let wait = steps
+        let wait = plan
             .peek()
-            .map(|s| (steps_start + secs(s.at)).saturating_duration_since(Instant::now()))
+            .map(|(at, _, _)| (steps_start + secs(*at)).saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_millis(200))
             .min(Duration::from_millis(200));
         if let Ok(Ok(t)) = tokio::time::timeout(wait, transitions.recv()).await {
-            handle_transition(t, &mut fired, &mut other, &mut pending_investigations);
+            handle(t, &mut fired, &mut other, &mut pending);
         }
     }
     let missing: Vec<String> = expected
@@ -255,12 +263,16 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
 
     // Recovery: undo the fault, then every alarm that fired must return to OK.
     let recover_start = Instant::now();
-    for step in &scenario.recover.steps {
-        let due = recover_start + secs(step.at);
+    for (at, step, index) in timeline(&scenario.recover.steps) {
+        let due = recover_start + secs(at);
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             tokio::time::sleep(d).await;
         }
-        apply(&runtime, &traffic, step, scale, &say, &scenario.name).await?;
+        if let Err(e) = ctx.apply("recover.steps", index, step).await {
+            let msg = format!("recover.steps[{index}]: {e}");
+            say(&format!("{}: {msg}", scenario.name));
+            ctx.skipped.push(msg);
+        }
     }
     let mut ok: Vec<String> = Vec::new();
     let states = |rt: &Runtime| rt.alarm_states().into_iter().collect::<BTreeMap<_, _>>();
@@ -277,27 +289,32 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
         }
         if let Ok(Ok(t)) =
             tokio::time::timeout(Duration::from_millis(200), transitions.recv()).await
+            && t.to == "OK"
+            && fired.contains_key(&t.alarm)
         {
-            if t.to == "OK" && fired.contains_key(&t.alarm) {
-                say(&format!("{}: alarm {} -> OK", scenario.name, t.alarm));
-            }
+            say(&format!("{}: alarm {} -> OK", scenario.name, t.alarm));
         }
     }
     let not_recovered: Vec<String> = fired.keys().filter(|a| !ok.contains(a)).cloned().collect();
 
     let mut findings = Vec::new();
-    for p in pending_investigations {
+    for p in pending {
         match p.await {
-            Ok(Ok(f)) => findings.push(f),
+            Ok(Ok(mut f)) => {
+                f.complete_from_report();
+                findings.push(f);
+            }
             Ok(Err(e)) => say(&format!("{}: investigation failed: {e}", scenario.name)),
             Err(e) => say(&format!("{}: investigation panicked: {e}", scenario.name)),
         }
     }
     findings.sort_by_key(|f| fired.get(&f.alarm).copied().unwrap_or(i64::MAX));
+    let skipped_steps = std::mem::take(&mut ctx.skipped);
+    drop(ctx);
     let stats = traffic.stats.clone();
     traffic.stop().await;
     runtime.shutdown().await;
-    Ok(RunResult {
+    let mut result = RunResult {
         scenario: scenario.name.clone(),
         time_scale: scale,
         passed_alarms: missing.is_empty() && not_recovered.is_empty(),
@@ -308,95 +325,13 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
         not_recovered,
         findings,
         expected: scenario.expect.root_cause.clone(),
+        scores: Vec::new(),
+        skipped_steps,
         traffic: stats.snapshot(),
+        passed: false,
         duration_s: started.elapsed().as_secs_f64(),
-    })
-}
-
-async fn apply(
-    runtime: &Runtime,
-    traffic: &Traffic,
-    step: &Step,
-    scale: f64,
-    say: &Arc<dyn Fn(&str) + Send + Sync>,
-    name: &str,
-) -> Result<(), String> {
-    match &step.action {
-        Action::Fault { path, target } => {
-            let path = scale_path(path, scale);
-            let req = FaultRequest {
-                path: path.clone(),
-                target: Some(target.clone()),
-            };
-            let results = send_fault(&runtime.service, &req).await?;
-            say(&format!(
-                "{name}: fault {path} on {target}: {}",
-                serde_json::Value::from(results)
-            ));
-        }
-        Action::Deploy {
-            env,
-            version,
-            description,
-        } => {
-            let reader = demo_store::Reader::open(&runtime.service.config.state_dir)
-                .map_err(|e| e.to_string())?;
-            let d = runtime.service.deploy(
-                DeployRequest {
-                    env: env.clone(),
-                    version: version.clone(),
-                    description: description.clone(),
-                    ..DeployRequest::default()
-                },
-                &reader,
-            )?;
-            say(&format!(
-                "{name}: deployment {} started ({} change(s))",
-                d.id,
-                d.changes.len()
-            ));
-        }
-        Action::Rollback => {
-            let reader = demo_store::Reader::open(&runtime.service.config.state_dir)
-                .map_err(|e| e.to_string())?;
-            let current = runtime.service.current().deployment_id.clone();
-            let previous = reader
-                .deployment(&current)
-                .map_err(|e| e.to_string())?
-                .and_then(|d| d.previous_id)
-                .ok_or("nothing to roll back to")?;
-            let d = runtime.service.deploy(
-                DeployRequest {
-                    rollback_to: Some(previous.clone()),
-                    ..DeployRequest::default()
-                },
-                &reader,
-            )?;
-            say(&format!(
-                "{name}: deployment {} rolls back to {previous}",
-                d.id
-            ));
-        }
-        Action::Rate(r) => {
-            traffic.set_rate(r * scale);
-            say(&format!(
-                "{name}: traffic now {r} requests per catalogue second"
-            ));
-        }
-        Action::Mix(m) => {
-            traffic.set_mix(m);
-            say(&format!("{name}: traffic mix now {m}"));
-        }
-        Action::WaitDeployment => {
-            let start = Instant::now();
-            while runtime.service.deploying().is_some() {
-                if start.elapsed() > Duration::from_secs(120) {
-                    return Err("deployment did not finish within 120 s".into());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            say(&format!("{name}: deployment finished at {}", now_ms()));
-        }
-    }
-    Ok(())
+    };
+    result.scores = score_run(&scenario.expect, &result);
+    result.passed = passed(&result.scores, &result);
+    Ok(result)
 }

@@ -171,6 +171,28 @@ impl Traffic {
         self.rate.store(rate.to_bits(), Ordering::Release);
     }
 
+    /// The current rate, requests per real second.
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Acquire))
+    }
+
+    /// Moves the rate linearly from the current one to `to` over `over`
+    /// (real time), in steps of at most 100 ms; ends by itself.
+    pub fn ramp(&self, to: f64, over: Duration) -> tokio::task::JoinHandle<()> {
+        let (rate, stop, from) = (self.rate.clone(), self.stop.clone(), self.rate());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                let f = (start.elapsed().as_secs_f64() / over.as_secs_f64().max(1e-3)).min(1.0);
+                rate.store((from + (to - from) * f).to_bits(), Ordering::Release);
+                if f >= 1.0 || stop.load(Ordering::Acquire) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
     pub fn set_mix(&self, mix: &str) {
         self.with_reports
             .store(mix == "with-reports", Ordering::Release);
