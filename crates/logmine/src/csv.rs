@@ -10,6 +10,10 @@
 //! empty or only whitespace are skipped (counted in [`MineSummary::blank`]).
 //! Lines that do not match the format are handled as the [`Unmatched`] policy
 //! says; they are never dropped without being counted.
+//!
+//! Input is streamed: at most [`MAX_LINE_BYTES`] of a line are kept (the rest
+//! is read and dropped without being buffered, and the line is counted in
+//! [`MineSummary::truncated`]), so one enormous line costs bounded memory.
 
 use std::borrow::Cow;
 use std::io::{self, BufRead, Write};
@@ -47,6 +51,62 @@ pub struct MineSummary {
     pub first_unmatched: Vec<u64>,
     /// Templates in the output.
     pub templates: usize,
+    /// Lines longer than [`MAX_LINE_BYTES`], mined on their first
+    /// [`MAX_LINE_BYTES`] bytes.
+    pub truncated: u64,
+}
+
+/// The most bytes of one input line that are kept and mined (64 KiB).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Reads one line (through `\n`) into `buf`, keeping at most `cap` bytes and
+/// cutting back to a UTF-8 character boundary; the rest of the line is
+/// consumed without being stored. Returns `None` at end of input, else
+/// whether the line was cut.
+fn read_line_capped(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<Option<bool>> {
+    let mut read_any = false;
+    let mut cut = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (line_part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..=i], true),
+            None => (chunk, false),
+        };
+        let room = cap.saturating_sub(buf.len());
+        if line_part.len() > room {
+            cut = true;
+        }
+        buf.extend_from_slice(&line_part[..line_part.len().min(room)]);
+        let used = line_part.len();
+        input.consume(used);
+        if done {
+            break;
+        }
+    }
+    if !read_any {
+        return Ok(None);
+    }
+    if cut {
+        // Drop a character split by the cap (an incomplete sequence at the end).
+        if let Err(e) = std::str::from_utf8(buf) {
+            if e.error_len().is_none() {
+                buf.truncate(e.valid_up_to());
+            }
+        }
+    }
+    Ok(Some(cut))
 }
 
 impl MineSummary {
@@ -103,10 +163,11 @@ pub fn mine_to_csv(
     let mut mask_buf = MaskBuf::default();
     loop {
         buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
+        let Some(cut) = read_line_capped(&mut input, &mut buf, MAX_LINE_BYTES)? else {
             break;
-        }
+        };
         summary.lines += 1;
+        summary.truncated += u64::from(cut);
         let line_no = summary.lines;
         let line = match std::str::from_utf8(&buf) {
             Ok(s) => Cow::Borrowed(s),
@@ -299,6 +360,39 @@ mod tests {
         .unwrap();
         assert_eq!(s.rows, 1);
         assert!(String::from_utf8(out).unwrap().contains("caf\u{fffd} open"));
+    }
+
+    #[test]
+    fn a_huge_line_is_mined_on_its_head_in_bounded_memory() {
+        // 4 MB without a newline, then a normal line: the first is cut at
+        // MAX_LINE_BYTES (and at most MAX_TOKENS tokens), the second intact.
+        let mut input = String::from("INFO ");
+        while input.len() < 4 << 20 {
+            input.push_str("word 17 ");
+        }
+        input.push_str("\nINFO tail line\n");
+        let (res, csv) = run(&input, Unmatched::Fail);
+        let s = res.unwrap();
+        assert_eq!((s.lines, s.rows, s.truncated), (2, 2, 1));
+        let first = csv.lines().nth(1).unwrap();
+        let template = first.strip_prefix("1,E1,").unwrap();
+        assert_eq!(template.split(' ').count(), crate::MAX_TOKENS);
+        assert!(template.starts_with("word <*> word <*>"), "{template:.40}");
+        assert!(csv.ends_with("2,E2,tail line\n"), "{csv}");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let mut buf = Vec::new();
+        let line = "é".repeat(10);
+        let mut input = line.as_bytes();
+        // 5 bytes: two characters and half of the third.
+        assert_eq!(
+            read_line_capped(&mut input, &mut buf, 5).unwrap(),
+            Some(true)
+        );
+        assert_eq!(std::str::from_utf8(&buf).unwrap(), "éé");
+        assert_eq!(read_line_capped(&mut input, &mut buf, 5).unwrap(), None);
     }
 
     #[test]

@@ -23,9 +23,10 @@
 mod csv;
 mod format;
 mod mask;
+mod merge;
 mod miner;
 
-pub use csv::{MineError, MineSummary, Unmatched, mine_to_csv};
+pub use csv::{MAX_LINE_BYTES, MineError, MineSummary, Unmatched, mine_to_csv};
 pub use format::{CONTENT_FIELD, FormatError, LogFormat};
 pub use mask::{DEFAULT_RULES, MaskBuf, MaskError, MaskErrors, MaskRule, Masker, WILDCARD};
-pub use miner::{Cluster, ClusterId, ConfigError, ConfigErrors, Miner, MinerConfig};
+pub use miner::{Cluster, ClusterId, ConfigError, ConfigErrors, MAX_TOKENS, Miner, MinerConfig};

@@ -63,8 +63,13 @@ pub struct MinerConfig {
     pub max_children: usize,
     /// Treat tokens that contain a digit as variables (routing and similarity).
     pub digits_are_variables: bool,
-    /// Run the merge pass in [`Miner::finish`].
+    /// Run the merge passes in [`Miner::finish`].
     pub merge_pass: bool,
+    /// In [`Miner::finish`], clusters identical but for one position merge
+    /// (that position becoming `<*>`) when it takes at least this many
+    /// distinct values among them: a word with that many values is a
+    /// variable, whatever the word. 0 disables; otherwise at least 2.
+    pub min_variable_values: usize,
 }
 
 impl Default for MinerConfig {
@@ -75,6 +80,7 @@ impl Default for MinerConfig {
             max_children: 100,
             digits_are_variables: true,
             merge_pass: true,
+            min_variable_values: 4,
         }
     }
 }
@@ -91,6 +97,9 @@ pub enum ConfigError {
     /// Fewer than 2 children allowed.
     #[error("max_children must be at least 2, got {0}")]
     MaxChildren(usize),
+    /// 1 (one value is no evidence of a variable).
+    #[error("min_variable_values must be 0 (off) or at least 2, got {0}")]
+    MinVariableValues(usize),
 }
 
 /// All problems of a configuration.
@@ -126,6 +135,9 @@ impl MinerConfig {
         if self.max_children < 2 {
             errors.push(ConfigError::MaxChildren(self.max_children));
         }
+        if self.min_variable_values == 1 {
+            errors.push(ConfigError::MinVariableValues(self.min_variable_values));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -140,7 +152,7 @@ const MARK: char = '\u{1}';
 
 /// One template token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
+pub(crate) enum Tok {
     /// A constant. `shape` is set when the token looks variable (it contains
     /// a digit or a mask's `<*>`).
     Const {
@@ -154,6 +166,10 @@ enum Tok {
     AnyVar,
     /// Anything (the position held different words).
     Wild,
+    /// Anything, established: the merge pass saw the position take many
+    /// values (see `Miner::merge_by_position`). Unlike [`Tok::Wild`] it does
+    /// not count against the similarity of a new message.
+    Slot,
 }
 
 impl Tok {
@@ -179,7 +195,7 @@ impl Tok {
                     }
                 }
             }
-            Tok::AnyVar | Tok::Wild => out.push_str(WILDCARD),
+            Tok::AnyVar | Tok::Wild | Tok::Slot => out.push_str(WILDCARD),
         }
     }
 }
@@ -232,9 +248,9 @@ fn has_digit_str(s: &str) -> bool {
 /// A group of messages sharing a template.
 #[derive(Debug, Clone)]
 pub struct Cluster {
-    id: ClusterId,
-    tokens: Vec<Tok>,
-    size: u64,
+    pub(crate) id: ClusterId,
+    pub(crate) tokens: Vec<Tok>,
+    pub(crate) size: u64,
 }
 
 impl Cluster {
@@ -299,7 +315,7 @@ impl Cluster {
     /// Merge-pass key: the template without tokens that are pure variables
     /// (no letter outside their variable parts). Two templates with the same
     /// key differ only in how many variable tokens they have.
-    fn merge_key(&self) -> Option<String> {
+    pub(crate) fn merge_key(&self) -> Option<String> {
         let mut key = String::new();
         let mut words = 0;
         for t in &self.tokens {
@@ -315,7 +331,7 @@ impl Cluster {
                     shape
                 }
                 Tok::AnyVar => continue,
-                Tok::Wild => "\u{2}",
+                Tok::Wild | Tok::Slot => "\u{2}",
             };
             words += 1;
             key.push_str(part);
@@ -329,7 +345,7 @@ impl Cluster {
 /// A small, fast, non-cryptographic hasher (FxHash) for the tree's token maps;
 /// keys are log tokens, not attacker-chosen in a way that matters here.
 #[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -354,7 +370,7 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -366,11 +382,42 @@ struct Node {
 /// The online miner. See the module docs for the algorithm.
 #[derive(Debug)]
 pub struct Miner {
-    config: MinerConfig,
-    clusters: Vec<Cluster>,
+    pub(crate) config: MinerConfig,
+    pub(crate) clusters: Vec<Cluster>,
     /// `alias[i]` is the cluster that absorbed cluster `i` (itself if alive).
-    alias: Vec<u32>,
+    pub(crate) alias: Vec<u32>,
     roots: FxMap<usize, Node>,
+}
+
+/// The most tokens of one message the miner looks at (see [`Miner::add`]).
+/// Far above real log messages (the longest Loghub-2k message has 105), low
+/// enough that a pathological line costs a bounded amount of work.
+pub const MAX_TOKENS: usize = 256;
+
+/// Calls `f` on each whitespace-separated token of `content` in order until
+/// it returns `false`; returns whether every token was passed.
+fn tokenize<'a>(content: &'a str, mut f: impl FnMut(&'a str) -> bool) -> bool {
+    if !content.is_ascii() {
+        return content.split_whitespace().all(f);
+    }
+    let b = content.as_bytes();
+    let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut i = 0;
+    loop {
+        while i < b.len() && is_ws(b[i]) {
+            i += 1;
+        }
+        if i == b.len() {
+            return true;
+        }
+        let start = i;
+        while i < b.len() && !is_ws(b[i]) {
+            i += 1;
+        }
+        if !f(&content[start..i]) {
+            return false;
+        }
+    }
 }
 
 pub(crate) fn has_digit(s: &str) -> bool {
@@ -398,43 +445,39 @@ impl Miner {
     }
 
     /// Adds one (already masked) message and returns its cluster.
+    ///
+    /// At most [`MAX_TOKENS`] tokens are considered: a longer message keeps
+    /// its first `MAX_TOKENS - 1` tokens and one `<*>` for the rest, so the
+    /// work and the template memory per message are bounded whatever its
+    /// length.
     pub fn add(&mut self, content: &str) -> ClusterId {
         // Most messages are short: tokenise onto the stack.
         const STACK: usize = 48;
         let mut stack = [""; STACK];
         let mut n = 0;
-        let mut split = |t| {
-            if n < STACK {
-                stack[n] = t;
+        let complete = tokenize(content, |t| {
+            if n == STACK {
+                return false;
             }
+            stack[n] = t;
             n += 1;
-        };
-        if content.is_ascii() {
-            let b = content.as_bytes();
-            let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
-            let mut i = 0;
-            loop {
-                while i < b.len() && is_ws(b[i]) {
-                    i += 1;
-                }
-                if i == b.len() {
-                    break;
-                }
-                let start = i;
-                while i < b.len() && !is_ws(b[i]) {
-                    i += 1;
-                }
-                split(&content[start..i]);
+            true
+        });
+        if complete {
+            return self.add_tokens(&stack[..n]);
+        }
+        let mut tokens: Vec<&str> = Vec::with_capacity(MAX_TOKENS);
+        let complete = tokenize(content, |t| {
+            if tokens.len() == MAX_TOKENS {
+                return false;
             }
-        } else {
-            content.split_whitespace().for_each(&mut split);
+            tokens.push(t);
+            true
+        });
+        if !complete {
+            tokens[MAX_TOKENS - 1] = WILDCARD;
         }
-        if n <= STACK {
-            self.add_tokens(&stack[..n])
-        } else {
-            let tokens: Vec<&str> = content.split_whitespace().collect();
-            self.add_tokens(&tokens)
-        }
+        self.add_tokens(&tokens)
     }
 
     fn is_var(&self, tok: &str) -> bool {
@@ -559,58 +602,6 @@ impl Miner {
     pub fn is_empty(&self) -> bool {
         self.clusters.is_empty()
     }
-
-    /// Merge pass, for batch use once the input is exhausted (the miner stays
-    /// usable afterwards; [`Miner::add`] then returns surviving ids).
-    ///
-    /// Two clusters are merged when their templates are the same once tokens
-    /// that are pure variables are removed (`bytes <*> sent` and
-    /// `bytes (<*> KB) sent` both become `bytes sent`... if `KB` was masked):
-    /// a variable can span several tokens, which the token-count layer of the
-    /// tree cannot see. The older cluster survives and keeps its template.
-    /// Returns how many clusters were absorbed. No-op when
-    /// [`MinerConfig::merge_pass`] is off.
-    pub fn finish(&mut self) -> usize {
-        if !self.config.merge_pass {
-            return 0;
-        }
-        let mut seen: FxMap<String, u32> = FxMap::default();
-        let mut absorbed = 0;
-        for i in 0..self.clusters.len() {
-            if self.alias[i] != i as u32 {
-                continue;
-            }
-            let Some(key) = self.clusters[i].merge_key() else {
-                continue;
-            };
-            match seen.get(&key) {
-                Some(&keep) => {
-                    self.alias[i] = keep;
-                    let size = self.clusters[i].size;
-                    let digits = self.config.digits_are_variables;
-                    let (keep_c, this_c) = pair_mut(&mut self.clusters, keep as usize, i);
-                    keep_c.size += size;
-                    if keep_c.tokens.len() == this_c.tokens.len() {
-                        for (t, o) in keep_c.tokens.iter_mut().zip(&this_c.tokens) {
-                            generalise_tok(t, o);
-                        }
-                    }
-                    let _ = digits;
-                    absorbed += 1;
-                }
-                None => {
-                    seen.insert(key, i as u32);
-                }
-            }
-        }
-        absorbed
-    }
-}
-
-fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &T) {
-    assert!(a < b, "survivor is older");
-    let (lo, hi) = v.split_at_mut(b);
-    (&mut lo[a], &hi[0])
 }
 
 /// Folds message token `s` into template token `t`: equal stays; same
@@ -618,7 +609,7 @@ fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &T) {
 /// variable; anything else becomes `<*>` for anything.
 fn generalise(t: &mut Tok, s: &str, digits: bool) {
     let new = match t {
-        Tok::Wild => return,
+        Tok::Wild | Tok::Slot => return,
         Tok::Const { text, .. } if &**text == s => return,
         Tok::Const { shape: None, .. } => Tok::Wild,
         Tok::Var(v) => match shape_eq(v, s, digits) {
@@ -642,8 +633,12 @@ fn generalise(t: &mut Tok, s: &str, digits: bool) {
 }
 
 /// Folds template token `o` into template token `t` (merge pass).
-fn generalise_tok(t: &mut Tok, o: &Tok) {
-    if t == o {
+pub(crate) fn generalise_tok(t: &mut Tok, o: &Tok) {
+    if t == o || matches!(t, Tok::Slot) {
+        return;
+    }
+    if matches!(o, Tok::Slot) {
+        *t = Tok::Slot;
         return;
     }
     let shape_of = |x: &Tok| -> Option<Option<Box<str>>> {
@@ -651,7 +646,7 @@ fn generalise_tok(t: &mut Tok, o: &Tok) {
             Tok::Const { shape, .. } => Some(shape.clone()),
             Tok::Var(s) => Some(Some(s.clone())),
             Tok::AnyVar => None,
-            Tok::Wild => Some(None),
+            Tok::Wild | Tok::Slot => Some(None),
         }
     };
     *t = match (shape_of(t), shape_of(o)) {
@@ -698,6 +693,7 @@ fn similarity(template: &[Tok], tokens: &[&str], digits: bool, st: f64) -> Optio
                 vars += 1;
                 unequal += 2;
             }
+            Tok::Slot => vars += 1,
             Tok::Var(v) => {
                 vars += 1;
                 unequal += shape_penalty(v, s, digits);

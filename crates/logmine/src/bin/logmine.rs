@@ -24,7 +24,8 @@ LineId,EventId,EventTemplate to stdout or --output.
   --threshold X        similarity threshold, 0-1 (default 0.8)
   --depth N            prefix tree depth, >= 3 (default 4)
   --max-children N     tree fan-out before the wildcard branch (default 100)
-  --no-merge           skip the final merge pass
+  --no-merge           skip the final merge passes
+  --min-values N       a word taking N+ values at one position of otherwise equal templates is a variable (default 4, 0 = off)
   --stats              print lines, templates, wall and CPU seconds, lines per CPU second to stderr
 ";
 
@@ -91,6 +92,12 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--max-children must be an integer, got {v:?}"))?;
             }
             "--no-merge" => args.config.merge_pass = false,
+            "--min-values" => {
+                let v = value("--min-values")?;
+                args.config.min_variable_values = v
+                    .parse()
+                    .map_err(|_| format!("--min-values must be an integer, got {v:?}"))?;
+            }
             "--stats" => args.stats = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -190,10 +197,11 @@ fn run(args: &Args, format: &LogFormat, masker: &Masker) -> Result<(), String> {
     if args.stats {
         let busy = cpu.unwrap_or(secs);
         eprintln!(
-            "lines={} rows={} templates={} wall_seconds={:.6} cpu_seconds={:.6} lines_per_sec={:.0}",
+            "lines={} rows={} templates={} truncated={} wall_seconds={:.6} cpu_seconds={:.6} lines_per_sec={:.0}",
             summary.lines,
             summary.rows,
             summary.templates,
+            summary.truncated,
             secs,
             busy,
             summary.lines as f64 / busy.max(1e-9)
