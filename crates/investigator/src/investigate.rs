@@ -142,6 +142,7 @@ pub fn investigate(
     let metrics = match metrics::analyze(
         sources.metrics,
         grid,
+        period_ms,
         &error_namespace,
         alarm_key.as_ref().unwrap_or(&no_key),
     ) {
@@ -232,7 +233,7 @@ pub fn investigate(
     }
     for r in routes
         .iter()
-        .filter(|r| r.error_share >= 0.2 || r.latency_increase_s() >= 0.2)
+        .filter(|r| r.error_share >= 0.2 || crate::rules::slow_dependency::slowed(r))
         .take(3)
     {
         implicated.routes.push(r.route.clone());

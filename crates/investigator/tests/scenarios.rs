@@ -259,3 +259,96 @@ fn crash_loop() {
 fn two_faults_at_once_are_both_in_the_top_3() {
     run("two_faults");
 }
+
+// Where the word-overlap heuristic would be wrong, and causal order.
+
+#[test]
+fn a_deployment_whose_key_shares_no_word_is_convicted_by_its_cohort() {
+    let (r, _d) = run("pricing_v2");
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.kind == "cohort" && e.summary.contains("verdict: confined to the new tasks")),
+        "{:#?}",
+        r.evidence
+    );
+    let fault = r
+        .hypotheses
+        .iter()
+        .find(|h| h.category == Category::ApplicationFault)
+        .expect("the route fault is still listed");
+    assert!(fault.score < r.root_cause.confidence);
+    assert!(!fault.evidence_against.is_empty());
+}
+
+#[test]
+fn an_innocent_deployment_sharing_words_with_the_failure_is_not_blamed() {
+    let (r, _d) = run("innocent_timeout_key");
+    let dep = r
+        .hypotheses
+        .iter()
+        .find(|h| h.category == Category::CodeChange && h.entity.as_deref() == Some("d-0002"))
+        .expect("the deployment is considered");
+    assert!(dep.score < 0.5, "{dep:#?}");
+    // Acquitted by its cohort, not only by its timing.
+    assert!(
+        r.evidence.iter().any(|e| e.kind == "cohort"
+            && e.summary
+                .contains("verdict: new tasks served cleanly before it began")),
+        "{:#?}",
+        r.evidence
+    );
+}
+
+#[test]
+fn a_failure_on_old_and_new_tasks_alike_acquits_the_deployment() {
+    let (r, _d) = run("innocent_during_rollout");
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.kind == "cohort"
+                && e.summary.contains("verdict: old and new tasks fail alike")),
+        "{:#?}",
+        r.evidence
+    );
+    let dep = r
+        .hypotheses
+        .iter()
+        .find(|h| h.category == Category::CodeChange && h.entity.as_deref() == Some("d-0002"))
+        .unwrap();
+    assert!(dep.score < 0.5, "{dep:#?}");
+}
+
+#[test]
+fn cpu_saturation_before_health_check_failures_is_the_cause() {
+    let (r, _d) = run("cpu_health");
+    let hc = r
+        .hypotheses
+        .iter()
+        .find(|h| h.category == Category::HealthCheckFailure)
+        .expect("the health-check failure is listed as a symptom");
+    assert!(hc.score < r.root_cause.confidence, "{:#?}", r.hypotheses);
+}
+
+#[test]
+fn latency_on_one_route_only_is_that_routes_dependency() {
+    let (r, _d) = run("latency_one_route");
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.kind == "route" && e.summary.contains("kept their latency")),
+        "{:#?}",
+        r.evidence
+    );
+}
+
+#[test]
+fn a_crash_loop_fires_the_running_tasks_alarm() {
+    run("crash_loop_running");
+}
+
+#[test]
+fn a_slow_leak_is_found() {
+    let (r, _d) = run("slow_leak");
+    assert!(r.evidence.iter().any(|e| e.kind == "trend"));
+}

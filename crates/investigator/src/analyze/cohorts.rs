@@ -168,11 +168,24 @@ pub fn analyze(inp: &CohortInput<'_>) -> Vec<Cohort> {
         if new_ids.is_empty() {
             continue;
         }
+        // Old tasks: any other task that was running before this deployment
+        // (or whose start is before the analysis range).
         let old_ids: Vec<&String> = logs
             .per_task
             .keys()
             .filter(|k| !new_ids.contains(k))
+            .filter(|k| {
+                inp.tasks
+                    .tasks
+                    .get(*k)
+                    .and_then(|t| t.started_ms)
+                    .is_none_or(|s| s < d.started_ms)
+            })
             .collect();
+        // The first deployment of a service has nothing to compare with.
+        if old_ids.is_empty() && d.previous_id.is_none() {
+            continue;
+        }
         let traffic = |ids: &[&String]| -> Vec<&TaskTraffic> {
             ids.iter().filter_map(|k| logs.per_task.get(*k)).collect()
         };

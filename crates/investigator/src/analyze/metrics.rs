@@ -9,30 +9,55 @@ use std::collections::BTreeMap;
 use demo_model::events::{MetricSample, Window, ns};
 use serde::Serialize;
 
-use super::series::{Agg, ChangePoint, Grid, Trend, bucketize, change_point, trend};
+use super::series::{Agg, ChangePoint, Grid, Trend, bucketize, change_point_rel, trend};
 use crate::sources::{MetricSource, SeriesKey, SourceResult};
 
 /// How a series is reduced and what shift of it matters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Kind {
     pub agg: Agg,
+    /// Smallest shift that matters, in the metric's catalogue unit: a count
+    /// **per alarm period** for [`Agg::Rate`] series (converted to the
+    /// per-second values of the grid by [`Kind::min_abs_for`]), percentage
+    /// points of the limit for utilisation, seconds for latency (requests
+    /// wait as long at any time scale), tasks for counts.
     pub min_abs: f64,
+    /// Smallest shift relative to the level before (a fraction); 0 for
+    /// utilisation, where a rise from 65 % to 81 % is as real as one from
+    /// 20 % to 36 %.
+    pub min_rel: f64,
+}
+
+impl Kind {
+    /// `min_abs` in the unit of the grid's values.
+    pub fn min_abs_for(&self, period_ms: i64) -> f64 {
+        match self.agg {
+            Agg::Rate => self.min_abs / (period_ms.max(1) as f64 / 1000.0),
+            _ => self.min_abs,
+        }
+    }
 }
 
 /// The series the analyzers understand; others are ignored.
 pub fn kind_of(key: &SeriesKey, error_namespace: &str) -> Option<Kind> {
-    let k = |agg, min_abs| Some(Kind { agg, min_abs });
+    let k = |agg, min_abs, min_rel| {
+        Some(Kind {
+            agg,
+            min_abs,
+            min_rel,
+        })
+    };
     match (key.namespace.as_str(), key.name.as_str()) {
-        (ns::ECS, "CPUUtilization" | "MemoryUtilization") => k(Agg::Mean, 5.0),
-        (ns::ECS, "RunningTaskCount") => k(Agg::Mean, 0.5),
-        (ns::ALB, "RequestCount") => k(Agg::Rate, 1.0),
-        (ns::ALB, n) if n.starts_with("HTTPCode_") => k(Agg::Rate, 0.1),
-        (ns::ALB, "TargetResponseTime") => k(Agg::P99, 0.1),
-        (ns::ALB, "HealthyHostCount") => k(Agg::Mean, 0.5),
-        (ns::ALB, "UnHealthyHostCount") => k(Agg::Max, 0.5),
-        (ns::APP, "RequestCount") => k(Agg::Rate, 0.1),
-        (ns::APP, "LatencyMean") => k(Agg::Mean, 0.05),
-        (n, "ErrorCount") if n == error_namespace => k(Agg::Rate, 0.1),
+        (ns::ECS, "CPUUtilization" | "MemoryUtilization") => k(Agg::Mean, 5.0, 0.0),
+        (ns::ECS | ns::CONTAINER_INSIGHTS, "RunningTaskCount") => k(Agg::Mean, 0.5, 0.0),
+        (ns::ALB, "RequestCount") => k(Agg::Rate, 5.0, 0.3),
+        (ns::ALB, n) if n.starts_with("HTTPCode_") => k(Agg::Rate, 1.0, 0.3),
+        (ns::ALB, "TargetResponseTime") => k(Agg::P99, 0.1, 0.3),
+        (ns::ALB, "HealthyHostCount") => k(Agg::Mean, 0.5, 0.0),
+        (ns::ALB, "UnHealthyHostCount") => k(Agg::Max, 0.5, 0.0),
+        (ns::APP, "RequestCount") => k(Agg::Rate, 1.0, 0.3),
+        (ns::APP, "LatencyMean") => k(Agg::Mean, 0.05, 0.3),
+        (n, "ErrorCount") if n == error_namespace => k(Agg::Rate, 1.0, 0.3),
         _ => None,
     }
 }
@@ -103,6 +128,7 @@ impl MetricAnalysis {
 pub fn analyze(
     src: &dyn MetricSource,
     grid: Grid,
+    period_ms: i64,
     error_namespace: &str,
     alarm_key: &SeriesKey,
 ) -> SourceResult<MetricAnalysis> {
@@ -130,7 +156,7 @@ pub fn analyze(
         .into_iter()
         .map(|(key, kind, samples)| {
             let values = bucketize(&samples, grid, kind.agg, data_start);
-            let change = change_point(&values, kind.min_abs);
+            let change = change_point_rel(&values, kind.min_abs_for(period_ms), kind.min_rel);
             (
                 key.clone(),
                 SeriesAnalysis {

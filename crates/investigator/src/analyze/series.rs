@@ -155,8 +155,16 @@ fn median(v: &mut [f64]) -> f64 {
 /// The single most significant level shift of `values` (missing buckets
 /// skipped). `min_abs` is the smallest shift that matters for this metric
 /// (e.g. 5 percentage points of CPU); smaller shifts are never significant,
-/// however clean.
+/// however clean. A shift must also be 30 % of the level before it.
 pub fn change_point(values: &[Option<f64>], min_abs: f64) -> Option<ChangePoint> {
+    change_point_rel(values, min_abs, 0.3)
+}
+
+/// [`change_point`] with the relative test `min_rel` (a fraction of the
+/// level before; 0 for metrics already in fractions of a limit, such as
+/// CPU or memory utilisation, where 65 % → 81 % matters as much as
+/// 20 % → 36 %).
+pub fn change_point_rel(values: &[Option<f64>], min_abs: f64, min_rel: f64) -> Option<ChangePoint> {
     let pts: Vec<(usize, f64)> = values
         .iter()
         .enumerate()
@@ -218,7 +226,7 @@ pub fn change_point(values: &[Option<f64>], min_abs: f64) -> Option<ChangePoint>
     } else {
         delta / before.abs()
     };
-    let significant = delta >= min_abs && relative >= 0.3 && score >= 6.0 && delta >= 3.0 * sd;
+    let significant = delta >= min_abs && relative >= min_rel && score >= 6.0 && delta >= 3.0 * sd;
     Some(ChangePoint {
         onset: pts[onset].0,
         split: pts[k].0,
@@ -337,6 +345,17 @@ mod tests {
         let mut v = vec![50.0; 40];
         v.extend(vec![52.0; 10]);
         assert!(!change_point(&vals(&v), 5.0).unwrap().significant);
+    }
+
+    #[test]
+    fn a_slow_rise_of_a_utilisation_is_a_change_without_the_relative_test() {
+        // 65 % → 81 % over the last half: +25 % relative only.
+        let mut v: Vec<f64> = (0..60).map(|i| 65.0 + (i % 3) as f64 * 0.2).collect();
+        v.extend((0..60).map(|i| 65.0 + 16.0 * (i + 1) as f64 / 60.0));
+        assert!(!change_point(&vals(&v), 5.0).unwrap().significant);
+        let cp = change_point_rel(&vals(&v), 5.0, 0.0).unwrap();
+        assert!(cp.significant, "{cp:?}");
+        assert!((55..=80).contains(&cp.onset), "{cp:?}");
     }
 
     #[test]

@@ -179,6 +179,6 @@ mod tests {
         assert_eq!(failure_run_start(&req, &err, 0, 10, 4), 10);
         // With nothing failing in the incident, the window is unchanged.
         req.iter_mut().for_each(|r| *r = 1.0);
-        assert_eq!(failure_run_start(&req, &vec![0.0; 20], 0, 10, 4), 10);
+        assert_eq!(failure_run_start(&req, &[0.0; 20], 0, 10, 4), 10);
     }
 }

@@ -111,7 +111,7 @@ fn one(cx: &mut Context<'_>, d: &DeployCorrelation) -> Cand {
             &format!("cohort:{}", dep.id),
             "cohort",
             format!(
-                "Tasks of deployment {} ({}) failed {} of {} requests ({:.1}%) vs {} of {} ({:.1}%) on the other tasks ({}){}; baseline {:.1}%: the failure {}",
+                "Tasks of deployment {} ({}) failed {} of {} requests ({:.1}%) vs {} of {} ({:.1}%) on the other tasks ({}){}; baseline {:.1}%; verdict: {}",
                 dep.id,
                 co.new.tasks.join(", "),
                 co.new.failures,
@@ -294,7 +294,7 @@ fn one(cx: &mut Context<'_>, d: &DeployCorrelation) -> Cand {
                 "Nothing ties deployment {} to what broke beyond its timing: {}; {}",
                 dep.id,
                 match f.cohorts.iter().find(|co| co.deployment_id == dep.id) {
-                    Some(co) => format!("its tasks: {}", co.verdict.as_str()),
+                    Some(co) => format!("cohort verdict: {}", co.verdict.as_str()),
                     None => "no task of it served in the analysis window".to_owned(),
                 },
                 match &d.code {

@@ -173,7 +173,7 @@ impl Rule for HealthCheckFailure {
                 r.onset_ms,
                 json!({"cause": r.category, "cause_onset_ms": r.onset_ms, "unhealthy_ms": unhealthy_at}),
             );
-            c.oppose(id, 0.4);
+            c.oppose(id, 0.45);
         }
     }
 }

@@ -161,8 +161,20 @@ pub struct Context<'a> {
 
 impl<'a> Context<'a> {
     /// A service-level series.
+    /// `RunningTaskCount` is read from ECS or from Container Insights,
+    /// whichever the source has.
     pub fn svc(&self, namespace: &str, name: &str) -> Option<&'a SeriesAnalysis> {
-        self.f.metrics.get(namespace, name, SERVICE_DIMENSION)
+        self.f
+            .metrics
+            .get(namespace, name, SERVICE_DIMENSION)
+            .or_else(|| match name {
+                "RunningTaskCount" => {
+                    self.f
+                        .metrics
+                        .get(ns::CONTAINER_INSIGHTS, name, SERVICE_DIMENSION)
+                }
+                _ => None,
+            })
     }
     /// Evidence of a significant change of a service-level series.
     pub fn change(&mut self, namespace: &str, name: &str, up: bool) -> Option<String> {

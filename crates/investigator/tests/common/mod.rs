@@ -44,7 +44,14 @@ pub struct Scenario {
     pub deployments: Vec<Dep>,
     #[serde(default)]
     pub use_repo: bool,
+    /// Memory utilisation (%) every task starts at.
+    #[serde(default = "thirty")]
+    pub memory_pct: f64,
     pub expect: Expect,
+}
+
+fn thirty() -> f64 {
+    30.0
 }
 
 fn ten() -> f64 {
@@ -232,6 +239,22 @@ pub struct Generated {
     pub lines: u64,
 }
 
+/// Milliseconds of store time per generated tick ("second" of the
+/// fixture): 1000 at time scale 10, stretched or squeezed at other scales so
+/// that every alarm period holds the same ticks, the same requests and the
+/// same failures — the same incident, seen at another time scale.
+pub fn tick_ms(s: &Scenario) -> i64 {
+    (10_000.0 / s.time_scale).round() as i64
+}
+
+/// The same scenario at another time scale.
+pub fn at_scale(s: &Scenario, time_scale: f64) -> Scenario {
+    Scenario {
+        time_scale,
+        ..s.clone()
+    }
+}
+
 /// A deployment after the first (`at_s` > 0) rolls: it starts as many new
 /// tasks (`<id>-t0`, `<id>-t1`, ...) as are running at `at_s`; they take
 /// traffic halfway through the rollout, beside the old ones, and the old
@@ -246,7 +269,7 @@ fn roll(
     mem: &mut BTreeMap<String, f64>,
     pending: &mut Vec<(String, i64)>,
 ) {
-    let ts0 = T0 + sec * 1000;
+    let ts0 = T0 + sec * tick_ms(s);
     for d in s.deployments.iter().filter(|d| d.at_s > 0) {
         if sec == d.at_s {
             for i in 0..tasks.len() {
@@ -260,7 +283,7 @@ fn roll(
                     deployment_id: Some(d.id.clone()),
                 });
                 dep_of.insert(id.clone(), d.id.clone());
-                mem.insert(id.clone(), 30.0);
+                mem.insert(id.clone(), s.memory_pct);
                 pending.push((id, d.at_s + ((d.finish_s - d.at_s) / 2).max(1)));
             }
         }
@@ -314,7 +337,7 @@ pub fn generate(
 ) -> Generated {
     let mut rng = Lcg(42);
     let mut tasks: Vec<String> = vec!["t-a".into(), "t-b".into()];
-    let mut mem: BTreeMap<String, f64> = tasks.iter().map(|t| (t.clone(), 30.0)).collect();
+    let mut mem: BTreeMap<String, f64> = tasks.iter().map(|t| (t.clone(), s.memory_pct)).collect();
     let mut dep_of: BTreeMap<String, String> = tasks
         .iter()
         .map(|t| (t.clone(), "d-0001".to_string()))
@@ -323,7 +346,7 @@ pub fn generate(
     let mut next_task = 0;
     let mut samples: Vec<MetricSample> = Vec::new();
     let mut lines = 0u64;
-    let tick_ms = 1000;
+    let tick_ms = tick_ms(s);
     let alarm = cat
         .alarm(&s.alarm)
         .unwrap_or_else(|| panic!("alarm {} in catalogue", s.alarm))
@@ -345,8 +368,8 @@ pub fn generate(
         let sha = shas.get(&d.sha).cloned().unwrap_or_else(|| d.sha.clone());
         w.deployment(&Deployment {
             id: d.id.clone(),
-            started_ms: T0 + d.at_s * 1000,
-            finished_ms: Some(T0 + d.finish_s * 1000),
+            started_ms: T0 + d.at_s * tick_ms,
+            finished_ms: Some(T0 + d.finish_s * tick_ms),
             version: format!("1.0.{}", d.at_s),
             git_sha: sha,
             env: BTreeMap::new(),
@@ -421,7 +444,7 @@ pub fn generate(
                     next_task += 1;
                     let new = format!("{task}-r{next_task}");
                     w.task_event(TaskEvent {
-                        ts_ms: ts0 + 500,
+                        ts_ms: ts0 + tick_ms / 2,
                         task_id: new.clone(),
                         kind: TaskEventKind::Started,
                         exit_code: None,
@@ -429,7 +452,7 @@ pub fn generate(
                         deployment_id: Some(dep.clone()),
                     });
                     dep_of.insert(new.clone(), dep);
-                    mem.insert(new.clone(), 30.0);
+                    mem.insert(new.clone(), s.memory_pct);
                     mem.remove(&old);
                     tasks[idx] = new;
                 }
@@ -447,7 +470,7 @@ pub fn generate(
                     reason: Some("OutOfMemoryError: Container killed due to memory usage".into()),
                     deployment_id: dep_of.get(&t).cloned(),
                 });
-                mem.insert(t, 30.0);
+                mem.insert(t, s.memory_pct);
             }
         }
         let mut total = 0.0;
@@ -619,7 +642,7 @@ pub fn generate(
                 while noise_acc >= 1.0 {
                     noise_acc -= 1.0;
                     w.log(LogRecord::from_line(
-                        ts0 + 300,
+                        ts0 + tick_ms * 3 / 10,
                         &tasks[0],
                         Stream::Stdout,
                         line("ERROR", message, "/api/products", None, ""),
@@ -697,13 +720,15 @@ pub fn generate(
             SERVICE_DIMENSION,
             mem_sum / n,
         ));
-        samples.push(MetricSample::new(
-            ts0,
-            ns::ECS,
-            "RunningTaskCount",
-            SERVICE_DIMENSION,
-            n - f64::from(u8::from(crashed_recently)),
-        ));
+        for namespace in [ns::ECS, ns::CONTAINER_INSIGHTS] {
+            samples.push(MetricSample::new(
+                ts0,
+                namespace,
+                "RunningTaskCount",
+                SERVICE_DIMENSION,
+                n - f64::from(u8::from(crashed_recently)),
+            ));
+        }
     }
     for smp in &samples {
         w.metric(smp.clone());
@@ -723,7 +748,7 @@ pub fn generate(
         .map(|m| Sample::with_count(m.ts_ms, m.value, m.count))
         .collect();
     for sec in 1..=s.duration_s {
-        let now = T0 + sec * 1000;
+        let now = T0 + sec * tick_ms;
         if let Some(tr) = ev.evaluate(now, &alarm_samples) {
             if tr.to == AlarmState::Alarm && sec >= s.alarm_after_s {
                 let mut t = AlarmTransition {
