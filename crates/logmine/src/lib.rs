@@ -25,6 +25,7 @@ mod format;
 mod mask;
 mod merge;
 mod miner;
+mod token;
 
 pub use csv::{MAX_LINE_BYTES, MineError, MineSummary, Unmatched, mine_to_csv};
 pub use format::{CONTENT_FIELD, FormatError, LogFormat};
