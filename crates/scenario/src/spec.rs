@@ -25,6 +25,21 @@ pub const EMBEDDED: &[(&str, &str)] = embedded![
     "red-herring",
     "false-alarm",
     "two-faults",
+    "git-revision-deploy",
+    "config-key-unrelated-words",
+    "innocent-deploy-shared-words",
+    "crash-loop-one-task",
+    "crash-loop-all-tasks",
+    "slow-leak",
+    "false-alarm-steady",
+    "error-spike-quote",
+    "slow-product-lookups",
+    "cpu-after-deploy",
+    "unhealthy-second-task",
+    "two-faults-cpu-and-quotes",
+    "leak-after-deploy",
+    "errors-one-task",
+    "slow-quotes-one-task",
 ];
 
 #[derive(Debug, thiserror::Error)]
