@@ -422,6 +422,7 @@ pub fn investigate(
         hypotheses: ranked.hypotheses,
         evidence: ranked.evidence,
         code_correlation: ranked.code_correlation,
+        cohorts: ranked.cohorts,
         mitigation: ranked.mitigation,
         gaps,
         charts: Charts {

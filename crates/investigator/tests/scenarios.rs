@@ -116,6 +116,7 @@ fn check_renderings(md: &Path, html: &Path) {
         "## Hypotheses",
         "## Evidence",
         "## Code correlation",
+        "## Deployment cohorts",
         "## Mitigation",
         "## Investigation gaps",
     ] {
@@ -272,6 +273,26 @@ fn a_deployment_whose_key_shares_no_word_is_convicted_by_its_cohort() {
         "{:#?}",
         r.evidence
     );
+    // The report shows old and new tasks side by side.
+    let c = r
+        .cohorts
+        .iter()
+        .find(|c| c.deployment_id == "d-0002")
+        .expect("a cohort table for d-0002");
+    assert_eq!(c.verdict, "confined");
+    let (new, old) = (&c.rows[0], &c.rows[1]);
+    assert_eq!((new.cohort.as_str(), old.cohort.as_str()), ("new", "old"));
+    assert!(new.failure_rate > 0.05 && old.failure_rate == 0.0, "{c:#?}");
+    assert_eq!(new.tasks, vec!["d-0002-t0", "d-0002-t1"]);
+    assert_eq!(old.tasks, vec!["t-a", "t-b"]);
+    let dir = _d.path().join("state/reports");
+    let md = std::fs::read_to_string(dir.join(format!("{}.md", r.id))).unwrap();
+    assert!(
+        md.contains("| new | d-0002-t0, d-0002-t1 |") && md.contains("| old | t-a, t-b |"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(dir.join(format!("{}.html", r.id))).unwrap();
+    assert!(html.contains("Failure rate of old vs new tasks per deployment"));
     let fault = r
         .hypotheses
         .iter()

@@ -21,8 +21,8 @@ use serde_json::json;
 
 use crate::investigate::Findings;
 use crate::report::{
-    Category, CodeCorrelation, Evidence, Gap, Hypothesis, Impact, Mitigation, RootCause,
-    TimelineEntry, confidence_label, fmt_duration, fmt_time,
+    Category, CodeCorrelation, CohortRow, CohortTable, Evidence, Gap, Hypothesis, Impact,
+    Mitigation, RootCause, TimelineEntry, confidence_label, fmt_duration, fmt_time,
 };
 use crate::rules::{Cand, Context, RULES};
 use evidence::{Ev, cite, f2};
@@ -51,6 +51,7 @@ pub struct Ranked {
     pub hypotheses: Vec<Hypothesis>,
     pub evidence: Vec<Evidence>,
     pub code_correlation: Vec<CodeCorrelation>,
+    pub cohorts: Vec<CohortTable>,
     pub mitigation: Vec<Mitigation>,
     pub extra_gaps: Vec<Gap>,
 }
@@ -246,6 +247,7 @@ pub fn rank(f: &Findings) -> Ranked {
     let per_period = cx.buckets_per_period();
     let impact = impact::impact(f, &mut cx.ev, per_period);
     let timeline = timeline::timeline(f, &cx.ev);
+    let cohorts = cohort_tables(f, &cx.ev);
     let summary = if top.category == Category::InsufficientEvidence {
         format!(
             "{} fired at {} but the evidence does not support a root cause: {} (see the investigation gaps){}",
@@ -278,9 +280,45 @@ pub fn rank(f: &Findings) -> Ranked {
         hypotheses,
         evidence: cx.ev.items,
         code_correlation: cx.code_correlation,
+        cohorts,
         mitigation,
         extra_gaps,
     }
+}
+
+/// The cohort comparisons as report tables, citing their evidence.
+fn cohort_tables(f: &Findings, ev: &Ev) -> Vec<CohortTable> {
+    let row = |name: &str, s: &crate::analyze::cohorts::CohortStats| CohortRow {
+        cohort: name.to_owned(),
+        tasks: s.tasks.clone(),
+        requests: s.requests,
+        failures: s.failures,
+        failure_rate: s.failure_rate,
+        cpu_mean: s.cpu_mean,
+        memory_slope_per_period: s.memory_slope_per_period,
+        exits: s.exits,
+        routes: s.routes.iter().take(5).cloned().collect(),
+    };
+    f.cohorts
+        .iter()
+        .map(|c| CohortTable {
+            deployment_id: c.deployment_id.clone(),
+            verdict: serde_json::to_value(c.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            verdict_text: c.verdict.as_str().to_owned(),
+            overlap: c.overlap,
+            from_ms: c.from_ms,
+            to_ms: c.to_ms,
+            baseline_failure_rate: c.baseline_failure_rate,
+            rows: vec![row("new", &c.new), row("old", &c.old)],
+            evidence: ev
+                .id(&format!("cohort:{}", c.deployment_id))
+                .into_iter()
+                .collect(),
+        })
+        .collect()
 }
 
 /// The `insufficient_evidence` answer, with the missing signals as gaps.

@@ -154,6 +154,62 @@ fn template_chart(r: &Report) -> String {
     o
 }
 
+/// Failure rate of old vs new tasks, one pair of bars per deployment.
+fn cohort_chart(r: &Report) -> String {
+    let n = r.cohorts.len().max(1) as f64;
+    let vmax = r
+        .cohorts
+        .iter()
+        .flat_map(|c| c.rows.iter().map(|x| x.failure_rate))
+        .fold(0.01, f64::max)
+        * 1.1;
+    let mut o = format!(
+        r#"<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img"><title>Failure rate of old vs new tasks per deployment</title>"#
+    );
+    let _ = write!(
+        o,
+        r##"<line x1="{PAD}" y1="{b}" x2="{r}" y2="{b}" stroke="#888"/><text x="4" y="{t}" font-size="10">{m:.1}%</text>"##,
+        b = H - PAD,
+        r = W - PAD,
+        t = PAD + 4.0,
+        m = vmax * 100.0
+    );
+    let slot = (W - 2.0 * PAD) / n;
+    for (i, c) in r.cohorts.iter().enumerate() {
+        let x0 = PAD + i as f64 * slot;
+        for (j, row) in c.rows.iter().enumerate() {
+            let h = row.failure_rate / vmax * (H - 2.0 * PAD);
+            let color = if row.cohort == "new" {
+                "#d62728"
+            } else {
+                "#1f77b4"
+            };
+            let x = x0 + slot * (0.15 + 0.35 * j as f64);
+            let _ = write!(
+                o,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{color}"><title>{d} {k}: {p:.1}%</title></rect><text x="{tx:.1}" y="{ly}" font-size="10" text-anchor="middle">{k} {p:.1}%</text>"#,
+                y = H - PAD - h,
+                w = slot * 0.3,
+                d = esc(&c.deployment_id),
+                k = esc(&row.cohort),
+                p = row.failure_rate * 100.0,
+                tx = x + slot * 0.15,
+                ly = H - PAD + 12.0,
+            );
+        }
+        let _ = write!(
+            o,
+            r#"<text x="{cx:.1}" y="{ly}" font-size="11" text-anchor="middle">{d}: {v}</text>"#,
+            cx = x0 + slot / 2.0,
+            ly = H - PAD + 26.0,
+            d = esc(&c.deployment_id),
+            v = esc(&c.verdict_text)
+        );
+    }
+    o.push_str("</svg>");
+    o
+}
+
 /// Markdown-ish text to HTML: the Markdown rendering is kept as the body's
 /// source of truth; tables and headings are converted line by line.
 fn md_to_html(md: &str) -> String {
@@ -256,6 +312,22 @@ pub fn render(r: &Report) -> String {
     let body = match body.find("<h2>Impact</h2>") {
         Some(i) => format!("{}{}{}", &body[..i], charts, &body[i..]),
         None => format!("{body}{charts}"),
+    };
+    // The cohort chart heads its section.
+    let body = match (
+        r.cohorts.is_empty(),
+        body.find("<h2>Deployment cohorts</h2>"),
+    ) {
+        (false, Some(i)) => {
+            let at = i + "<h2>Deployment cohorts</h2>".len();
+            format!(
+                "{}<figure>{}<figcaption>Failure rate of the old (blue) and new (red) tasks of each deployment</figcaption></figure>{}",
+                &body[..at],
+                cohort_chart(r),
+                &body[at..]
+            )
+        }
+        _ => body,
     };
     format!(
         r#"<!DOCTYPE html>

@@ -154,6 +154,7 @@ pub fn render(r: &Report) -> String {
         }
         let _ = writeln!(o, "Evidence: {}\n", c.evidence.join(", "));
     }
+    cohorts(&mut o, r);
     let _ = writeln!(o, "## Mitigation\n");
     if r.mitigation.is_empty() {
         let _ = writeln!(o, "No action recommended: no cause was established.");
@@ -182,4 +183,60 @@ pub fn render(r: &Report) -> String {
         r.stats.duration_ms
     );
     o
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"))
+}
+
+/// Old and new tasks of each deployment side by side.
+fn cohorts(o: &mut String, r: &Report) {
+    let _ = writeln!(o, "## Deployment cohorts\n");
+    if r.cohorts.is_empty() {
+        let _ = writeln!(
+            o,
+            "No deployment started tasks in the analysis window: nothing to compare.\n"
+        );
+        return;
+    }
+    for c in &r.cohorts {
+        let _ = writeln!(
+            o,
+            "### {}: {}\n\n{} – {}{}; baseline failure rate {:.1}%. Evidence: {}\n",
+            c.deployment_id,
+            c.verdict_text,
+            fmt_time(c.from_ms),
+            fmt_time(c.to_ms),
+            if c.overlap {
+                ", old and new tasks serving side by side"
+            } else {
+                ", no side-by-side overlap"
+            },
+            c.baseline_failure_rate * 100.0,
+            c.evidence.join(", ")
+        );
+        let _ = writeln!(
+            o,
+            "| cohort | tasks | requests | failures | failure rate | CPU | memory slope /period | exits | worst route (requests, failures) |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for row in &c.rows {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {:.1}% | {} | {} | {} | {} |",
+                row.cohort,
+                esc(&row.tasks.join(", ")),
+                row.requests,
+                row.failures,
+                row.failure_rate * 100.0,
+                opt(row.cpu_mean, "%"),
+                opt(row.memory_slope_per_period, " pp"),
+                row.exits,
+                row.routes
+                    .first()
+                    .map(|(rt, n, f)| format!("{} ({n}, {f})", esc(rt)))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        let _ = writeln!(o);
+    }
 }

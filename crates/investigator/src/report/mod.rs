@@ -188,6 +188,43 @@ pub struct CodeCorrelation {
     pub evidence: Vec<String>,
 }
 
+/// One side of a deployment cohort comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortRow {
+    /// `new` (the deployment's tasks) or `old` (every other task).
+    pub cohort: String,
+    pub tasks: Vec<String>,
+    pub requests: u64,
+    /// 5xx answers or ERROR lines, whichever the task showed more of.
+    pub failures: u64,
+    pub failure_rate: f64,
+    pub cpu_mean: Option<f64>,
+    /// Percentage points of the memory limit per alarm period.
+    pub memory_slope_per_period: Option<f64>,
+    /// Crashes and OOM kills since the deployment started.
+    pub exits: usize,
+    /// Incident-window (route, requests, failures), worst first.
+    pub routes: Vec<(String, u64, u64)>,
+}
+
+/// Old vs new tasks of one deployment, side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CohortTable {
+    pub deployment_id: String,
+    /// `confined`, `started_with_new`, `both`, `before_new`,
+    /// `clean_before_onset` or `inconclusive`.
+    pub verdict: String,
+    /// The verdict in words.
+    pub verdict_text: String,
+    /// Whether both cohorts served side by side in the compared span.
+    pub overlap: bool,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub baseline_failure_rate: f64,
+    pub rows: Vec<CohortRow>,
+    pub evidence: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mitigation {
     pub command: String,
@@ -262,6 +299,10 @@ pub struct Report {
     pub hypotheses: Vec<Hypothesis>,
     pub evidence: Vec<Evidence>,
     pub code_correlation: Vec<CodeCorrelation>,
+    /// Old vs new tasks of each deployment that started tasks (reports
+    /// written before cohorts existed have none).
+    #[serde(default)]
+    pub cohorts: Vec<CohortTable>,
     pub mitigation: Vec<Mitigation>,
     pub gaps: Vec<Gap>,
     pub charts: Charts,
