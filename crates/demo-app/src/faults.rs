@@ -389,9 +389,15 @@ fn check_route(route: Option<&str>) -> Result<(), FaultError> {
 
 fn check_percent(p: f64, field: &'static str) -> Result<(), FaultError> {
     if !(0.0..=100.0).contains(&p) {
+        // `{}` writes 1e300 (or 1e-300) with all its digits: those in exponent form.
+        let shown = if (1e-3..1e9).contains(&p.abs()) {
+            format!("{p}")
+        } else {
+            format!("{p:e}")
+        };
         return Err(FaultError::Invalid {
             field,
-            message: format!("{p} is not in 0..=100"),
+            message: format!("{shown} is not in 0..=100"),
         });
     }
     Ok(())
