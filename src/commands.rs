@@ -150,7 +150,7 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
         if let Some(r) = &runtime.resumed {
             println!(
                 "  restart         continuing after {} and task-{:04}; the previous run {}{}",
-                r.last_deployment,
+                r.last_deployment.as_deref().unwrap_or("no deployment"),
                 r.last_task,
                 if r.clean_stop { "stopped cleanly" } else { "ended without stopping (crash or kill)" },
                 match r.orphans.len() {

@@ -54,8 +54,9 @@ pub const RUNTIME_FILE: &str = "runtime.json";
 /// What this start continued from, when the state directory had been used before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumed {
-    /// The earlier run's last deployment (this run's initial deployment follows it).
-    pub last_deployment: String,
+    /// The earlier run's last deployment (this run's initial deployment follows
+    /// it); `None` if it recorded none.
+    pub last_deployment: Option<String>,
     /// The highest task number used before.
     pub last_task: u64,
     /// Whether the earlier run recorded a clean stop (else it crashed or was killed).
@@ -157,8 +158,11 @@ impl Runtime {
             (reader.last_deployment_seq()?, reader.last_task_seq()?)
         };
         let previous = match &resumed {
-            Some(r) => store.reader()?.deployment(&r.last_deployment)?,
-            None => None,
+            Some(Resumed {
+                last_deployment: Some(id),
+                ..
+            }) => store.reader()?.deployment(id)?,
+            _ => None,
         };
         let initial = TaskSpec {
             deployment_id: format!("d-{:04}", last_deployment + 1),
@@ -186,7 +190,7 @@ impl Runtime {
                     "pid {}; restart after {} (last deployment {}, last task task-{:04}); {} orphaned tasks stopped; initial deployment {}",
                     std::process::id(),
                     if r.clean_stop { "a clean stop" } else { "a run that ended without stopping (crash or kill)" },
-                    r.last_deployment,
+                    r.last_deployment.as_deref().unwrap_or("none"),
                     r.last_task,
                     r.orphans.len(),
                     initial.id
@@ -329,18 +333,20 @@ async fn resume(store: &Store) -> Result<Option<Resumed>, RuntimeError> {
     })
     .await
     .map_err(|e| RuntimeError::Other(format!("stopping orphaned tasks: {e}")))??;
-    let Some(newest) = reader.deployments(1)?.into_iter().next() else {
+    let newest = reader.deployments(1)?.into_iter().next();
+    let last_task = reader.last_task_seq()?;
+    if newest.is_none() && last_task == 0 && orphans.is_empty() {
         return Ok(None);
-    };
+    }
     // The one this run's ids continue after; the newest record if ids were made by hand.
     let by_seq = format!("d-{:04}", reader.last_deployment_seq()?);
     let last_deployment = match reader.deployment(&by_seq)? {
-        Some(d) => d.id,
-        None => newest.id,
+        Some(d) => Some(d.id),
+        None => newest.map(|d| d.id),
     };
     Ok(Some(Resumed {
         last_deployment,
-        last_task: reader.last_task_seq()?,
+        last_task,
         clean_stop,
         orphans,
     }))
