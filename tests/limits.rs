@@ -1,6 +1,8 @@
-//! The load balancer under connection abuse: 1,000 slowloris connections (a partial
-//! request head, then silence) neither stop normal requests nor outlive the header
-//! read timeout. Loopback only; every wait is bounded.
+//! Limits that keep the runtime safe: the load balancer under connection abuse
+//! (1,000 slowloris connections — a partial request head, then silence — neither stop
+//! normal requests nor outlive the header read timeout), and the circuit breaker, which
+//! stops launching a failing deployment's tasks once its threshold is reached.
+//! Loopback only; every wait is bounded.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -8,7 +10,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use demo_model::Catalog;
+use demo_model::events::{DeploymentOutcome, Window};
 use demo_runtime::lb::{ConnLimits, Health, HealthCheckConfig, LoadBalancer};
+use demo_runtime::service::{DeployRequest, circuit_breaker_threshold};
+use demo_runtime::{Runtime, RuntimeConfig};
 
 /// A real demo-app, in this process, as the load balancer's target.
 async fn target() -> SocketAddr {
@@ -141,4 +147,70 @@ async fn a_thousand_idle_connections_do_not_stop_requests_and_are_closed_after_t
         .await
         .expect("the load balancer did not stop")
         .unwrap();
+}
+
+async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_launches_no_more_failing_tasks_than_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        state_dir: dir.path().to_path_buf(),
+        app_binary: env!("CARGO_BIN_EXE_devops-agent-demo").into(),
+        lb_port: 0,
+        control_port: 0,
+        control_host: std::net::IpAddr::from([127, 0, 0, 1]),
+        repo: std::env::current_dir().unwrap(),
+        time_scale: 20.0,
+        catalog: Catalog::embedded(),
+        version: "1.0.0".into(),
+        git_sha: "test".into(),
+        env: Default::default(),
+        provisioning: Duration::from_secs(30),
+        desired_count: None,
+    };
+    let provisioning = config.scaled(config.provisioning);
+    let rt = Runtime::start(config, vec!["app".into()]).await.unwrap();
+    assert!(rt.wait_healthy(Duration::from_secs(30)).await);
+    let reader = rt.store.reader().unwrap();
+    // An invalid value: every new task exits with code 2 before listening.
+    let d = rt
+        .service
+        .deploy(
+            DeployRequest {
+                env: [("QUOTE_ENGINE".to_string(), "v9".to_string())].into(),
+                ..DeployRequest::default()
+            },
+            &reader,
+        )
+        .unwrap();
+    wait_for("rollback", Duration::from_secs(60), || {
+        reader
+            .deployment(&d.id)
+            .unwrap()
+            .is_some_and(|d| d.outcome == DeploymentOutcome::RolledBack)
+    })
+    .await;
+    // Anything still provisioning for the broken deployment would launch within this.
+    tokio::time::sleep(provisioning * 2 + Duration::from_secs(1)).await;
+    let launched: std::collections::BTreeSet<String> = reader
+        .task_events(Window::new(0, i64::MAX))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.deployment_id.as_deref() == Some(d.id.as_str()))
+        .map(|e| e.task_id)
+        .collect();
+    let threshold = circuit_breaker_threshold(rt.service.desired()) as usize;
+    assert_eq!(
+        launched.len(),
+        threshold,
+        "tasks launched for the broken deployment: {launched:?}"
+    );
+    rt.shutdown().await;
 }

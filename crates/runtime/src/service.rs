@@ -65,6 +65,9 @@ pub struct Service {
     /// exactly (the record alone lacks the binary and redacted values).
     history: Mutex<HashMap<String, Arc<TaskSpec>>>,
     deploying: Mutex<Option<Deploying>>,
+    /// A deployment whose circuit breaker tripped with nothing to roll back to: like ECS,
+    /// the service stops launching its tasks (until another deployment).
+    halted: Mutex<Option<String>>,
     desired: AtomicU32,
     seq: AtomicU64,
     deploy_seq: AtomicU64,
@@ -108,6 +111,7 @@ impl Service {
             )])),
             current: Mutex::new(Arc::new(initial)),
             deploying: Mutex::new(None),
+            halted: Mutex::new(None),
             desired: AtomicU32::new(desired),
             seq: AtomicU64::new(0),
             deploy_seq: AtomicU64::new(0),
@@ -437,6 +441,8 @@ impl Service {
                 .as_ref()
                 .is_some_and(|d| d.previous.is_some());
             if !can_roll_back {
+                *self.halted.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(deployment_id.to_string());
                 self.finish_deployment(
                     DeploymentOutcome::Failed,
                     Some(format!(
@@ -455,6 +461,30 @@ impl Service {
         }
     }
 
+    /// How many more tasks of `deployment_id` may be launched before the circuit breaker
+    /// could trip: the threshold minus the failures so far and the tasks still unresolved
+    /// (provisioning, or started but not yet healthy), which may all fail too. `Some(0)`
+    /// once it tripped with nothing to roll back to; `None` when no breaker watches the
+    /// deployment (it completed: replacements are unlimited).
+    fn launch_budget(&self, deployment_id: &str, unresolved: usize) -> Option<usize> {
+        let halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        if halted.as_deref() == Some(deployment_id) {
+            return Some(0);
+        }
+        drop(halted);
+        let guard = self.deploying.lock().unwrap_or_else(|e| e.into_inner());
+        let d = guard.as_ref().filter(|d| d.id == deployment_id)?;
+        let threshold = circuit_breaker_threshold(self.desired()) as usize;
+        Some(threshold.saturating_sub(d.failures as usize + unresolved))
+    }
+
+    /// Whether a provisioned task of `spec` should still run: not when a newer deployment
+    /// replaced its own (a rollback), nor when its deployment's breaker has tripped.
+    fn may_launch(&self, spec: &TaskSpec) -> bool {
+        spec.deployment_id == self.current().deployment_id
+            && self.launch_budget(&spec.deployment_id, 0) != Some(0)
+    }
+
     fn start_task(self: &Arc<Self>, spec: Arc<TaskSpec>) {
         let n = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
         let id = format!("task-{n:04}");
@@ -466,6 +496,15 @@ impl Service {
         tokio::spawn(async move {
             // Fargate takes a while to provision a task before its container runs.
             tokio::time::sleep(svc.config.scaled(svc.config.provisioning)).await;
+            // The deployment may have been rolled back while this task was provisioned.
+            if !svc.may_launch(&spec) {
+                svc.starting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                svc.wake.notify_one();
+                return;
+            }
             let stop_timeout = svc
                 .config
                 .scaled_secs(svc.config.catalog.task.stop_timeout_seconds);
@@ -571,10 +610,15 @@ impl Service {
             .count();
         let running_total = tasks.len() + starting.len();
 
-        // 1. Start tasks of the current deployment until enough are healthy or on their way.
+        // 1. Start tasks of the current deployment until enough are healthy or on their way,
+        // never more than could fail before the circuit breaker trips: at the threshold it
+        // stops launching (it used to keep replacing failed tasks while earlier ones ran).
         let missing = desired.saturating_sub(healthy_cur.len() + pending_cur);
         let room = max_total.saturating_sub(running_total);
-        for _ in 0..missing.min(room) {
+        let budget = self
+            .launch_budget(&cur.deployment_id, pending_cur)
+            .unwrap_or(usize::MAX);
+        for _ in 0..missing.min(room).min(budget) {
             self.start_task(cur.clone());
         }
 
