@@ -158,6 +158,9 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                     n => format!("; stopped {n} of its tasks still running: {}", r.orphans.iter().map(|o| format!("{} (pid {})", o.task_id, o.pid)).collect::<Vec<_>>().join(", ")),
                 }
             );
+            if !r.interrupted.is_empty() {
+                println!("  interrupted     {} left in progress by the previous run, recorded as failed", r.interrupted.join(", "));
+            }
         }
         println!(
             "  tasks           {} x demo-app ({} CPU units, {} MiB), provisioning then 2 health checks ({:.1} s)",

@@ -132,7 +132,10 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
     assert_eq!(before[1].outcome, DeploymentOutcome::Completed);
     let reader = demo_store::Reader::open(dir.path()).unwrap();
     let last_task = reader.last_task_seq().unwrap();
-    assert!(last_task >= 4, "2 initial tasks and 2 of d-0002: task-{last_task:04}");
+    assert!(
+        last_task >= 4,
+        "2 initial tasks and 2 of d-0002: task-{last_task:04}"
+    );
 
     // Run 2 on the same directory.
     let up = Up::start(dir.path());
@@ -176,20 +179,41 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
         "status shows the restart: {text}"
     );
 
-    // Run 2 dies without stopping; run 3 says so and still continues.
+    // Run 2 dies without stopping, in the middle of d-0005; run 3 says so,
+    // records d-0005 as failed (interrupted) and still continues.
+    let out = cli(dir.path(), &["deploy", "--env", "GREETING=third"]);
+    assert!(out.contains("d-0005"), "{out}");
     up.kill();
     let up = Up::start(dir.path());
     let lines = up.wait_for("ready:", ready);
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("after d-0004") && l.contains("ended without stopping")),
+            .any(|l| l.contains("after d-0005") && l.contains("ended without stopping")),
         "{lines:#?}"
     );
-    assert_eq!(
-        ids(&deployments(dir.path())),
-        ["d-0001", "d-0002", "d-0003", "d-0004", "d-0005"]
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("interrupted") && l.contains("d-0005")),
+        "{lines:#?}"
     );
+    let all = deployments(dir.path());
+    assert_eq!(
+        ids(&all),
+        ["d-0001", "d-0002", "d-0003", "d-0004", "d-0005", "d-0006"]
+    );
+    assert_eq!(all[4].outcome, DeploymentOutcome::Failed);
+    assert!(
+        all[4]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "{:?}",
+        all[4]
+    );
+    assert_eq!(all[3].outcome, DeploymentOutcome::Completed, "untouched");
     let events = reader.runtime_events(10).unwrap();
     let kinds: Vec<&str> = events.iter().rev().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["started", "stopped", "started", "started"]);

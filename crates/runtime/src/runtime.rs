@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use demo_model::events::AlarmTransition;
+use demo_model::events::{AlarmTransition, DeploymentOutcome};
 use demo_store::{RuntimeEvent, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -63,6 +63,8 @@ pub struct Resumed {
     pub clean_stop: bool,
     /// Tasks of the earlier run found still running and stopped.
     pub orphans: Vec<Orphan>,
+    /// Deployments the earlier run left in progress, now recorded as failed.
+    pub interrupted: Vec<String>,
 }
 
 pub struct Runtime {
@@ -333,6 +335,28 @@ async fn resume(store: &Store) -> Result<Option<Resumed>, RuntimeError> {
     })
     .await
     .map_err(|e| RuntimeError::Other(format!("stopping orphaned tasks: {e}")))??;
+    // A deployment the earlier run never finished stays in progress forever
+    // unless told: its outcome (only) becomes failed, with why.
+    let writer = store.writer();
+    let mut interrupted = Vec::new();
+    for d in reader.deployments(1000)? {
+        if d.outcome == DeploymentOutcome::InProgress {
+            writer.deployment_finished(
+                &d.id,
+                crate::now_ms(),
+                DeploymentOutcome::Failed,
+                Some(format!(
+                    "interrupted: the runtime {} before this deployment finished",
+                    if clean_stop {
+                        "was stopped"
+                    } else {
+                        "ended (crash or kill)"
+                    }
+                )),
+            )?;
+            interrupted.push(d.id);
+        }
+    }
     let newest = reader.deployments(1)?.into_iter().next();
     let last_task = reader.last_task_seq()?;
     if newest.is_none() && last_task == 0 && orphans.is_empty() {
@@ -348,6 +372,7 @@ async fn resume(store: &Store) -> Result<Option<Resumed>, RuntimeError> {
         last_deployment,
         last_task,
         clean_stop,
+        interrupted,
         orphans,
     }))
 }
