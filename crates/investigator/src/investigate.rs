@@ -226,6 +226,7 @@ pub fn investigate(
     let mut implicated = Implicated::default();
     if let Some(l) = &logs {
         for tpl in l.surged().filter(|t| t.error_like).take(8) {
+            implicated.templates.push(tpl.template.clone());
             for p in &tpl.phrases {
                 implicated.phrases.push((p.clone(), tpl.template.clone()));
             }

@@ -373,3 +373,45 @@ fn a_slow_leak_is_found() {
     let (r, _d) = run("slow_leak");
     assert!(r.evidence.iter().any(|e| e.kind == "trend"));
 }
+
+#[test]
+fn a_code_deployment_is_correlated_through_its_diff() {
+    let (r, _d) = run("code_deploy");
+    let cc = r
+        .code_correlation
+        .iter()
+        .find(|c| c.deployment_id == "d-0002")
+        .expect("code correlation for d-0002");
+    assert_eq!(cc.files, vec!["src/api.rs"]);
+    let kinds = |k: &str| {
+        cc.matches
+            .iter()
+            .filter(|m| m.kind == k)
+            .collect::<Vec<_>>()
+    };
+    // The handler is found through the route table at the deployed revision,
+    // and the changed function is one it calls.
+    assert!(
+        kinds("handler")
+            .iter()
+            .any(|m| m.needle == "/api/quote (fn cart_total)"),
+        "{:#?}",
+        cc.matches
+    );
+    // The line that logs the surged message, by its constant words.
+    assert!(
+        kinds("template")
+            .iter()
+            .any(|m| m.text.contains("cannot compute the total for cart")),
+        "{:#?}",
+        cc.matches
+    );
+    assert!(kinds("risk").iter().any(|m| m.text.contains(".expect(")));
+    assert!(r.evidence.iter().any(|e| e.kind == "code"));
+    // Nothing from other routes' handlers.
+    assert!(
+        !cc.matches
+            .iter()
+            .any(|m| m.needle.contains("/api/products"))
+    );
+}

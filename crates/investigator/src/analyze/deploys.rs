@@ -5,9 +5,12 @@
 //! nearby gets its timing recorded and no content link, and the ranking
 //! refuses to blame it on timing alone.
 
+use std::collections::BTreeMap;
+
 use demo_model::events::{Deployment, EpochMs};
 use serde::Serialize;
 
+use super::code;
 use super::tasks::TaskAnalysis;
 use crate::sources::{CodeSource, Commit, DeploymentSource, SourceError};
 
@@ -19,7 +22,10 @@ pub struct CodeMatch {
     pub text: String,
     /// The string found (a template phrase, a route, a config key).
     pub needle: String,
-    /// `template`, `route` or `config_key`.
+    /// `template` (a line that logs, or could log, a surged message),
+    /// `handler` (a changed line in a function serving an implicated route,
+    /// or one it calls), `risk` (a new panic/unwrap/expect/error path),
+    /// `route` or `config_key`.
     pub kind: &'static str,
     /// `added`, `removed` (diff lines) or `tree` (`git grep` at the deployed revision).
     pub origin: &'static str,
@@ -88,6 +94,8 @@ impl DeployCorrelation {
 pub struct Implicated {
     /// Phrases of surged error-like templates, with the template they come from.
     pub phrases: Vec<(String, String)>,
+    /// The surged error-like templates themselves.
+    pub templates: Vec<String>,
     pub routes: Vec<String>,
 }
 
@@ -241,20 +249,60 @@ fn correlate_code(
         commits = src.commits_between(from, &to_sha)?;
         let diff = src.diff(from, &to_sha)?;
         files = diff.files;
-        for l in &diff.lines {
-            let lower = l.text.to_ascii_lowercase();
-            for (n, kind) in &needles {
-                if lower.contains(&n.to_ascii_lowercase()) && matches.len() < MAX_MATCHES {
+        let related = route_functions(src, &to_sha, &implicated.routes)?;
+        let template_words: Vec<(String, Vec<String>)> = implicated
+            .templates
+            .iter()
+            .map(|t| (t.clone(), code::template_words(t)))
+            .collect();
+        let mut texts: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let push =
+            |matches: &mut Vec<CodeMatch>, l: &crate::sources::DiffLine, needle: String, kind| {
+                let dup = matches
+                    .iter()
+                    .any(|m| m.kind == kind && m.file == l.file && m.line_no == l.line_no);
+                if !dup && matches.len() < MAX_MATCHES {
                     matches.push(CodeMatch {
                         file: l.file.clone(),
                         line_no: l.line_no,
                         text: l.text.trim().to_owned(),
-                        needle: n.clone(),
+                        needle,
                         kind,
                         origin: if l.added { "added" } else { "removed" },
                         commit: None,
                     });
                 }
+            };
+        for l in &diff.lines {
+            let lower = l.text.to_ascii_lowercase();
+            for (n, kind) in &needles {
+                if lower.contains(&n.to_ascii_lowercase()) {
+                    push(&mut matches, l, n.clone(), kind);
+                }
+            }
+            if !l.added || !is_code(&l.file) {
+                continue;
+            }
+            for (t, words) in &template_words {
+                if code::could_emit(&l.text, words) {
+                    push(&mut matches, l, t.clone(), "template");
+                }
+            }
+            if !related.is_empty() {
+                let text = texts
+                    .entry(l.file.clone())
+                    .or_insert_with(|| src.show(&to_sha, &l.file).ok().flatten());
+                if let Some(text) = text {
+                    let lines: Vec<&str> = text.lines().collect();
+                    if let Some(f) = code::enclosing_function(&lines, l.line_no as usize) {
+                        if let Some(route) = related.get(f) {
+                            push(&mut matches, l, format!("{route} (fn {f})"), "handler");
+                        }
+                    }
+                }
+            }
+            if code::is_failure_path(&l.text) {
+                push(&mut matches, l, "new failure path".into(), "risk");
             }
         }
     }
@@ -302,6 +350,124 @@ fn correlate_code(
         files,
         matches,
     })
+}
+
+/// Names too common to tie a callee to a handler.
+const COMMON_CALLS: &[&str] = &[
+    "new",
+    "from",
+    "into",
+    "clone",
+    "map",
+    "ok",
+    "err",
+    "some",
+    "json",
+    "format",
+    "vec",
+    "to_string",
+    "to_owned",
+    "unwrap",
+    "expect",
+    "len",
+    "iter",
+    "collect",
+    "push",
+    "get",
+    "insert",
+    "as_str",
+    "parse",
+    "default",
+    "with",
+    "send",
+    "await",
+    "string",
+    "print",
+    "println",
+    "write",
+    "writeln",
+    "assert",
+    "if",
+    "for",
+    "while",
+    "match",
+    "return",
+    "fn",
+];
+
+/// The functions that serve each implicated route at revision `rev`: the
+/// handler bound to it in the route table, and the functions that handler
+/// calls (one level), each mapped to its route.
+fn route_functions(
+    src: &dyn CodeSource,
+    rev: &str,
+    routes: &[String],
+) -> Result<BTreeMap<String, String>, SourceError> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let spellings: Vec<(String, &String)> = routes
+        .iter()
+        .flat_map(|r| code::route_spellings(r).into_iter().map(move |s| (s, r)))
+        .collect();
+    if spellings.is_empty() {
+        return Ok(out);
+    }
+    let needles: Vec<String> = spellings.iter().map(|s| s.0.clone()).collect();
+    let mut handlers: Vec<(String, String)> = Vec::new();
+    for h in src
+        .grep(rev, &needles)?
+        .into_iter()
+        .filter(|h| is_code(&h.file))
+    {
+        let Some((spelling, route)) = spellings.iter().find(|s| s.0 == h.needle) else {
+            continue;
+        };
+        if let Some(name) = code::handler_in_line(&h.text, spelling) {
+            if !handlers.contains(&(name.clone(), (*route).clone())) {
+                handlers.push((name, (*route).clone()));
+            }
+        }
+    }
+    if handlers.is_empty() {
+        return Ok(out);
+    }
+    let defs: Vec<String> = handlers
+        .iter()
+        .flat_map(|(n, _)| {
+            ["fn {}(", "fn {}<", "def {}(", "function {}(", "func {}("]
+                .iter()
+                .map(move |p| p.replace("{}", n))
+        })
+        .collect();
+    for (n, r) in &handlers {
+        out.insert(n.clone(), r.clone());
+    }
+    for h in src
+        .grep(rev, &defs)?
+        .into_iter()
+        .filter(|h| is_code(&h.file))
+    {
+        let Some((name, route)) = handlers
+            .iter()
+            .find(|(n, _)| code::defines(&h.text).is_some_and(|d| d.eq_ignore_ascii_case(n)))
+        else {
+            continue;
+        };
+        let Some(text) = src.show(rev, &h.file)? else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let (s, e) = code::function_extent(&lines, h.line_no as usize);
+        let body = lines[s.saturating_sub(1)..e.min(lines.len())].join("\n");
+        for c in code::calls(&body) {
+            if c.len() >= 3
+                && !COMMON_CALLS.contains(&c.to_ascii_lowercase().as_str())
+                && c != *name
+            {
+                out.entry(c).or_insert_with(|| route.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a tree hit is code that runs (not documentation, tests or CI

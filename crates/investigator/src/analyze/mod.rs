@@ -2,6 +2,7 @@
 //! ranking weighs. They never read a source the trait does not offer and
 //! never decide the root cause themselves.
 
+pub mod code;
 pub mod cohorts;
 pub mod deploys;
 pub mod logs;

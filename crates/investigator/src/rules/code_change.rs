@@ -188,6 +188,33 @@ fn one(cx: &mut Context<'_>, d: &DeployCorrelation) -> Cand {
             c.support(id.clone(), w);
             code_ids.push(id);
         }
+        // A diff that changes a failing route's code, or logs its surged
+        // message, accounts for that route's failures.
+        if d.timing_fit {
+            for m in cd.matches.iter().filter(|m| m.origin != "tree") {
+                let routes: Vec<String> = match m.kind {
+                    "handler" => m
+                        .needle
+                        .split(" (fn ")
+                        .next()
+                        .map(str::to_owned)
+                        .into_iter()
+                        .collect(),
+                    "template" => cx
+                        .surged
+                        .iter()
+                        .filter(|t| t.template == m.needle || t.phrases.contains(&m.needle))
+                        .filter_map(|t| t.routes.first().map(|r| r.0.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for r in routes {
+                    if !c.explains_routes.contains(&r) {
+                        c.explains_routes.push(r);
+                    }
+                }
+            }
+        }
         // Configuration only: the code that reads a changed key is what it switched on.
         let reads: Vec<_> = cd
             .matches

@@ -125,6 +125,19 @@ impl CodeSource for Git {
         Ok(parse_blame(&out))
     }
 
+    fn show(&self, rev: &str, file: &str) -> SourceResult<Option<String>> {
+        if file.starts_with('-') || file.contains("..") {
+            return Ok(None);
+        }
+        let spec = format!("{}:{file}", valid_rev(rev)?);
+        match self.run(&["show", &spec]) {
+            Ok(text) => Ok(Some(text)),
+            // A file deleted at that revision, or a path git does not know.
+            Err(SourceError::Git { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn grep(&self, rev: &str, needles: &[String]) -> SourceResult<Vec<GrepHit>> {
         let needles: Vec<&String> = needles.iter().filter(|n| !n.trim().is_empty()).collect();
         if needles.is_empty() {

@@ -148,6 +148,11 @@ pub trait CodeSource {
     fn blame_line(&self, _rev: &str, _file: &str, _line_no: u32) -> SourceResult<Option<Commit>> {
         Ok(None)
     }
+    /// The text of `file` at `rev`, when the source can tell (None: the
+    /// file does not exist there, or the source cannot read files).
+    fn show(&self, _rev: &str, _file: &str) -> SourceResult<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// The sources one investigation reads. `code` is optional: without a

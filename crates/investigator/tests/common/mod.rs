@@ -178,9 +178,12 @@ impl Lcg {
     }
 }
 
-/// Builds a repository with two commits: BASE (quote engine v1) and BAD
-/// (adds a v2 path behind QUOTE_ENGINE that logs its own error).
-pub fn make_repo(dir: &Path) -> (String, String) {
+/// Builds a repository with BASE (a route table, handlers, quote engine
+/// v1), BAD on top of it (a v2 path behind QUOTE_ENGINE that logs its own
+/// error) and CODE on a branch from BASE (a change to a function the quote
+/// handler calls, which now fails carts with several items and logs that
+/// it cannot compute the total). Returns their shas by name.
+pub fn make_repo(dir: &Path) -> BTreeMap<String, String> {
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .arg("-C")
@@ -195,7 +198,7 @@ pub fn make_repo(dir: &Path) -> (String, String) {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
-    git(&["init", "-q"]);
+    git(&["init", "-q", "-b", "main"]);
     git(&["config", "user.email", "dev@example.invalid"]);
     git(&["config", "user.name", "Dev"]);
     std::fs::create_dir_all(dir.join("src")).unwrap();
@@ -204,6 +207,17 @@ pub fn make_repo(dir: &Path) -> (String, String) {
         "pub fn quote(items: &[Item]) -> Result<Quote, Error> {\n    engine_v1(items)\n}\n",
     )
     .unwrap();
+    std::fs::write(
+        dir.join("src/app.rs"),
+        "pub fn app() -> Router {\n    Router::new()\n        .route(\"/api/products\", get(api::list_products))\n        .route(\"/api/products/{id}\", get(api::get_product))\n        .route(\"/api/quote\", post(api::quote_handler))\n}\n",
+    )
+    .unwrap();
+    let api = |total: &str| {
+        format!(
+            "pub async fn quote_handler(body: Json<QuoteRequest>) -> Result<Json<Quote>, ApiError> {{\n    let total = cart_total(&body.items)?;\n    Ok(Json(Quote {{ total }}))\n}}\n\nfn cart_total(items: &[Item]) -> Result<u64, ApiError> {{\n{total}    Ok(items.iter().map(|i| i.price * i.qty).sum())\n}}\n\npub async fn list_products() -> Json<Vec<Product>> {{\n    Json(catalog())\n}}\n"
+        )
+    };
+    std::fs::write(dir.join("src/api.rs"), api("")).unwrap();
     std::fs::write(dir.join("README.md"), "demo\n").unwrap();
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "quote engine v1"]);
@@ -220,7 +234,24 @@ pub fn make_repo(dir: &Path) -> (String, String) {
         "quote: engine v2 behind QUOTE_ENGINE",
     ]);
     let bad = git(&["rev-parse", "HEAD"]);
-    (base, bad)
+    git(&["checkout", "-q", "-b", "totals", &base]);
+    std::fs::write(
+        dir.join("src/api.rs"),
+        api("    let first = items.first().expect(\"cart has items\");\n    if items.len() > 1 && first.qty > 1 {\n        tracing::error!(\"cannot compute the total for cart {}\", first.sku);\n        return Err(ApiError::Internal);\n    }\n"),
+    )
+    .unwrap();
+    git(&[
+        "commit",
+        "-q",
+        "-am",
+        "api: validate carts before totalling",
+    ]);
+    let code = git(&["rev-parse", "HEAD"]);
+    git(&["checkout", "-q", "main"]);
+    [("BASE", base), ("BAD", bad), ("CODE", code)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 fn line(level: &str, msg: &str, route: &str, status: Option<u16>, extra: &str) -> String {
@@ -780,9 +811,7 @@ pub fn build(s: &Scenario, dir: &Path, repo: Option<&Path>) -> (Store, Generated
     let store = Store::open(dir).unwrap();
     let mut shas = BTreeMap::new();
     if let Some(r) = repo {
-        let (base, bad) = make_repo(r);
-        shas.insert("BASE".to_string(), base);
-        shas.insert("BAD".to_string(), bad);
+        shas = make_repo(r);
     } else {
         shas.insert(
             "BASE".to_string(),
