@@ -146,6 +146,11 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
         println!("devops-agent-demo: local environment starting (time scale {}x)", config.time_scale);
         println!("  load balancer   http://{lb}/");
         println!("  control API     http://{}/status", runtime.control_addr);
+        // The console's login link: opening it sets a session cookie and drops the token from the address.
+        match demo_runtime::control_auth::ControlToken::read(state_dir) {
+            Ok(token) => println!("  console         http://{}/?token={token}", runtime.control_addr),
+            Err(e) => println!("  console         http://{}/ (cannot read the login token: {e})", runtime.control_addr),
+        }
         println!("  state           {} (store capped at {} MiB)", state_dir.display(), args.store_max_mb);
         if let Some(r) = &runtime.resumed {
             println!(

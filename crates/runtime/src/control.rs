@@ -42,6 +42,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/scale", post(scale))
         .route("/faults", post(fault))
         .route("/faults/reset", post(reset))
+        // The browser console (pages under / and /console/), behind the same guard.
+        .merge(crate::console::router())
         // Outermost, so nothing (not even body parsing) runs for a refused request.
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),
@@ -120,7 +122,7 @@ fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, String> {
     b.map(|Json(v)| v).map_err(|e| e.body_text())
 }
 
-async fn deploy(
+pub(crate) async fn deploy(
     State(st): State<ControlState>,
     req: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Response {
@@ -256,7 +258,7 @@ async fn fault(
     }
 }
 
-async fn reset(State(st): State<ControlState>) -> Response {
+pub(crate) async fn reset(State(st): State<ControlState>) -> Response {
     let req = FaultRequest {
         path: "/error/reset".into(),
         target: None,

@@ -5,6 +5,7 @@
 //! * [`lb`]: the load balancer, its target health checks and ALB metrics.
 //! * [`service`]: the ECS service scheduler: replacement, rolling deployments, circuit breaker.
 //! * [`collector`]: metrics every tick (ECS, ALB, per-route, ErrorCount) and alarm evaluation.
+//! * [`console`]: the browser console on the control port (pages, live state, actions).
 //! * [`control`]: the local control API the CLI talks to while `up` runs (token-protected).
 //! * [`builds`]: `demo-app` built at a git revision, for deployments that name one.
 //! * [`supervision`]: one `up` per state directory, tasks that die with it, orphans stopped.
@@ -15,6 +16,7 @@
 pub mod builds;
 pub mod collector;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod control_auth;
 pub mod lb;
