@@ -373,8 +373,12 @@ fn validate_step(p: &mut Vec<String>, at: &str, st: &Step, source: Option<&Path>
             if !path.starts_with("/error/") {
                 p.push(format!("{at}.fault.path: {path:?} must start with /error/"));
             }
-            if target.trim().is_empty() {
-                p.push(format!("{at}.fault.target: must be all, one or a task id"));
+            if !(["all", "one", "newest"].contains(&target.as_str())
+                || target.strip_prefix("task-").is_some_and(|n| !n.is_empty()))
+            {
+                p.push(format!(
+                    "{at}.fault.target: {target:?} is not all, one, newest or a task id (task-NNNN)"
+                ));
             }
         }
         Action::Mix(m) if !MIXES.contains(&m.as_str()) => {

@@ -134,7 +134,8 @@ pub const ACTIONS: &[&str] = &[
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Call a fault endpoint on tasks. `{s:N}` in the path becomes N catalogue
-    /// seconds in real seconds at the run's time scale.
+    /// seconds in real seconds at the run's time scale. `target`: `all`, `one`
+    /// (the oldest running task), `newest` (the latest started) or a task id.
     Fault {
         path: String,
         #[serde(default = "default_target")]

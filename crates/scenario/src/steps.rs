@@ -132,13 +132,26 @@ impl Context<'_> {
         match &step.action {
             Action::Fault { path, target } => {
                 let path = scale_path(path, self.scale);
-                let req = FaultRequest {
-                    path: path.clone(),
-                    target: Some(target.clone()),
-                };
                 let wait = self.secs(TARGET_WAIT_SECS).max(MIN_TARGET_WAIT);
                 let start = Instant::now();
                 loop {
+                    // `newest`: the most recently started running task (a replacement).
+                    let resolved = match target.as_str() {
+                        "newest" => self
+                            .runtime
+                            .service
+                            .tasks()
+                            .into_iter()
+                            .filter(|t| !t.is_stopping())
+                            .map(|t| t.id.clone())
+                            .max()
+                            .unwrap_or_else(|| "newest".into()),
+                        other => other.to_string(),
+                    };
+                    let req = FaultRequest {
+                        path: path.clone(),
+                        target: Some(resolved),
+                    };
                     match send_fault(&self.runtime.service, &req).await {
                         Ok(results) => {
                             (self.say)(&format!(
