@@ -415,3 +415,17 @@ fn a_code_deployment_is_correlated_through_its_diff() {
             .any(|m| m.needle.contains("/api/products"))
     );
 }
+
+#[test]
+fn a_false_alarm_after_a_long_steady_history_is_insufficient_evidence() {
+    let (r, _d) = run("false_alarm_steady");
+    let history = r.windows.incident.start_ms - r.windows.baseline.start_ms;
+    assert!(
+        history >= 30 * r.alarm.period_ms,
+        "{} periods of history",
+        history / r.alarm.period_ms
+    );
+    for h in &r.hypotheses[1..] {
+        assert!(h.score < 0.5, "{h:#?}");
+    }
+}
