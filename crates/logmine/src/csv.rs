@@ -3,8 +3,8 @@
 //!
 //! Output rows are written after the whole input is mined, so every line
 //! carries its cluster's *final* template (templates generalise as lines
-//! arrive) and the merge pass ([`Miner::finish`]) has run. Memory held per
-//! input line: its number and cluster id (12 bytes).
+//! arrive) and the split and merge passes ([`Miner::finish`]) have run. Memory
+//! held per input line: its number, cluster and variant (16 bytes).
 //!
 //! `LineId` is the 1-based physical line number in the input. Lines that are
 //! empty or only whitespace are skipped (counted in [`MineSummary::blank`]).
@@ -20,7 +20,8 @@ use std::io::{self, BufRead, Write};
 
 use crate::format::LogFormat;
 use crate::mask::{MaskBuf, Masker};
-use crate::miner::{ClusterId, ConfigErrors, Miner, MinerConfig};
+use crate::miner::{ConfigErrors, Miner, MinerConfig};
+use crate::split::LineCluster;
 
 /// What to do with a line that does not match the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,7 +159,7 @@ pub fn mine_to_csv(
 ) -> Result<MineSummary, MineError> {
     let mut miner = Miner::new(config.clone())?;
     let mut summary = MineSummary::default();
-    let mut assigned: Vec<(u64, ClusterId)> = Vec::new();
+    let mut assigned: Vec<(u64, LineCluster)> = Vec::new();
     let mut buf = Vec::with_capacity(256);
     let mut mask_buf = MaskBuf::default();
     loop {
@@ -199,7 +200,7 @@ pub fn mine_to_csv(
             }
         };
         let masked = masker.mask_buf(content, &mut mask_buf);
-        assigned.push((line_no, miner.add(masked)));
+        assigned.push((line_no, miner.add_line(masked)));
     }
     miner.finish();
     write_csv(&miner, &assigned, out, &mut summary)?;
@@ -208,7 +209,7 @@ pub fn mine_to_csv(
 
 fn write_csv(
     miner: &Miner,
-    assigned: &[(u64, ClusterId)],
+    assigned: &[(u64, LineCluster)],
     out: impl Write,
     summary: &mut MineSummary,
 ) -> io::Result<()> {
@@ -218,7 +219,7 @@ fn write_csv(
     out.write_all(b"LineId,EventId,EventTemplate\n")?;
     let mut row = Vec::with_capacity(256);
     for &(line, id) in assigned {
-        let id = miner.resolve(id);
+        let id = miner.resolve_line(id);
         let tail = rendered[id.index()].get_or_insert_with(|| {
             summary.templates += 1;
             format!(",{id},{}\n", quote(&miner.cluster(id).template())).into_bytes()

@@ -25,9 +25,11 @@ mod format;
 mod mask;
 mod merge;
 mod miner;
+mod split;
 mod token;
 
 pub use csv::{MAX_LINE_BYTES, MineError, MineSummary, Unmatched, mine_to_csv};
 pub use format::{CONTENT_FIELD, FormatError, LogFormat};
 pub use mask::{DEFAULT_RULES, MaskBuf, MaskError, MaskErrors, MaskRule, Masker, WILDCARD};
 pub use miner::{Cluster, ClusterId, ConfigError, ConfigErrors, MAX_TOKENS, Miner, MinerConfig};
+pub use split::{LineCluster, MAX_VARIANTS};

@@ -22,9 +22,11 @@ use std::hash::{BuildHasher, BuildHasherDefault};
 use crate::miner::{FxHasher, FxMap, Miner, Tok, generalise_tok};
 
 impl Miner {
-    /// Merge passes, for batch use once the input is exhausted (the miner stays
-    /// usable afterwards; [`Miner::add`] then returns surviving ids): first
-    /// [`MinerConfig::min_variable_values`](crate::MinerConfig::min_variable_values) (if non-zero), then the
+    /// Split and merge passes, for batch use once the input is exhausted (the
+    /// miner stays usable afterwards; [`Miner::add`] then returns surviving
+    /// ids): first the split of clusters whose `<*>` held few words (see
+    /// `split.rs`; only lines recorded with [`Miner::add_line`] follow it),
+    /// then [`MinerConfig::min_variable_values`](crate::MinerConfig::min_variable_values) (if non-zero) and the
     /// multi-token variable merge, repeated while either finds something.
     /// Returns how many clusters were absorbed. No-op when
     /// [`MinerConfig::merge_pass`](crate::MinerConfig::merge_pass) is off.
@@ -32,6 +34,7 @@ impl Miner {
         if !self.config.merge_pass {
             return 0;
         }
+        self.split_by_values();
         let mut absorbed = 0;
         loop {
             let n = self.merge_by_position() + self.merge_by_key();
@@ -51,7 +54,7 @@ impl Miner {
         let mut seen: FxMap<String, u32> = FxMap::default();
         let mut absorbed = 0;
         for i in 0..self.clusters.len() {
-            if self.alias[i] != i as u32 {
+            if self.alias[i] != i as u32 || self.clusters[i].retired {
                 continue;
             }
             let Some(key) = self.clusters[i].merge_key() else {
@@ -85,7 +88,7 @@ impl Miner {
         // Per live cluster: one hash per (position, rendered token).
         let mut by_len: FxMap<usize, Vec<(u32, Vec<u64>)>> = FxMap::default();
         for (i, c) in self.clusters.iter().enumerate() {
-            if self.alias[i] != i as u32 || c.tokens.is_empty() {
+            if self.alias[i] != i as u32 || c.retired || c.tokens.is_empty() {
                 continue;
             }
             let hashes = c
@@ -232,6 +235,10 @@ impl std::hash::Hash for TokKey<'_> {
             Tok::AnyVar => state.write_u8(2),
             Tok::Wild => state.write_u8(3),
             Tok::Slot => state.write_u8(4),
+            Tok::Pair(open, close) => {
+                state.write_u8(5);
+                state.write(&[*open, *close]);
+            }
         }
     }
 }

@@ -28,7 +28,10 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::mask::WILDCARD;
-use crate::token::{MARK, has_digit, looks_variable, shape, shape_eq, shape_penalty};
+use crate::split::{Variants, word_key};
+use crate::token::{
+    MARK, empty_vs_filled, has_var_part, looks_variable, same_pair, shape, shape_eq, shape_penalty,
+};
 
 /// Identifies a cluster within one [`Miner`]. Dense, starting at 0, stable for
 /// the miner's lifetime. Displays as `E<n>` with `n = index + 1`, the loghub
@@ -62,7 +65,8 @@ pub struct MinerConfig {
     /// Maximum children of a tree node before new tokens share the wildcard
     /// branch. At least 2.
     pub max_children: usize,
-    /// Treat tokens that contain a digit as variables (routing and similarity).
+    /// Treat tokens that contain a digit or a calendar word (weekday, month
+    /// name) as variables (routing and similarity).
     pub digits_are_variables: bool,
     /// Run the merge passes in [`Miner::finish`].
     pub merge_pass: bool,
@@ -71,6 +75,15 @@ pub struct MinerConfig {
     /// distinct values among them: a word with that many values is a
     /// variable, whatever the word. 0 disables; otherwise at least 2.
     pub min_variable_values: usize,
+    /// In [`Miner::finish`], a cluster whose `<*>` position held only plain
+    /// words, between 2 and this many distinct ones, is split into one
+    /// cluster per word: a word with that few values tells events apart.
+    /// Below 2 disables.
+    pub split_max_values: usize,
+    /// ...and only when every one of those words occurred in at least this
+    /// many messages: a word that tells events apart recurs with its event,
+    /// while a handful of values each seen once is a sample of a variable.
+    pub split_min_count: u64,
 }
 
 impl Default for MinerConfig {
@@ -82,6 +95,8 @@ impl Default for MinerConfig {
             digits_are_variables: true,
             merge_pass: true,
             min_variable_values: 4,
+            split_max_values: 3,
+            split_min_count: 2,
         }
     }
 }
@@ -167,6 +182,9 @@ pub(crate) enum Tok {
     /// values (see `Miner::merge_by_position`). Unlike [`Tok::Wild`] it does
     /// not count against the similarity of a new message.
     Slot,
+    /// A bracketed variable that may be empty: the position held `()` and
+    /// `(something)` (see `token::empty_vs_filled`); renders `(<*>)`.
+    Pair(u8, u8),
 }
 
 impl Tok {
@@ -193,6 +211,11 @@ impl Tok {
                 }
             }
             Tok::AnyVar | Tok::Wild | Tok::Slot => out.push_str(WILDCARD),
+            Tok::Pair(open, close) => {
+                out.push(char::from(*open));
+                out.push_str(WILDCARD);
+                out.push(char::from(*close));
+            }
         }
     }
 }
@@ -203,6 +226,10 @@ pub struct Cluster {
     pub(crate) id: ClusterId,
     pub(crate) tokens: Vec<Tok>,
     pub(crate) size: u64,
+    pub(crate) variants: Variants,
+    /// Replaced by the clusters the split pass made of it (see `split.rs`):
+    /// not live, but ids that resolve to it keep its general template.
+    pub(crate) retired: bool,
 }
 
 impl Cluster {
@@ -282,7 +309,7 @@ impl Cluster {
                     }
                     shape
                 }
-                Tok::AnyVar => continue,
+                Tok::AnyVar | Tok::Pair(..) => continue,
                 Tok::Wild | Tok::Slot => "\u{2}",
             };
             words += 1;
@@ -399,6 +426,13 @@ impl Miner {
     /// work and the template memory per message are bounded whatever its
     /// length.
     pub fn add(&mut self, content: &str) -> ClusterId {
+        let (cid, _) = self.add_raw(content);
+        self.resolve(ClusterId(cid))
+    }
+
+    /// [`Miner::add`] returning the cluster as created online (not resolved)
+    /// and the message's variant in it (see `split.rs`).
+    pub(crate) fn add_raw(&mut self, content: &str) -> (u32, u16) {
         // Most messages are short: tokenise onto the stack.
         const STACK: usize = 48;
         let mut stack = [""; STACK];
@@ -429,10 +463,10 @@ impl Miner {
     }
 
     fn is_var(&self, tok: &str) -> bool {
-        tok.contains(WILDCARD) || (self.config.digits_are_variables && has_digit(tok))
+        tok.contains(WILDCARD) || (self.config.digits_are_variables && has_var_part(tok))
     }
 
-    fn add_tokens(&mut self, tokens: &[&str]) -> ClusterId {
+    fn add_tokens(&mut self, tokens: &[&str]) -> (u32, u16) {
         let depth = self.config.depth - 2;
         let st = self.config.similarity_threshold;
         let digits = self.config.digits_are_variables;
@@ -466,30 +500,40 @@ impl Miner {
                 }
             }
         }
+        let key = word_key(tokens, digits);
         if let Some((cid, _, _)) = best {
-            {
-                let c = &mut self.clusters[cid as usize];
-                for (t, s) in c.tokens.iter_mut().zip(tokens) {
-                    generalise(t, s, digits);
-                }
-                c.size += 1;
-                let id = self.resolve(ClusterId(cid));
-                if id.0 != cid {
-                    self.clusters[id.index()].size += 1;
-                }
-                return id;
+            let c = &mut self.clusters[cid as usize];
+            for (t, s) in c.tokens.iter_mut().zip(tokens) {
+                generalise(t, s, digits);
             }
+            c.size += 1;
+            let variant = c.variants.record(key, tokens);
+            let id = self.resolve(ClusterId(cid));
+            if id.0 != cid {
+                self.clusters[id.index()].size += 1;
+            }
+            return (cid, variant);
         }
-        // New cluster.
+        let template = tokens.iter().map(|t| Tok::from_token(t, digits)).collect();
+        let cid = self.push_cluster(template, 1, tokens);
+        let variant = self.clusters[cid as usize].variants.record(key, tokens);
+        (cid, variant)
+    }
+
+    /// Creates a cluster with `template` and `size`, routed in the tree by
+    /// `example` (a message of it).
+    pub(crate) fn push_cluster(&mut self, template: Vec<Tok>, size: u64, example: &[&str]) -> u32 {
         let cid = u32::try_from(self.clusters.len()).expect("fewer than 2^32 clusters");
         self.clusters.push(Cluster {
             id: ClusterId(cid),
-            tokens: tokens.iter().map(|t| Tok::from_token(t, digits)).collect(),
-            size: 1,
+            tokens: template,
+            size,
+            variants: Variants::default(),
+            retired: false,
         });
         self.alias.push(cid);
-        self.insert(cid, tokens);
-        ClusterId(cid)
+        self.insert(cid, example);
+        cid
     }
 
     /// Drain's `addSeqToPrefixTree`.
@@ -524,7 +568,7 @@ impl Miner {
     pub fn live_clusters(&self) -> impl Iterator<Item = &Cluster> + '_ {
         self.clusters
             .iter()
-            .filter(|c| self.alias[c.id.index()] == c.id.0)
+            .filter(|c| self.alias[c.id.index()] == c.id.0 && !c.retired)
     }
 
     /// The cluster `id` belongs to now (follows merges).
@@ -559,6 +603,16 @@ fn generalise(t: &mut Tok, s: &str, digits: bool) {
     let new = match t {
         Tok::Wild | Tok::Slot => return,
         Tok::Const { text, .. } if &**text == s => return,
+        Tok::Const { text, .. } if empty_vs_filled(text, s) => {
+            let b = s.as_bytes();
+            Tok::Pair(b[0], b[b.len() - 1])
+        }
+        Tok::Pair(open, close) => {
+            if same_pair(*open, *close, s) {
+                return;
+            }
+            Tok::Wild
+        }
         Tok::Const { shape: None, .. } => Tok::Wild,
         Tok::Var(v) => match shape_eq(v, s, digits) {
             Some(true) => return,
@@ -593,7 +647,7 @@ pub(crate) fn generalise_tok(t: &mut Tok, o: &Tok) {
         match x {
             Tok::Const { shape, .. } => Some(shape.clone()),
             Tok::Var(s) => Some(Some(s.clone())),
-            Tok::AnyVar => None,
+            Tok::AnyVar | Tok::Pair(..) => None,
             Tok::Wild | Tok::Slot => Some(None),
         }
     };
@@ -642,6 +696,12 @@ fn similarity(template: &[Tok], tokens: &[&str], digits: bool, st: f64) -> Optio
                 unequal += 2;
             }
             Tok::Slot => vars += 1,
+            Tok::Pair(open, close) => {
+                vars += 1;
+                if !same_pair(*open, *close, s) {
+                    unequal += 2;
+                }
+            }
             Tok::Var(v) => {
                 vars += 1;
                 unequal += shape_penalty(v, s, digits);
@@ -655,6 +715,8 @@ fn similarity(template: &[Tok], tokens: &[&str], digits: bool, st: f64) -> Optio
             Tok::Const { text, shape } => {
                 if &**text == *s {
                     equal += 2;
+                } else if empty_vs_filled(text, s) {
+                    vars += 1;
                 } else {
                     unequal += shape.as_deref().map_or(2, |v| shape_penalty(v, s, digits));
                 }

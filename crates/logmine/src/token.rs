@@ -13,12 +13,13 @@ use crate::mask::WILDCARD;
 /// practice; rendered as `<*>`).
 pub(crate) const MARK: char = '\u{1}';
 
-/// The token's shape: each run of ASCII letters and digits that contains a
-/// digit, and each `<*>`, becomes one [`MARK`]; everything else is kept.
+/// The token's shape: each run of ASCII letters and digits that is variable
+/// ([`run_is_var`]), and each `<*>`, becomes one [`MARK`]; everything else is
+/// kept.
 /// `None` for tokens with no variable part (plain words).
 pub(crate) fn shape(tok: &str, digits: bool) -> Option<String> {
-    let has_digit = digits && has_digit(tok);
-    if !has_digit && !tok.contains(WILDCARD) {
+    let has_var = digits && has_var_part(tok);
+    if !has_var && !tok.contains(WILDCARD) {
         return None;
     }
     let mut out = String::with_capacity(tok.len());
@@ -31,7 +32,7 @@ pub(crate) fn shape(tok: &str, digits: bool) -> Option<String> {
                 i += 1;
             }
             let run = &tok[start..i];
-            if has_digit && has_digit_str(run) {
+            if has_var && run_is_var(run.as_bytes()) {
                 push_mark(&mut out);
             } else {
                 out.push_str(run);
@@ -54,8 +55,62 @@ fn push_mark(out: &mut String) {
     }
 }
 
-fn has_digit_str(s: &str) -> bool {
-    s.bytes().any(|b| b.is_ascii_digit())
+/// Whether a run of ASCII letters and digits is a variable by its class: it
+/// holds a digit (numbers, ids, hashes), or it is a calendar word (a weekday
+/// or month name, as `ctime` and syslog timestamps write them inside
+/// messages: `Sun Jul 24`), which varies with time exactly like the digits
+/// beside it.
+fn run_is_var(run: &[u8]) -> bool {
+    run.iter().any(u8::is_ascii_digit) || is_calendar_word(run)
+}
+
+/// `Mon`…`Sun`, `Jan`…`Dec` and their full names, capitalised (any case
+/// after the first letter), so the verb `may` or a lowercase `mar` is not one.
+fn is_calendar_word(run: &[u8]) -> bool {
+    const NAMES: [&str; 19] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    if !(3..=9).contains(&run.len()) || !run[0].is_ascii_uppercase() {
+        return false;
+    }
+    NAMES.iter().any(|name| {
+        let name = name.as_bytes();
+        (run.len() == 3 || run.len() == name.len())
+            && name.len() >= run.len()
+            && name[..run.len()].eq_ignore_ascii_case(run)
+    })
+}
+
+/// Whether `tok` has a variable part by class (a digit or a calendar word;
+/// see [`run_is_var`]), masks aside.
+pub(crate) fn has_var_part(tok: &str) -> bool {
+    if has_digit(tok) {
+        return true;
+    }
+    let b = tok.as_bytes();
+    if !b.iter().any(u8::is_ascii_uppercase) {
+        return false;
+    }
+    b.split(|c| !c.is_ascii_alphanumeric())
+        .any(is_calendar_word)
 }
 
 pub(crate) fn has_digit(s: &str) -> bool {
@@ -72,15 +127,44 @@ pub(crate) fn shape_penalty(v: &str, tok: &str, digits: bool) -> usize {
     }
 }
 
-/// Whether `tok` looks variable (has a digit or a `<*>`).
+/// Brackets and quotes whose content is a value: `()`, `[]`, `{}`, `<>`,
+/// `''`, `""`.
+const PAIRS: [(u8, u8); 6] = [
+    (b'(', b')'),
+    (b'[', b']'),
+    (b'{', b'}'),
+    (b'<', b'>'),
+    (b'\'', b'\''),
+    (b'"', b'"'),
+];
+
+/// Whether one of `a`, `b` is an empty pair (`()`) and the other the same
+/// pair with something inside (`(host.example.org)`): an empty value is
+/// still a value, so the two are one variable, not two constants.
+pub(crate) fn empty_vs_filled(a: &str, b: &str) -> bool {
+    let (empty, filled) = if a.len() == 2 { (a, b) } else { (b, a) };
+    let e = empty.as_bytes();
+    e.len() == 2
+        && filled.len() > 2
+        && PAIRS.contains(&(e[0], e[1]))
+        && same_pair(e[0], e[1], filled)
+}
+
+/// Whether `tok` is `open … close` (possibly empty inside).
+pub(crate) fn same_pair(open: u8, close: u8, tok: &str) -> bool {
+    let b = tok.as_bytes();
+    b.len() >= 2 && b[0] == open && b[b.len() - 1] == close
+}
+
+/// Whether `tok` looks variable (a digit, a calendar word or a `<*>`).
 pub(crate) fn looks_variable(tok: &str, digits: bool) -> bool {
-    (digits && has_digit(tok)) || tok.contains(WILDCARD)
+    (digits && has_var_part(tok)) || tok.contains(WILDCARD)
 }
 
 /// `Some(shape(tok) == v)`, or `None` when `tok` has no shape; streams the
 /// comparison instead of building the shape (this is the inner loop).
 pub(crate) fn shape_eq(v: &str, tok: &str, digits: bool) -> Option<bool> {
-    let has_d = digits && has_digit(tok);
+    let has_d = digits && has_var_part(tok);
     if !has_d && !tok.contains(WILDCARD) {
         return None;
     }
@@ -103,7 +187,7 @@ pub(crate) fn shape_eq(v: &str, tok: &str, digits: bool) -> Option<bool> {
                 i += 1;
             }
             let run = &b[start..i];
-            if has_d && run.iter().any(u8::is_ascii_digit) {
+            if has_d && run_is_var(run) {
                 if !last_mark {
                     if vb.get(j) != Some(&mark) {
                         return Some(false);
@@ -162,5 +246,32 @@ mod tests {
         let v = shape("uid=1", true).unwrap();
         assert_eq!(shape_eq(&v, "gid=1", true), Some(false));
         assert_eq!(shape_eq(&v, "gid", true), None);
+    }
+
+    #[test]
+    fn calendar_words_are_variables() {
+        for w in ["Mon", "Sun", "Jul", "MAY", "Wednesday", "September", "Sep,"] {
+            assert!(has_var_part(w), "{w}");
+        }
+        for w in [
+            "may", "Mo", "Monitor", "Julius", "Dece", "Marker", "decoded",
+        ] {
+            assert!(!has_var_part(w), "{w}");
+        }
+        assert_eq!(shape("Jul", true).unwrap(), MARK.to_string());
+        assert_eq!(shape("(Sun)", true).unwrap(), format!("({MARK})"));
+        assert_eq!(shape_eq(&MARK.to_string(), "Tue", true), Some(true));
+        assert_eq!(shape("Jul", false), None);
+    }
+
+    #[test]
+    fn an_empty_pair_is_an_empty_value() {
+        assert!(empty_vs_filled("()", "(host.example.org)"));
+        assert!(empty_vs_filled("[x]", "[]"));
+        assert!(empty_vs_filled("''", "'abc'"));
+        assert!(!empty_vs_filled("()", "()"));
+        assert!(!empty_vs_filled("()", "[x]"));
+        assert!(!empty_vs_filled("ab", "(x)"));
+        assert!(!empty_vs_filled("()", "(x"));
     }
 }

@@ -1,6 +1,7 @@
 //! Data-driven: the miner must reproduce the grouping in
 //! `tests/fixtures/groups.tsv` exactly (every expected group is one cluster,
-//! and no cluster spans two groups).
+//! and no cluster spans two groups), mined as `logs mine` does (every line
+//! recorded with `add_line`, resolved after `finish`).
 
 use std::collections::BTreeMap;
 
@@ -17,13 +18,13 @@ fn fixture_grouping_is_reproduced() {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
         let (group, message) = line.split_once('\t').expect("group<TAB>message");
-        rows.push((group, message, miner.add(&masker.mask(message))));
+        rows.push((group, message, miner.add_line(&masker.mask(message))));
     }
     miner.finish();
     let mut by_group: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     let mut by_cluster: BTreeMap<_, Vec<&str>> = BTreeMap::new();
     for &(group, message, id) in &rows {
-        let id = miner.resolve(id);
+        let id = miner.resolve_line(id);
         by_group.entry(group).or_default().push((id, message));
         by_cluster.entry(id).or_default().push(group);
     }

@@ -25,6 +25,8 @@ LineId,EventId,EventTemplate to stdout or --output.
   --depth N            prefix tree depth, >= 3 (default 4)
   --max-children N     tree fan-out before the wildcard branch (default 100)
   --no-merge           skip the final merge passes
+  --split-max N        a <*> that held only 2..N distinct words splits into one template per word (default 3, below 2 = off)
+  --split-min-count N  ...each of those words seen in N+ messages (default 2)
   --min-values N       a word taking N+ values at one position of otherwise equal templates is a variable (default 4, 0 = off)
   --stats              print lines, templates, wall and CPU seconds, lines per CPU second to stderr
 ";
@@ -92,6 +94,18 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--max-children must be an integer, got {v:?}"))?;
             }
             "--no-merge" => args.config.merge_pass = false,
+            "--split-max" => {
+                let v = value("--split-max")?;
+                args.config.split_max_values = v
+                    .parse()
+                    .map_err(|_| format!("--split-max must be an integer, got {v:?}"))?;
+            }
+            "--split-min-count" => {
+                let v = value("--split-min-count")?;
+                args.config.split_min_count = v
+                    .parse()
+                    .map_err(|_| format!("--split-min-count must be an integer, got {v:?}"))?;
+            }
             "--min-values" => {
                 let v = value("--min-values")?;
                 args.config.min_variable_values = v
