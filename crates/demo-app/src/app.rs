@@ -48,6 +48,8 @@ pub struct AppState {
     pub faults: Faults,
     pub started: Instant,
     pub start_time: SystemTime,
+    /// Client-connection counters, kept by the server (`server::serve`).
+    pub connections: Arc<demo_netlimits::ConnStats>,
     info: Info,
     process: ProcessSampler,
 }
@@ -69,6 +71,7 @@ impl AppState {
             http: HttpMetrics::default(),
             started: Instant::now(),
             start_time,
+            connections: Arc::default(),
             process: ProcessSampler::new(Duration::from_secs(1)),
         })
     }
@@ -435,7 +438,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
-    let body = metrics::render(
+    let mut body = metrics::render(
         &st.http,
         &st.info,
         st.process.sample(),
@@ -443,6 +446,7 @@ async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
         st.log.lines(),
         st.log.dropped(),
     );
+    metrics::render_connections(&mut body, &st.connections);
     (
         [(
             header::CONTENT_TYPE,

@@ -462,6 +462,41 @@ pub fn render(
     out
 }
 
+/// Appends the client-connection families (see `demo_netlimits`): open connections,
+/// accepted, failed accepts (descriptor exhaustion) and connections closed as idle.
+pub fn render_connections(out: &mut String, c: &demo_netlimits::ConnStats) {
+    let families: [(&str, &str, &str, &AtomicU64); 4] = [
+        (
+            "http_connections_open",
+            "gauge",
+            "Client connections currently open.",
+            &c.open,
+        ),
+        (
+            "http_connections_accepted_total",
+            "counter",
+            "Client connections accepted.",
+            &c.accepted,
+        ),
+        (
+            "http_accept_errors_total",
+            "counter",
+            "Failed accepts (e.g. out of file descriptors); the server backs off after each.",
+            &c.accept_errors,
+        ),
+        (
+            "http_connections_idle_closed_total",
+            "counter",
+            "Client connections closed because no byte moved for IDLE_TIMEOUT_MS.",
+            &c.idle_closed,
+        ),
+    ];
+    for (name, kind, help, v) in families {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

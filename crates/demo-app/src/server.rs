@@ -72,7 +72,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
     let drained = demo_netlimits::serve(
         listener,
         limits,
-        Arc::default(),
+        state.connections.clone(),
         events(&state),
         service,
         shutdown,

@@ -66,6 +66,18 @@ fn idle_connections_do_not_stop_requests_and_are_closed_after_the_header_timeout
         );
     }
     assert_eq!(app.get("/health").0, 200);
+    let metrics = app.text("/metrics");
+    let value = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    assert!(value("http_connections_accepted_total") >= 300);
+    // The scrape's own connection (and at most a pooled one) is all that is left.
+    assert!(value("http_connections_open") <= 2, "{metrics}");
+    assert_eq!(value("http_accept_errors_total"), 0);
 }
 
 #[test]
