@@ -15,7 +15,9 @@ datasets.json are inputs of the run, not tuned.
 
 Each --param NAME=V1,V2 is the miner flag --NAME; the grid is their cartesian
 product. --fixed NAME=V passes a flag without tuning it. The default grid
-tunes the similarity threshold only. Prints one Markdown table: per dataset
+tunes --threshold, --min-values, --split-max and --split-min-count (160
+configurations); an older
+build without those flags takes --param threshold=... alone. Prints one Markdown table: per dataset
 the held-out GA, FGA and PA with the configuration chosen for it, the GA of
 the default configuration (no tuning at all), and drain3 when importable
 (published per-dataset depth/st from datasets.json, and its own
@@ -148,7 +150,10 @@ def main():
         binary = os.path.join(target, "release", "logmine")
     logs = rebuild_logs(loghub, meta, out)
 
-    params = a.param or ["threshold=0.5,0.6,0.7,0.75,0.8,0.85,0.9"]
+    # The miner's tunables: similarity, the values that make a word a
+    # variable, the values that make it a constant (see crates/logmine).
+    params = a.param or ["threshold=0.7,0.75,0.8,0.85,0.9", "min-values=0,3,4,5", "split-max=0,2,3,4",
+                         "split-min-count=1,2"]
     axes = []
     for p in params:
         k, _, vs = p.partition("=")

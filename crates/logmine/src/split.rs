@@ -227,23 +227,29 @@ mod tests {
     }
 
     #[test]
-    fn values_seen_once_or_many_values_do_not_split() {
+    fn rare_values_or_many_values_do_not_split() {
         let cfg = MinerConfig {
             min_variable_values: 0,
             ..MinerConfig::default()
         };
-        // Three names, each once: a sample of a variable.
-        let mut m = Miner::new(cfg.clone()).unwrap();
-        let lines: Vec<_> = ["alice", "bob", "carol"]
-            .iter()
-            .map(|u| m.add_line(&format!("session opened for user {u} from <*> port <*>")))
-            .collect();
-        m.finish();
-        assert!(
-            lines
+        // Three names, each once: split by default (the Loghub evaluation
+        // favours it), kept together when a word must recur to be a constant.
+        for (min_count, together) in [(1, false), (2, true)] {
+            let mut m = Miner::new(MinerConfig {
+                split_min_count: min_count,
+                ..cfg.clone()
+            })
+            .unwrap();
+            let lines: Vec<_> = ["alice", "bob", "carol"]
                 .iter()
-                .all(|&l| m.resolve_line(l) == m.resolve_line(lines[0]))
-        );
+                .map(|u| m.add_line(&format!("session opened for user {u} from <*> port <*>")))
+                .collect();
+            m.finish();
+            let same = lines
+                .iter()
+                .all(|&l| m.resolve_line(l) == m.resolve_line(lines[0]));
+            assert_eq!(same, together, "split_min_count {min_count}");
+        }
         // Four recurring names: more than split_max_values (3).
         let mut m = Miner::new(cfg.clone()).unwrap();
         let mut lines = Vec::new();
