@@ -37,6 +37,8 @@ pub struct AlarmScore {
     pub expected: RootCause,
     /// First hypothesis: category, entity, score.
     pub found: Option<(String, Option<String>, f64)>,
+    /// Where the expected cause ranked (1-based) and its score, if anywhere.
+    pub expected_rank: Option<(usize, f64)>,
     pub top1: bool,
     pub top3: bool,
     /// Every `also` cause in the top 3.
@@ -63,6 +65,7 @@ pub fn score_alarm(expect: &Expect, alarm: &str, f: Option<&Finding>) -> AlarmSc
             alarm: alarm.to_string(),
             expected: rc.clone(),
             found: None,
+            expected_rank: None,
             top1: false,
             top3: false,
             also_top3: false,
@@ -84,6 +87,11 @@ pub fn score_alarm(expect: &Expect, alarm: &str, f: Option<&Finding>) -> AlarmSc
         alarm: alarm.to_string(),
         expected: rc.clone(),
         found: f.hypotheses.first().cloned(),
+        expected_rank: f
+            .hypotheses
+            .iter()
+            .position(|h| matches(h, rc))
+            .map(|i| (i + 1, f.hypotheses[i].2)),
         top1,
         top3,
         also_top3: expect.also.iter().all(|a| score(f, a).1),
