@@ -68,6 +68,8 @@ pub fn page(
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     meta name="csrf-token" content=(csrf);
+                    // No icon to fetch (a request for /favicon.ico would be refused).
+                    link rel="icon" href="data:,";
                     title { (title) " · devops-agent-demo console" }
                     link rel="stylesheet" href="/console/static/console.css";
                     script src="/console/static/console.js" defer {}

@@ -175,6 +175,7 @@ fn render(dir: &Path, id: &str) -> Result<String, ConsoleError> {
         r#"<nav aria-label="Console" style="font-size:14px;margin-bottom:1em"><a href="/">Console overview</a> · <a href="/console/investigations">All investigations</a> · <a href="/console/alarms/{alarm}">Alarm {alarm}</a></nav>"#,
         alarm = investigator::report::html::esc(&report.alarm.name)
     );
+    let html = html.replacen("</head>", "<link rel=\"icon\" href=\"data:,\"></head>", 1);
     Ok(match html.find("<body>") {
         Some(i) => format!("{}{nav}{}", &html[..i + 6], &html[i + 6..]),
         None => format!("{nav}{html}"),
