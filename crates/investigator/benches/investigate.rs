@@ -39,7 +39,7 @@ deployments:
     previous: d-0001
     changes: [{key: QUOTE_ENGINE, from: v1, to: v2}]
 faults:
-  - {kind: error_rate, route: /api/quote, rate: 0.6, message: "Quote engine v2 rejected item", from_s: 3600}
+  - {kind: error_rate, route: /api/quote, rate: 0.6, message: "Quote engine v2 rejected item", from_s: 3600, deployment: d-0002}
 expect:
   top1: code_change
 "#;

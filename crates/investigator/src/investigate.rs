@@ -188,7 +188,13 @@ pub fn investigate(
         );
     }
 
-    let logs = match logs::analyze(sources.logs, baseline, incident, grid) {
+    let logs = match logs::analyze(
+        sources.logs,
+        baseline,
+        incident,
+        grid,
+        &catalog.health_check.path,
+    ) {
         Ok(l) => {
             if l.lines == 0 {
                 gap(

@@ -14,6 +14,15 @@
 //!   per ALARM episode (the transition id is the key), persisted in the store
 //!   and written to `<state_dir>/reports/<id>.{json,md,html}`.
 //!
+//! Root-cause entities (what scenario scoring compares exactly): a
+//! deployment id (`d-0002`) for code_change; a route template
+//! (`/api/products/{id}`) for application_fault and slow_dependency, and
+//! for traffic_surge when one route carries the rise; task ids (`task-0001`,
+//! several joined by `,` in sorted order) for memory_leak,
+//! health_check_failure and crash_loop, and for cpu_saturation when only
+//! some tasks are hot; `service` when a cause is not confined to one of
+//! those; none for insufficient_evidence.
+//!
 //! An investigation opens its own read connection, so it can run on any
 //! thread while the runtime keeps writing.
 
@@ -347,8 +356,14 @@ pub fn write_report(state_dir: &Path, r: &Report) -> Result<ReportPaths, Investi
         (&paths.markdown, report::markdown::render(r)),
         (&paths.html, report::html::render(r)),
     ] {
-        // Write then rename: a reader never sees half a report.
-        let tmp = path.with_extension("tmp");
+        // Write then rename: a reader never sees half a report. The temporary
+        // name is unique, so two threads writing the same report (one
+        // episode investigated twice at once) never rename each other's file.
+        static TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(format!(".{}.{n}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|source| InvestigateError::Io {

@@ -1,9 +1,20 @@
-//! Deployment and code correlation: for each deployment in the analysis range,
-//! does its timing fit the change point, and does what it changed (commits,
-//! diff lines, configuration keys) relate to what broke (the surged log
-//! templates, the implicated routes)? A deployment that merely happened
-//! nearby gets its timing recorded and no content link, and the ranking
-//! refuses to blame it on timing alone.
+//! Deployment and code correlation: for each deployment in the analysis
+//! range, does its timing fit the change point, and what does its code say
+//! about what broke?
+//!
+//! * a deployment of another revision is read through its diff: changed
+//!   lines in the functions that serve an implicated route (the handler
+//!   bound in the route table at the deployed revision, and the functions
+//!   it calls), lines that could log a surged template (its constant words),
+//!   new failure paths (see [`super::code`]);
+//! * a configuration-only deployment is read through the code that uses the
+//!   changed keys at the deployed revision (`git grep`), with the commit that
+//!   introduced it (`git blame`);
+//! * words shared by a changed key and a failing route or message are
+//!   recorded as [`KeyLink`]s: weak, supporting evidence only.
+//!
+//! Whether the deployment's own tasks fail is the cohort analyzer's
+//! ([`super::cohorts`]) question; the ranking weighs both.
 
 use std::collections::BTreeMap;
 
@@ -43,15 +54,6 @@ pub struct CodeEvidence {
     pub matches: Vec<CodeMatch>,
 }
 
-impl CodeEvidence {
-    /// Diff lines naming a surged template's phrase.
-    pub fn diff_template_matches(&self) -> impl Iterator<Item = &CodeMatch> {
-        self.matches
-            .iter()
-            .filter(|m| m.kind == "template" && m.origin != "tree")
-    }
-}
-
 /// A configuration key whose words appear in what broke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyLink {
@@ -76,17 +78,6 @@ pub struct DeployCorrelation {
     /// Tasks of this deployment that crashed or were OOM-killed in the incident.
     pub failed_tasks: Vec<String>,
     pub gaps: Vec<String>,
-}
-
-impl DeployCorrelation {
-    pub fn content_fit(&self) -> bool {
-        !self.key_links.is_empty()
-            || self
-                .code
-                .as_ref()
-                .is_some_and(|c| c.diff_template_matches().next().is_some())
-            || !self.failed_tasks.is_empty()
-    }
 }
 
 /// What the incident implicates, to look for in deployments.

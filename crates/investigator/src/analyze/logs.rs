@@ -122,19 +122,24 @@ fn is_error_level(l: &str) -> bool {
         || l.eq_ignore_ascii_case("FATAL")
 }
 
-/// Mines the logs of `baseline ∪ incident` (adjacent windows).
+/// Mines the logs of `baseline ∪ incident` (adjacent windows). Requests
+/// to `health_path` are not counted as traffic a task served (a task is
+/// health-checked before it takes any).
 pub fn analyze(
     src: &dyn LogSource,
     baseline: Window,
     incident: Window,
     grid: Grid,
+    health_path: &str,
 ) -> SourceResult<LogAnalysis> {
     let masker = Masker::with_defaults();
     let mut miner = Miner::new(MinerConfig::default()).expect("default miner config is valid");
     let mut cache: HashMap<Box<str>, ClusterId> = HashMap::new();
     let mut accs: HashMap<ClusterId, Acc> = HashMap::new();
     let mut access: BTreeMap<String, AccessCounts> = BTreeMap::new();
-    let mut per_task: BTreeMap<String, TaskTraffic> = BTreeMap::new();
+    // Few tasks, many lines: a short list searched from the last hit.
+    let mut per_task: Vec<(Box<str>, TaskTraffic)> = Vec::new();
+    let mut last_task = 0usize;
     let (mut nb, mut ni) = (0u64, 0u64);
     let range = Window::new(baseline.start_ms, incident.end_ms);
     let lines = src.scan(range, &mut |e: LogEntry<'_>| {
@@ -195,25 +200,30 @@ pub fn analyze(
                 }
             }
         }
-        if let Some(i) = grid.index(e.ts_ms) {
+        let bucket = grid.index(e.ts_ms);
+        if let Some(i) = bucket {
             a.buckets[i] += 1;
         }
-        if let Some(i) = grid.index(e.ts_ms) {
-            let is_access = e.route.is_some() && e.status.is_some();
+        if let Some(i) = bucket {
+            let is_access = e.status.is_some() && e.route.is_some_and(|r| r != health_path);
             let is_error = e.level.is_some_and(|l| {
                 l.eq_ignore_ascii_case("ERROR") || l.eq_ignore_ascii_case("FATAL")
             });
             if is_access || is_error {
-                let t = match per_task.get_mut(e.task_id) {
-                    Some(t) => t,
-                    None => per_task
-                        .entry(e.task_id.to_owned())
-                        .or_insert_with(|| TaskTraffic::new(grid.len)),
-                };
+                if per_task.get(last_task).is_none_or(|t| &*t.0 != e.task_id) {
+                    last_task = match per_task.iter().position(|t| &*t.0 == e.task_id) {
+                        Some(i) => i,
+                        None => {
+                            per_task.push((e.task_id.into(), TaskTraffic::new(grid.len)));
+                            per_task.len() - 1
+                        }
+                    };
+                }
+                let t = &mut per_task[last_task].1;
                 if is_error {
                     t.error_lines[i] += 1;
                 }
-                if let (Some(r), Some(s)) = (e.route, e.status) {
+                if let (Some(r), Some(s)) = (e.route.filter(|_| is_access), e.status) {
                     t.requests[i] += 1;
                     t.errors_5xx[i] += u32::from(s >= 500);
                     if inc {
@@ -337,7 +347,10 @@ pub fn analyze(
         incident_lines: ni,
         templates,
         access,
-        per_task,
+        per_task: per_task
+            .into_iter()
+            .map(|(k, v)| (k.into_string(), v))
+            .collect(),
     })
 }
 

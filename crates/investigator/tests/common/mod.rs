@@ -29,6 +29,10 @@ pub struct Scenario {
     pub alarm: String,
     #[serde(default = "ten")]
     pub time_scale: f64,
+    /// The time scale the fixture was written for, when [`at_scale`] moved
+    /// it to another one (ticks are stretched by their ratio).
+    #[serde(skip)]
+    pub written_at_scale: Option<f64>,
     /// Seconds of data generated.
     pub duration_s: i64,
     /// The first ALARM transition at or after this second is investigated.
@@ -271,17 +275,18 @@ pub struct Generated {
 }
 
 /// Milliseconds of store time per generated tick ("second" of the
-/// fixture): 1000 at time scale 10, stretched or squeezed at other scales so
+/// fixture): 1000 at the scale it was written for, stretched or squeezed at other scales so
 /// that every alarm period holds the same ticks, the same requests and the
 /// same failures — the same incident, seen at another time scale.
 pub fn tick_ms(s: &Scenario) -> i64 {
-    (10_000.0 / s.time_scale).round() as i64
+    (1000.0 * s.written_at_scale.unwrap_or(s.time_scale) / s.time_scale).round() as i64
 }
 
 /// The same scenario at another time scale.
 pub fn at_scale(s: &Scenario, time_scale: f64) -> Scenario {
     Scenario {
         time_scale,
+        written_at_scale: Some(s.written_at_scale.unwrap_or(s.time_scale)),
         ..s.clone()
     }
 }
