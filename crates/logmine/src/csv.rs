@@ -69,35 +69,21 @@ fn read_line_capped(
     buf: &mut Vec<u8>,
     cap: usize,
 ) -> io::Result<Option<bool>> {
-    let mut read_any = false;
-    let mut cut = false;
-    loop {
-        let chunk = match input.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            break;
-        }
-        read_any = true;
-        let (line_part, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (&chunk[..=i], true),
-            None => (chunk, false),
-        };
-        let room = cap.saturating_sub(buf.len());
-        if line_part.len() > room {
-            cut = true;
-        }
-        buf.extend_from_slice(&line_part[..line_part.len().min(room)]);
-        let used = line_part.len();
-        input.consume(used);
-        if done {
-            break;
-        }
-    }
-    if !read_any {
+    let n = io::Read::take(&mut *input, cap as u64).read_until(b'\n', buf)?;
+    if n == 0 {
         return Ok(None);
+    }
+    let mut cut = false;
+    if buf.last() != Some(&b'\n') && n == cap {
+        // At the cap: the line goes on unless its newline or the end is next.
+        match input.fill_buf()?.first() {
+            None => {}
+            Some(b'\n') => input.consume(1),
+            Some(_) => {
+                cut = true;
+                input.skip_until(b'\n')?;
+            }
+        }
     }
     if cut {
         // Drop a character split by the cap (an incomplete sequence at the end).
@@ -393,6 +379,31 @@ mod tests {
             Some(true)
         );
         assert_eq!(std::str::from_utf8(&buf).unwrap(), "éé");
+        assert_eq!(read_line_capped(&mut input, &mut buf, 5).unwrap(), None);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_cap_is_not_cut() {
+        let mut buf = Vec::new();
+        let mut input: &[u8] = b"abcde\nabcdefg\nab";
+        assert_eq!(
+            read_line_capped(&mut input, &mut buf, 5).unwrap(),
+            Some(false)
+        );
+        assert_eq!(buf, b"abcde");
+        buf.clear();
+        assert_eq!(
+            read_line_capped(&mut input, &mut buf, 5).unwrap(),
+            Some(true)
+        );
+        assert_eq!(buf, b"abcde");
+        buf.clear();
+        assert_eq!(
+            read_line_capped(&mut input, &mut buf, 5).unwrap(),
+            Some(false)
+        );
+        assert_eq!(buf, b"ab");
+        buf.clear();
         assert_eq!(read_line_capped(&mut input, &mut buf, 5).unwrap(), None);
     }
 

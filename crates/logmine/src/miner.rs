@@ -30,7 +30,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::mask::WILDCARD;
 use crate::split::{Variants, word_key};
 use crate::token::{
-    MARK, empty_vs_filled, has_var_part, looks_variable, same_pair, shape, shape_eq, shape_penalty,
+    MARK, empty_vs_filled, has_var_part, has_wildcard, looks_variable, same_pair, shape, shape_eq,
+    shape_penalty,
 };
 
 /// Identifies a cluster within one [`Miner`]. Dense, starting at 0, stable for
@@ -464,7 +465,7 @@ impl Miner {
     }
 
     fn is_var(&self, tok: &str) -> bool {
-        tok.contains(WILDCARD) || (self.config.digits_are_variables && has_var_part(tok))
+        has_wildcard(tok) || (self.config.digits_are_variables && has_var_part(tok))
     }
 
     fn add_tokens(&mut self, tokens: &[&str]) -> (u32, u16) {

@@ -17,7 +17,7 @@
 //! [`Miner::add_line`] returns the variant with the cluster, and
 //! [`Miner::resolve_line`] maps both to the final cluster.
 
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::Hasher;
 
 use crate::miner::{ClusterId, FxHasher, Miner, Tok};
 use crate::token::looks_variable;
@@ -79,14 +79,15 @@ impl Variants {
 /// Hash of a message's plain words with their positions: messages with the
 /// same key differ only in variable-looking tokens.
 pub(crate) fn word_key(tokens: &[&str], digits: bool) -> u64 {
-    let hasher = BuildHasherDefault::<FxHasher>::default();
-    tokens
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| !looks_variable(t, digits))
-        .fold(tokens.len() as u64, |acc, (i, t)| {
-            acc.rotate_left(7) ^ hasher.hash_one((i, t))
-        })
+    let mut h = FxHasher::default();
+    h.write_usize(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        if !looks_variable(t, digits) {
+            h.write_usize(i);
+            h.write(t.as_bytes());
+        }
+    }
+    h.finish()
 }
 
 impl Miner {

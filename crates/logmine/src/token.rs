@@ -19,7 +19,7 @@ pub(crate) const MARK: char = '\u{1}';
 /// `None` for tokens with no variable part (plain words).
 pub(crate) fn shape(tok: &str, digits: bool) -> Option<String> {
     let has_var = digits && has_var_part(tok);
-    if !has_var && !tok.contains(WILDCARD) {
+    if !has_var && !has_wildcard(tok) {
         return None;
     }
     let mut out = String::with_capacity(tok.len());
@@ -102,15 +102,16 @@ fn is_calendar_word(run: &[u8]) -> bool {
 /// Whether `tok` has a variable part by class (a digit or a calendar word;
 /// see [`run_is_var`]), masks aside.
 pub(crate) fn has_var_part(tok: &str) -> bool {
-    if has_digit(tok) {
+    // Hot: the common answers (a digit; no capital letter) come from plain
+    // byte scans; only capitalised tokens are cut into letter runs.
+    let b = tok.as_bytes();
+    if b.iter().any(u8::is_ascii_digit) {
         return true;
     }
-    let b = tok.as_bytes();
     if !b.iter().any(u8::is_ascii_uppercase) {
         return false;
     }
-    b.split(|c| !c.is_ascii_alphanumeric())
-        .any(is_calendar_word)
+    b.split(|c| !c.is_ascii_alphabetic()).any(is_calendar_word)
 }
 
 pub(crate) fn has_digit(s: &str) -> bool {
@@ -156,16 +157,22 @@ pub(crate) fn same_pair(open: u8, close: u8, tok: &str) -> bool {
     b.len() >= 2 && b[0] == open && b[b.len() - 1] == close
 }
 
+/// Whether `tok` holds a mask's `<*>` (a byte scan: cheaper than a substring
+/// searcher on tokens this short).
+pub(crate) fn has_wildcard(tok: &str) -> bool {
+    tok.as_bytes().windows(3).any(|w| w == WILDCARD.as_bytes())
+}
+
 /// Whether `tok` looks variable (a digit, a calendar word or a `<*>`).
 pub(crate) fn looks_variable(tok: &str, digits: bool) -> bool {
-    (digits && has_var_part(tok)) || tok.contains(WILDCARD)
+    (digits && has_var_part(tok)) || has_wildcard(tok)
 }
 
 /// `Some(shape(tok) == v)`, or `None` when `tok` has no shape; streams the
 /// comparison instead of building the shape (this is the inner loop).
 pub(crate) fn shape_eq(v: &str, tok: &str, digits: bool) -> Option<bool> {
     let has_d = digits && has_var_part(tok);
-    if !has_d && !tok.contains(WILDCARD) {
+    if !has_d && !has_wildcard(tok) {
         return None;
     }
     let (vb, b) = (v.as_bytes(), tok.as_bytes());
