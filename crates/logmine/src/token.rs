@@ -114,10 +114,6 @@ pub(crate) fn has_var_part(tok: &str) -> bool {
     b.split(|c| !c.is_ascii_alphabetic()).any(is_calendar_word)
 }
 
-pub(crate) fn has_digit(s: &str) -> bool {
-    s.bytes().any(|b| b.is_ascii_digit())
-}
-
 /// Mismatch weight, in halves, of token `tok` against a variable of shape
 /// `v`: 0 for the same shape, 1 when `tok` also looks variable, else 2.
 pub(crate) fn shape_penalty(v: &str, tok: &str, digits: bool) -> usize {
