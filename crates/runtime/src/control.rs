@@ -28,6 +28,10 @@ pub struct ControlState {
     pub alarm_states: Arc<Mutex<Vec<(String, String)>>>,
     pub lb_addr: SocketAddr,
     pub guard: Guard,
+    /// `up`'s own counters, exposed on `/metrics` (see [`crate::prometheus`]).
+    pub metrics: Arc<crate::prometheus::UpMetrics>,
+    /// Where alerts received on `/alerts` go (see [`crate::alerts`]).
+    pub alerts: crate::alerts::AlertSink,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -44,6 +48,9 @@ pub fn router(state: ControlState) -> Router {
         .route("/faults/reset", post(reset))
         // The browser console (pages under / and /console/), behind the same guard.
         .merge(crate::console::router())
+        // Prometheus (service discovery, up's /metrics) and alerts in (Alertmanager, SNS).
+        .merge(crate::prometheus::routes())
+        .merge(crate::alerts::routes())
         // Outermost, so nothing (not even body parsing) runs for a refused request.
         .layer(axum::middleware::from_fn_with_state(
             state.guard.clone(),

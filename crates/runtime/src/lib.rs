@@ -8,11 +8,14 @@
 //! * [`console`]: the browser console on the control port (pages, live state, actions).
 //! * [`control`]: the local control API the CLI talks to while `up` runs (token-protected).
 //! * [`builds`]: `demo-app` built at a git revision, for deployments that name one.
+//! * [`prometheus`]: service discovery of the tasks, `up`'s own `/metrics`, the catalogue as alerting rules.
+//! * [`alerts`]: Alertmanager and SNS alerts in, through the same episodes as local alarms.
 //! * [`supervision`]: one `up` per state directory, tasks that die with it, orphans stopped.
 //!
 //! Everything runs on the time scale of [`RuntimeConfig`]: periods and intervals
 //! from the catalogue are divided by it, the catalogue itself never changes.
 
+pub mod alerts;
 pub mod builds;
 pub mod collector;
 pub mod config;
@@ -21,6 +24,7 @@ pub mod control;
 pub mod control_auth;
 pub mod lb;
 pub mod procfs;
+pub mod prometheus;
 pub mod runtime;
 pub mod service;
 pub mod supervision;

@@ -76,6 +76,8 @@ pub struct Runtime {
     _lock: StateLock,
     pub lb_addr: SocketAddr,
     pub control_addr: SocketAddr,
+    /// `up`'s own counters (investigations, alerts), served on the control API's `/metrics`.
+    pub metrics: Arc<crate::prometheus::UpMetrics>,
     transitions: broadcast::Sender<AlarmTransition>,
     alarm_states: Arc<Mutex<Vec<(String, String)>>>,
     open_streams: Arc<std::sync::atomic::AtomicU64>,
@@ -236,6 +238,7 @@ impl Runtime {
             _lock: lock,
             lb_addr,
             control_addr,
+            metrics: Arc::default(),
             transitions,
             alarm_states,
             open_streams,
@@ -396,6 +399,11 @@ fn handles_push_control(
         guard: crate::control_auth::Guard {
             token,
             addr: rt.control_addr,
+        },
+        metrics: rt.metrics.clone(),
+        alerts: crate::alerts::AlertSink {
+            writer: rt.store.writer(),
+            transitions: rt.transitions.clone(),
         },
     };
     tokio::spawn(crate::control::serve(listener, state, shutdown));
