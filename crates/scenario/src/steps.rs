@@ -273,3 +273,22 @@ impl Context<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_interleave_with_other_steps_in_time_order() {
+        let steps: Vec<Step> = serde_yaml::from_str(
+            r#"
+- { at: 0, repeat: { every: 40, times: 3 }, fault: { path: /error/crash, target: newest } }
+- { at: 50, rate: 5 }
+- { at: 80, mix: default }
+"#,
+        )
+        .unwrap();
+        let plan: Vec<(u32, usize)> = timeline(&steps).iter().map(|(t, _, i)| (*t, *i)).collect();
+        assert_eq!(plan, vec![(0, 0), (40, 0), (50, 1), (80, 0), (80, 2)]);
+    }
+}
