@@ -5,6 +5,7 @@
 //!
 //! * [`schema`]: the tables as numbered migrations, applied in order on open.
 //! * [`writer`]: the one writer thread; history is appended, never replaced.
+//! * `batch`: one batch of writes in one transaction, and who hears of which error.
 //! * [`reader`]: read connections, which never block the writer (WAL).
 //! * [`limits`]: the size cap, the hard limit and the cap on log text.
 //! * [`health`]: whether the writer can write, for `up` and `status`.
@@ -15,6 +16,7 @@ use std::time::Duration;
 use demo_model::events::EpochMs;
 use rusqlite::Connection;
 
+mod batch;
 pub mod health;
 pub mod limits;
 pub mod reader;
