@@ -21,17 +21,19 @@ impl Client {
         let file = state_dir.join(RUNTIME_FILE);
         let text = std::fs::read_to_string(&file).map_err(|_| {
             anyhow!(
-                "no running environment in {} (start one with `cargo run --release -- up`)",
-                state_dir.display()
+                "no running environment in {} (start one with `{} up`)",
+                state_dir.display(),
+                crate::commands::bin()
             )
         })?;
         let info: RuntimeInfo = serde_json::from_str(&text)
             .with_context(|| format!("{} is not valid", file.display()))?;
         if !Path::new(&format!("/proc/{}", info.pid)).exists() {
             bail!(
-                "the environment recorded in {} (pid {}) is not running; start one with `cargo run --release -- up`",
+                "the environment recorded in {} (pid {}) is not running; start one with `{} up`",
                 file.display(),
-                info.pid
+                info.pid,
+                crate::commands::bin()
             );
         }
         let token = ControlToken::read(state_dir).with_context(|| {
@@ -59,8 +61,12 @@ impl Client {
     fn handle(mut r: ureq::http::Response<ureq::Body>) -> Result<Value> {
         let status = r.status().as_u16();
         let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+        let message = body["error"].as_str().unwrap_or("request failed");
+        if status == 404 {
+            return Err(crate::commands::Exit::not_found(message));
+        }
         if status >= 400 {
-            bail!("{}", body["error"].as_str().unwrap_or("request failed"));
+            bail!("{message}");
         }
         Ok(body)
     }

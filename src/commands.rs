@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use demo_model::Catalog;
 use demo_model::events::Window;
 use demo_runtime::{Runtime, RuntimeConfig};
@@ -25,6 +25,73 @@ impl std::error::Error for UsageError {}
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// An error with its own exit status (beyond 1 = failure and 2 = usage).
+#[derive(Debug)]
+pub enum Exit {
+    /// 3: no report, deployment or task with that id.
+    NotFound(String),
+    /// 4: the operation ran and failed (a deployment rolled back, a scenario missed).
+    Failed(String),
+    /// 5: gave up waiting.
+    TimedOut(String),
+}
+
+impl Exit {
+    pub fn code(&self) -> u8 {
+        match self {
+            Exit::NotFound(_) => 3,
+            Exit::Failed(_) => 4,
+            Exit::TimedOut(_) => 5,
+        }
+    }
+    pub fn not_found(m: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit::NotFound(m.into()))
+    }
+    pub fn failed(m: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit::Failed(m.into()))
+    }
+    pub fn timed_out(m: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Exit::TimedOut(m.into()))
+    }
+}
+
+impl std::error::Error for Exit {}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::NotFound(m) | Exit::Failed(m) | Exit::TimedOut(m) => f.write_str(m),
+        }
+    }
+}
+
+/// This program as the user invoked it, for hints: the installed name when it
+/// was found on PATH, `cargo run --release --` when it runs from a cargo target
+/// directory, else the path as typed.
+pub fn bin() -> String {
+    let arg0 = std::env::args()
+        .next()
+        .unwrap_or_else(|| "devops-agent-demo".into());
+    bin_hint(&arg0)
+}
+
+fn bin_hint(arg0: &str) -> String {
+    let p = Path::new(arg0);
+    if p.components().count() == 1 {
+        return arg0.to_string();
+    }
+    let in_target = p
+        .parent()
+        .and_then(|d| d.parent())
+        .and_then(|d| d.file_name())
+        .is_some_and(|n| n == "target");
+    if in_target {
+        "cargo run --release --".into()
+    } else {
+        arg0.to_string()
     }
 }
 
@@ -95,12 +162,24 @@ fn fmt_ts(ms: i64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Why the store cannot write, for the console.
+fn store_failure(h: &demo_store::WriterHealth) -> String {
+    format!(
+        "failing since {}: {}; {} failed batches, {} records lost",
+        h.failing_since_ms.map(fmt_ts).unwrap_or_default(),
+        h.last_error.as_deref().unwrap_or("unknown error"),
+        h.failed_batches,
+        h.lost_records
+    )
+}
+
 /// The store of a state directory, or how to create one.
 fn open_state(state_dir: &Path) -> Result<Reader> {
     Reader::open(state_dir).map_err(|e| {
         anyhow!(
-            "{e}\n(no state in {}: start the environment with `cargo run --release -- up`)",
-            state_dir.display()
+            "{e}\n(no state in {}: start the environment with `{} up`)",
+            state_dir.display(),
+            bin()
         )
     })
 }
@@ -181,6 +260,7 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
             state_dir,
             config.time_scale,
             &runtime.store,
+            Some(config.repo.clone()),
         )?);
         {
         let ready = runtime.wait_healthy(Duration::from_secs(120));
@@ -195,10 +275,10 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
         let announce = |store: &demo_store::WriterHealth| {
             if store.is_ok() {
                 println!("ready: {} healthy targets behind http://{lb}/", runtime.service.desired());
-                println!("try:   curl http://{lb}/api/products   |   cargo run --release -- status");
+                println!("try:   curl http://{lb}/api/products   |   {} status", bin());
                 true
             } else {
-                println!("not ready: targets are healthy but the store cannot write: {}", store.describe());
+                println!("not ready: targets are healthy but the store cannot write: {}", store_failure(store));
                 false
             }
         };
@@ -211,7 +291,7 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                         targets_ready = true;
                         announced = announce(&writer.health());
                     } else {
-                        println!("warning: targets not healthy after 120 s; see `cargo run --release -- logs --level ERROR`");
+                        println!("warning: targets not healthy after 120 s; see `{} logs --level ERROR`", bin());
                     }
                 }
                 _ = store_check.tick() => {
@@ -221,7 +301,7 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                         if store_ok {
                             println!("store: writing again ({} failed batches, {} records lost so far)", h.failed_batches, h.lost_records);
                         } else {
-                            println!("store: cannot write: {}", h.describe());
+                            println!("store: cannot write: {}", store_failure(&h));
                         }
                     }
                     if targets_ready && !announced && store_ok {
@@ -234,8 +314,18 @@ pub fn up(state_dir: &Path, args: UpArgs) -> Result<()> {
                         if t.to == "ALARM" {
                             let inv = investigator.clone();
                             let dir = state_dir.to_path_buf();
+                            let metrics = runtime.metrics.clone();
                             tokio::task::spawn_blocking(move || {
-                                match crate::investigate::investigate_episode(&inv, &dir, &t) {
+                                use demo_runtime::prometheus::InvestigationResult as R;
+                                let started = std::time::Instant::now();
+                                let out = crate::investigate::investigate_episode(&inv, &dir, &t);
+                                let result = match &out {
+                                    Ok(o) if o.created => R::Created,
+                                    Ok(_) => R::Existing,
+                                    Err(_) => R::Failed,
+                                };
+                                metrics.investigation(result, started.elapsed());
+                                match out {
                                     Ok(out) => crate::investigate::print_outcome(&out),
                                     Err(e) => eprintln!("investigation of {} failed: {e:#}", t.alarm),
                                 }
@@ -354,7 +444,7 @@ pub fn logs(state_dir: &Path, args: &LogsArgs) -> Result<()> {
     let now = demo_runtime::now_ms();
     let query = LogQuery {
         task_id: args.task.clone(),
-        level: args.level.clone(),
+        level: args.level.map(|l| l.as_str().to_string()),
         contains: args.grep.clone(),
         limit: Some(args.lines),
     };
@@ -376,7 +466,12 @@ pub fn logs(state_dir: &Path, args: &LogsArgs) -> Result<()> {
                 skip -= 1;
                 continue;
             }
-            writeln!(out, "{}  {:<10} {}", fmt_ts(r.ts_ms), r.task_id, r.line)?;
+            if args.json {
+                let v = json!({"ts_ms": r.ts_ms, "time": fmt_ts(r.ts_ms), "task_id": r.task_id, "line": r.line});
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(out, "{}  {:<10} {}", fmt_ts(r.ts_ms), r.task_id, r.line)?;
+            }
             if r.ts_ms == last.0 {
                 last.1 += 1;
             } else {
@@ -399,17 +494,11 @@ pub fn mine(args: MineArgs) -> Result<()> {
         LogFormat::parse(&args.format).map_err(|e| problems.push(format!("--format: {e}")));
     let masker =
         Masker::from_patterns(&args.masks).map_err(|e| problems.push(format!("--mask: {e}")));
-    let unmatched = match args.on_unmatched.as_str() {
-        "fail" => Some(Unmatched::Fail),
-        "skip" => Some(Unmatched::Skip),
-        "whole-line" => Some(Unmatched::WholeLine),
-        other => {
-            problems.push(format!(
-                "--on-unmatched: {other:?} is not fail, skip or whole-line"
-            ));
-            None
-        }
-    };
+    let unmatched = Some(match args.on_unmatched {
+        crate::OnUnmatched::Fail => Unmatched::Fail,
+        crate::OnUnmatched::Skip => Unmatched::Skip,
+        crate::OnUnmatched::WholeLine => Unmatched::WholeLine,
+    });
     let mut config = MinerConfig::default();
     if let Some(t) = args.threshold {
         config.similarity_threshold = t;
@@ -462,9 +551,41 @@ pub fn mine(args: MineArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn alarms(state_dir: &Path, history: usize) -> Result<()> {
+pub fn alarms(state_dir: &Path, history: usize, json_out: bool) -> Result<()> {
     let reader = open_state(state_dir)?;
     let catalog = Catalog::embedded();
+    if json_out {
+        let mut alarms = Vec::new();
+        for a in &catalog.alarms {
+            let last = reader.transitions(Some(&a.name), 1)?;
+            let last = last.first();
+            alarms.push(json!({
+                "name": a.name,
+                "state": last.map_or("INSUFFICIENT_DATA", |t| t.to.as_str()),
+                "since_ms": last.map(|t| t.at_ms),
+                "metric_name": a.metric_name,
+                "statistic": a.statistic.to_string(),
+                "comparison": a.comparison.symbol(),
+                "threshold": a.threshold,
+                "period_seconds": a.period_seconds,
+                "evaluation_periods": a.evaluation_periods,
+                "datapoints_to_alarm": a.datapoints_to_alarm,
+            }));
+        }
+        let history: Vec<Value> = reader
+            .transitions(None, history)?
+            .into_iter()
+            .map(|t| {
+                json!({"id": t.id, "alarm": t.alarm, "from": t.from, "to": t.to,
+                       "at_ms": t.at_ms, "time": fmt_ts(t.at_ms), "reason": t.reason})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"alarms": alarms, "history": history}))?
+        );
+        return Ok(());
+    }
     println!("ALARM               STATE               SINCE                     CONDITION");
     for a in &catalog.alarms {
         let last = reader.transitions(Some(&a.name), 1)?;
@@ -502,6 +623,8 @@ pub fn alarms(state_dir: &Path, history: usize) -> Result<()> {
 
 pub fn deploy(state_dir: &Path, args: DeployArgs) -> Result<()> {
     let env = parse_env(&args.env, "--env")?;
+    let wait_timeout =
+        parse_duration(&args.timeout).map_err(|e| usage(format!("--timeout: {e}")))?;
     let client = Client::connect(state_dir)?;
     let body = json!({
         "env": env,
@@ -531,33 +654,58 @@ pub fn deploy(state_dir: &Path, args: DeployArgs) -> Result<()> {
             )
         })
         .collect();
-    println!(
-        "deployment {id} started (previous {})",
-        d["previous_id"].as_str().unwrap_or("-")
-    );
-    for c in changes {
-        println!("  {c}");
+    if !args.json {
+        println!(
+            "deployment {id} started (previous {})",
+            d["previous_id"].as_str().unwrap_or("-")
+        );
+        for c in changes {
+            println!("  {c}");
+        }
     }
     if !args.wait {
-        println!("follow it with `cargo run --release -- status`");
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        } else {
+            println!("follow it with `{} status`", bin());
+        }
         return Ok(());
     }
     let reader = Reader::open(state_dir)?;
+    let deadline = std::time::Instant::now() + wait_timeout;
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let dep = reader
             .deployment(&id)?
             .ok_or_else(|| anyhow!("deployment {id} vanished"))?;
         if dep.outcome != demo_model::events::DeploymentOutcome::InProgress {
-            println!(
-                "deployment {id}: {}{}",
-                dep.outcome.as_str(),
-                dep.reason.map(|r| format!(" ({r})")).unwrap_or_default()
-            );
+            if args.json {
+                let mut out = d.clone();
+                out["outcome"] = json!(dep.outcome.as_str());
+                out["reason"] = json!(dep.reason);
+                out["finished_ms"] = json!(dep.finished_ms);
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!(
+                    "deployment {id}: {}{}",
+                    dep.outcome.as_str(),
+                    dep.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+            }
             if dep.outcome == demo_model::events::DeploymentOutcome::Completed {
                 return Ok(());
             }
-            bail!("deployment {id} did not complete");
+            return Err(Exit::failed(format!(
+                "deployment {id} did not complete ({})",
+                dep.outcome.as_str()
+            )));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Exit::timed_out(format!(
+                "deployment {id} still in progress after --timeout {} (it goes on; see `{} status`)",
+                args.timeout,
+                bin()
+            )));
         }
     }
 }
@@ -598,6 +746,23 @@ mod tests {
         let err = parse_env(&["nope".into(), "=1".into(), "A-B=2".into()], "--env").unwrap_err();
         assert_eq!(err.to_string().lines().count(), 3);
         assert!(err.downcast_ref::<UsageError>().is_some());
+    }
+
+    #[test]
+    fn hints_name_the_binary_as_invoked() {
+        assert_eq!(bin_hint("devops-agent-demo"), "devops-agent-demo");
+        assert_eq!(
+            bin_hint("/work/x/target/release/devops-agent-demo"),
+            "cargo run --release --"
+        );
+        assert_eq!(
+            bin_hint("./bin/devops-agent-demo"),
+            "./bin/devops-agent-demo"
+        );
+        assert_eq!(
+            bin_hint("/usr/local/bin/devops-agent-demo"),
+            "/usr/local/bin/devops-agent-demo"
+        );
     }
 
     #[test]

@@ -26,11 +26,18 @@ pub fn repo() -> Option<PathBuf> {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
 }
 
-pub fn investigator(state_dir: &Path, time_scale: f64, store: &Store) -> Result<Investigator> {
+/// The investigator of a state directory; `repo` is the git repository for
+/// code correlation (`up --repo`, `investigate --repo`), else this directory's.
+pub fn investigator(
+    state_dir: &Path,
+    time_scale: f64,
+    store: &Store,
+    repo_path: Option<PathBuf>,
+) -> Result<Investigator> {
     Investigator::new(
         InvestigatorConfig {
             state_dir: state_dir.to_path_buf(),
-            repo: repo(),
+            repo: repo_path.or_else(repo),
             catalog: Catalog::embedded(),
             time_scale,
         },
@@ -81,7 +88,32 @@ pub fn investigate_episode(
 }
 
 /// `investigate --alarm NAME [--at TIME]`.
-pub fn run(state_dir: &Path, alarm: &str, at: Option<&str>, time_scale: Option<f64>) -> Result<()> {
+pub fn run(
+    state_dir: &Path,
+    alarm: &str,
+    at: Option<&str>,
+    time_scale: Option<f64>,
+    repo_path: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let repo_path = repo_path
+        .map(|p| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(p)
+                .args(["rev-parse", "--git-dir"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                std::path::absolute(p).map_err(anyhow::Error::from)
+            } else {
+                Err(crate::commands::usage_error(format!(
+                    "--repo {}: not a git repository",
+                    p.display()
+                )))
+            }
+        })
+        .transpose()?;
     let at_ms = at.map(parse_time).transpose()?;
     let catalog = Catalog::embedded();
     if catalog.alarm(alarm).is_none() {
@@ -99,12 +131,37 @@ pub fn run(state_dir: &Path, alarm: &str, at: Option<&str>, time_scale: Option<f
         })
         .unwrap_or(1.0);
     let store = Store::open(state_dir).context("cannot open the state directory")?;
-    let inv = investigator(state_dir, scale, &store)?;
+    let inv = investigator(state_dir, scale, &store, repo_path)?;
     let reader = Reader::open(state_dir)?;
-    let t = investigator::latest_alarm_transition(&reader, alarm, at_ms).map_err(|e| anyhow!(e))?;
+    let t = investigator::latest_alarm_transition(&reader, alarm, at_ms)
+        .map_err(|e| crate::commands::Exit::not_found(e.to_string()))?;
     let out = investigate_episode(&inv, state_dir, &t)?;
-    print_outcome(&out);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome_json(&out))?);
+    } else {
+        print_outcome(&out);
+    }
     Ok(())
+}
+
+/// An investigation's outcome as `investigate --json` prints it.
+pub fn outcome_json(out: &InvestigationOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "id": out.id,
+        "alarm": out.alarm,
+        "created": out.created,
+        "summary": out.summary,
+        "top3": out.top3.iter().map(|f| serde_json::json!({
+            "category": f.category.as_str(),
+            "entity": f.entity,
+            "confidence": f.confidence,
+        })).collect::<Vec<_>>(),
+        "reports": {
+            "html": out.paths.html,
+            "markdown": out.paths.markdown,
+            "json": out.paths.json,
+        },
+    })
 }
 
 pub fn print_outcome(out: &InvestigationOutcome) {
@@ -133,7 +190,26 @@ pub fn print_outcome(out: &InvestigationOutcome) {
     println!("          {}", out.paths.json.display());
 }
 
-pub fn list(state_dir: &Path) -> Result<()> {
+pub fn list(state_dir: &Path, json: bool) -> Result<()> {
+    if json {
+        let reader = Reader::open(state_dir)?;
+        let rows: Vec<serde_json::Value> = reader
+            .investigations(100)?
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id,
+                    "alarm": r.alarm,
+                    "transition_id": r.transition_id,
+                    "created_ms": r.created_ms,
+                    "root_cause": r.root_cause,
+                    "summary": r.summary,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
     print!(
         "{}",
         investigator::render_list(state_dir, 100).map_err(|e| anyhow!(e))?
@@ -141,12 +217,19 @@ pub fn list(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn show(state_dir: &Path, id: &str, format: &str) -> Result<()> {
-    let format: Format = format.parse().map_err(crate::commands::usage_error)?;
-    print!(
-        "{}",
-        investigator::show(state_dir, id, format).map_err(|e| anyhow!(e))?
-    );
+pub fn show(state_dir: &Path, id: &str, format: crate::ReportFormat) -> Result<()> {
+    let format = match format {
+        crate::ReportFormat::Md => Format::Markdown,
+        crate::ReportFormat::Json => Format::Json,
+        crate::ReportFormat::Html => Format::Html,
+    };
+    let text = investigator::show(state_dir, id, format).map_err(|e| match e {
+        investigator::InvestigateError::NotFound(_) => {
+            crate::commands::Exit::not_found(e.to_string())
+        }
+        other => anyhow!(other),
+    })?;
+    print!("{text}");
     Ok(())
 }
 
@@ -174,7 +257,8 @@ impl demo_scenario::Investigate for ScenarioInvestigator {
         t: &AlarmTransition,
     ) -> Result<demo_scenario::Finding, String> {
         let store = Store::open(state_dir).map_err(|e| e.to_string())?;
-        let inv = investigator(state_dir, self.time_scale, &store).map_err(|e| e.to_string())?;
+        let inv =
+            investigator(state_dir, self.time_scale, &store, None).map_err(|e| e.to_string())?;
         let out = investigate_episode(&inv, state_dir, t).map_err(|e| format!("{e:#}"))?;
         let latency_ms = demo_runtime::now_ms() - t.at_ms;
         let evidence_kinds = std::fs::read_to_string(&out.paths.json)

@@ -1,9 +1,12 @@
 //! The project CLI. Thin: parses arguments, calls into the crates, maps errors
-//! to exit codes (0 ok, 1 failure, 2 usage or configuration error).
+//! to exit codes ([`commands::Exit`]: 0 ok, 1 failure, 2 usage or configuration
+//! error, 3 unknown id, 4 the operation ran and failed, 5 timed out waiting).
 
 mod client;
 mod commands;
+mod completions;
 mod investigate;
+mod prometheus;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -15,9 +18,10 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "devops-agent-demo",
     version,
-    about = "Run the demo architecture locally, break it on purpose, and investigate why it broke"
+    about = "Run the demo architecture locally, break it on purpose, and investigate why it broke",
+    after_help = "Exit status: 0 ok, 1 failure, 2 bad arguments or configuration, 3 unknown id (report, deployment, task), 4 the operation ran and failed (deployment rolled back, scenario missed), 5 timed out waiting."
 )]
-struct Cli {
+pub struct Cli {
     /// State directory: database, reports, runtime.json.
     #[arg(long, global = true, default_value = ".state", env = "DEMO_STATE_DIR")]
     state_dir: PathBuf,
@@ -42,6 +46,9 @@ enum Command {
         /// How many transitions to show.
         #[arg(long, default_value_t = 20)]
         history: usize,
+        /// Print JSON (`alarms` and `history`) on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Roll out a new deployment: configuration change, another build, or a rollback.
     Deploy(DeployArgs),
@@ -67,6 +74,13 @@ enum Command {
         /// Time scale the data was recorded at (default: the running environment's, else 1).
         #[arg(long)]
         time_scale: Option<f64>,
+        /// The git repository deployments were built from, for code correlation
+        /// (default: the repository of the current directory).
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// Print the outcome as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Stored investigations.
     #[command(subcommand)]
@@ -74,6 +88,20 @@ enum Command {
     /// Fault scenarios: list, run one end to end, or benchmark them all.
     #[command(subcommand)]
     Scenario(ScenarioCmd),
+    /// Prometheus: the catalogue as alerting rules, configuration for a Prometheus
+    /// and an Alertmanager that follow the running environment.
+    #[command(subcommand)]
+    Prometheus(PrometheusCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one page per command to --dir.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run the demo-app service in this process (what each task runs).
     #[command(hide = true, disable_help_flag = true)]
     App {
@@ -120,9 +148,9 @@ pub struct LogsArgs {
     /// Only this task.
     #[arg(long)]
     pub task: Option<String>,
-    /// Only this level (ERROR, WARN, INFO, DEBUG).
-    #[arg(long)]
-    pub level: Option<String>,
+    /// Only this level.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub level: Option<Level>,
     /// Only lines containing this text.
     #[arg(long)]
     pub grep: Option<String>,
@@ -135,6 +163,58 @@ pub struct LogsArgs {
     /// Keep printing new lines.
     #[arg(short, long)]
     pub follow: bool,
+    /// One JSON object per line (`ts_ms`, `time`, `task_id`, `line`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A log level, as the tasks write it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "UPPER")]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+        }
+    }
+}
+
+/// What `logs mine` does with a line the format does not match.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnmatched {
+    Fail,
+    Skip,
+    WholeLine,
+}
+
+/// A report format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Md,
+    Json,
+    Html,
+}
+
+/// Where a fault goes: every task, the oldest, the newest, or one task by id.
+fn fault_target(s: &str) -> Result<String, String> {
+    let is_task = s
+        .strip_prefix("task-")
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    if matches!(s, "all" | "one" | "newest") || is_task {
+        Ok(s.to_string())
+    } else {
+        Err("expected all, one, newest or a task id (task-0001)".into())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,9 +234,9 @@ pub struct MineArgs {
     /// Do not add the built-in masks (numbers, ids, IPs, hex, UUIDs, paths).
     #[arg(long)]
     pub no_default_masks: bool,
-    /// What to do with lines that do not match the format: fail, skip, whole-line.
-    #[arg(long, default_value = "fail")]
-    pub on_unmatched: String,
+    /// What to do with lines that do not match the format.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_unmatched: OnUnmatched,
     /// Write the CSV here instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -187,20 +267,33 @@ pub struct DeployArgs {
     /// Redeploy exactly what this earlier deployment ran.
     #[arg(long)]
     pub rollback_to: Option<String>,
-    /// Wait until the deployment completes or is rolled back.
+    /// Wait until the deployment completes or is rolled back (exit 4 if it does not complete).
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: give up after this long (exit 5), e.g. 90s, 10m.
+    #[arg(long, default_value = "10m", requires = "wait")]
+    pub timeout: String,
+    /// Print the deployment (and with --wait its outcome) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ReportsCmd {
     /// One line per investigation, newest first.
-    List,
+    List {
+        /// A JSON array of the investigations on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// One report: md (default), json or html.
     Show {
         id: String,
-        #[arg(long, default_value = "md")]
-        format: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ReportFormat,
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
 }
 
@@ -211,6 +304,9 @@ pub enum ScenarioCmd {
         /// List the scenario files of this directory instead.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// A JSON array on stdout.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         catalog: CatalogArg,
     },
@@ -268,10 +364,35 @@ pub enum FaultsCmd {
     /// Call a fault endpoint on running tasks, e.g. `/error/memory-leak?mb=32`.
     Inject {
         path: String,
-        /// all, one, or a task id.
-        #[arg(long, default_value = "all")]
+        /// all, one (the oldest running task), newest, or a task id.
+        #[arg(long, default_value = "all", value_parser = fault_target)]
         target: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PrometheusCmd {
+    /// The catalogue as Prometheus alerting rules (YAML on stdout): the same
+    /// thresholds, periods and `for:`, divided by --time-scale.
+    Rules {
+        /// Divide every period by this factor (1 = the catalogue's real timings).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        #[command(flatten)]
+        catalog: CatalogArg,
+    },
+    /// A prometheus.yml for the running environment: up's /metrics and the tasks
+    /// through HTTP service discovery, with the control token as credentials_file.
+    Config {
+        /// Add this rules file (e.g. the output of `prometheus rules`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Send alerts to this Alertmanager (HOST:PORT).
+        #[arg(long)]
+        alertmanager: Option<String>,
+    },
+    /// An alertmanager.yml that routes every alert to the environment's /alerts.
+    AlertmanagerConfig,
 }
 
 fn main() -> ExitCode {
@@ -309,7 +430,7 @@ fn main() -> ExitCode {
             Some(LogsCmd::Mine(m)) => commands::mine(m),
             None => commands::logs(&cli.state_dir, &args),
         },
-        Command::Alarms { history } => commands::alarms(&cli.state_dir, history),
+        Command::Alarms { history, json } => commands::alarms(&cli.state_dir, history, json),
         Command::Deploy(args) => commands::deploy(&cli.state_dir, args),
         Command::Tasks(TasksCmd::Stop { id }) => commands::stop_task(&cli.state_dir, &id),
         Command::Faults(FaultsCmd::Reset) => {
@@ -323,11 +444,35 @@ fn main() -> ExitCode {
             alarm,
             at,
             time_scale,
-        } => investigate::run(&cli.state_dir, &alarm, at.as_deref(), time_scale),
-        Command::Reports(ReportsCmd::List) => investigate::list(&cli.state_dir),
-        Command::Reports(ReportsCmd::Show { id, format }) => {
-            investigate::show(&cli.state_dir, &id, &format)
+            repo,
+            json,
+        } => investigate::run(
+            &cli.state_dir,
+            &alarm,
+            at.as_deref(),
+            time_scale,
+            repo.as_deref(),
+            json,
+        ),
+        Command::Reports(ReportsCmd::List { json }) => investigate::list(&cli.state_dir, json),
+        Command::Reports(ReportsCmd::Show { id, format, json }) => investigate::show(
+            &cli.state_dir,
+            &id,
+            if json { ReportFormat::Json } else { format },
+        ),
+        Command::Prometheus(PrometheusCmd::Rules {
+            time_scale,
+            catalog,
+        }) => scenarios::load_catalog(&catalog).and_then(|c| prometheus::rules(&c, time_scale)),
+        Command::Prometheus(PrometheusCmd::Config {
+            rules,
+            alertmanager,
+        }) => prometheus::config(&cli.state_dir, rules.as_deref(), alertmanager.as_deref()),
+        Command::Prometheus(PrometheusCmd::AlertmanagerConfig) => {
+            prometheus::alertmanager_config(&cli.state_dir)
         }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { dir } => completions::man(dir.as_deref()),
         Command::Scenario(cmd) => scenarios::command(&cli.state_dir, cmd),
         Command::App { args } => return demo_app::cli::main(args),
     };
@@ -335,8 +480,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            match e.downcast_ref::<commands::UsageError>() {
-                Some(_) => ExitCode::from(2),
+            if e.downcast_ref::<commands::UsageError>().is_some() {
+                return ExitCode::from(2);
+            }
+            match e.downcast_ref::<commands::Exit>() {
+                Some(x) => ExitCode::from(x.code()),
                 None => ExitCode::FAILURE,
             }
         }

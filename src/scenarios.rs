@@ -17,7 +17,9 @@ use crate::{CatalogArg, ScenarioCmd};
 
 pub fn command(state_dir: &Path, cmd: ScenarioCmd) -> Result<()> {
     match cmd {
-        ScenarioCmd::List { dir, catalog } => list(dir.as_deref(), &load_catalog(&catalog)?),
+        ScenarioCmd::List { dir, json, catalog } => {
+            list(dir.as_deref(), &load_catalog(&catalog)?, json)
+        }
         ScenarioCmd::Run {
             scenario,
             time_scale,
@@ -47,7 +49,7 @@ pub fn command(state_dir: &Path, cmd: ScenarioCmd) -> Result<()> {
     }
 }
 
-fn load_catalog(arg: &CatalogArg) -> Result<Catalog> {
+pub fn load_catalog(arg: &CatalogArg) -> Result<Catalog> {
     Ok(match &arg.path {
         Some(p) => Catalog::load(p)?,
         None => Catalog::embedded(),
@@ -61,8 +63,23 @@ fn scenarios(dir: Option<&Path>, catalog: &Catalog) -> Result<Vec<Scenario>> {
     })
 }
 
-fn list(dir: Option<&Path>, catalog: &Catalog) -> Result<()> {
-    for s in scenarios(dir, catalog)? {
+fn list(dir: Option<&Path>, catalog: &Catalog, json: bool) -> Result<()> {
+    let all = scenarios(dir, catalog)?;
+    if json {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "description": s.description.trim(),
+                    "alarms": s.expect.alarms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for s in all {
         println!("{:<28} alarms: {}", s.name, s.expect.alarms.join(", "));
         println!("{:<28} {}", "", s.description.trim());
     }
@@ -216,7 +233,7 @@ pub fn run(
         print_result(&r);
     }
     if !r.passed {
-        bail!(
+        return Err(crate::commands::Exit::failed(format!(
             "scenario {}: {}",
             r.scenario,
             if r.passed_alarms {
@@ -224,7 +241,7 @@ pub fn run(
             } else {
                 "expected alarms did not fire and clear"
             }
-        );
+        )));
     }
     Ok(())
 }
@@ -334,7 +351,10 @@ pub fn bench(
         );
     }
     if passed < n {
-        bail!("{} of {n} scenario(s) missed", n - passed);
+        return Err(crate::commands::Exit::failed(format!(
+            "{} of {n} scenario(s) missed",
+            n - passed
+        )));
     }
     Ok(())
 }
