@@ -16,6 +16,7 @@
 # The miner runs with ONE configuration for every dataset (its defaults); only
 # the dataset's masks and line format come from datasets.json. drain3 runs with
 # the per-dataset depth/st from datasets.json, as in its published figure.
+# Accuracy on logs the miner was not tuned on: scripts/logmine-loo.py.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

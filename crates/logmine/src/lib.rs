@@ -16,7 +16,10 @@
 //! depends only on `regex` and `thiserror`.
 //!
 //! The pipeline per line: [`LogFormat`] extracts `<Content>`, [`Masker`]
-//! replaces obvious variables with `<*>`, [`Miner`] assigns a cluster.
+//! replaces obvious variables with `<*>`, [`Miner`] assigns a cluster; once
+//! the input is exhausted, [`Miner::finish`] splits and merges clusters using
+//! what the whole input shows. Work per line is bounded
+//! ([`MAX_LINE_BYTES`], [`MAX_TOKENS`]).
 
 #![forbid(unsafe_code)]
 

@@ -3,25 +3,33 @@
 //!
 //! A message is split on whitespace. Messages are routed through a fixed-depth
 //! prefix tree — first by token count, then by their first `depth - 2` tokens
-//! (a token containing a digit, or `<*>`, takes the wildcard branch) — to a
+//! (a token that looks variable — see `token.rs` — takes the wildcard branch) — to a
 //! leaf holding candidate clusters. The most similar cluster absorbs the
 //! message if the similarity reaches the threshold (positions that differ
 //! become `<*>`); otherwise the message starts a new cluster.
 //!
 //! Refinements over the original, all data-independent:
-//! * two tokens that both contain a digit count as "both variable": they
+//! * token classes (`token.rs`): digits, weekday and month names and masks
+//!   make a token variable; an empty `()` and a filled `(…)` are one variable;
+//! * two tokens that both look variable count as "both variable": they
 //!   neither help nor hurt the similarity (so `retry 3 of 5` joins
 //!   `retry 1 of 5` even when the template still holds the first numbers);
 //! * similarity is measured over the positions that are not variable on
 //!   either side, so a template that has already generalised is not penalised
 //!   for its wildcards;
-//! * [`Miner::finish`] runs a merge pass over clusters of the same length that
-//!   the tree kept apart (see its docs).
+//! * [`Miner::finish`] corrects, over the whole input, what one message at a
+//!   time cannot see: a `<*>` that held only 2-3 plain words splits (`split.rs`),
+//!   a word that takes 4+ values at one position merges its clusters, and so
+//!   do templates equal but for a variable spanning several tokens
+//!   (`merge.rs`);
+//! * a message counts at most [`MAX_TOKENS`] tokens, so work per message is
+//!   bounded.
 //!
 //! Cluster ids are dense, assigned in order of creation and never reused;
 //! `add` returns the id of the cluster the message joined. After
 //! [`Miner::finish`] merged two clusters, [`Miner::resolve`] maps the absorbed
-//! id to the surviving one.
+//! id to the surviving one; lines recorded with [`Miner::add_line`] also
+//! follow splits ([`Miner::resolve_line`]).
 
 use std::collections::HashMap;
 use std::fmt;
