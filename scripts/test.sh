@@ -12,6 +12,13 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+# The console's browser tests (tests/console.rs) drive headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "test.sh: installing chromium and chromium-driver (for the console's browser tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
+fi
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   echo "test.sh: installing the prometheus-client Python package"
   python3 -m pip install -q --disable-pip-version-check prometheus-client==0.21.1
