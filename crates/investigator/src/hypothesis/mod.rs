@@ -419,3 +419,36 @@ pub fn explains(category: Category, metric: &str) -> bool {
         Category::CrashLoop => m(&capacity) || m(&target_errors) || m(&lb_errors),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relevance_follows_the_metric_an_alarm_watches() {
+        // Load-balancer 5xx come from missing or failing targets, not from a
+        // route's own errors (those are target 5xx).
+        assert!(!explains(
+            Category::ApplicationFault,
+            "HTTPCode_ELB_5XX_Count"
+        ));
+        assert!(explains(
+            Category::ApplicationFault,
+            "HTTPCode_Target_5XX_Count"
+        ));
+        for c in [
+            Category::CrashLoop,
+            Category::HealthCheckFailure,
+            Category::MemoryLeak,
+        ] {
+            assert!(explains(c, "HTTPCode_ELB_5XX_Count"), "{c}");
+        }
+        // Running tasks below desired: tasks that exit.
+        assert!(explains(Category::CrashLoop, "RunningTaskCount"));
+        assert!(explains(Category::MemoryLeak, "RunningTaskCount"));
+        assert!(!explains(Category::SlowDependency, "RunningTaskCount"));
+        assert!(explains(Category::CrashLoop, "HealthyHostCount"));
+        // A deployment can move anything.
+        assert!(explains(Category::CodeChange, "RunningTaskCount"));
+    }
+}
