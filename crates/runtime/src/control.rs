@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use crate::builds::BuildError;
 use crate::control_auth::Guard;
@@ -59,20 +60,42 @@ pub fn router(state: ControlState) -> Router {
         .with_state(state)
 }
 
+/// Serves the control API with the same connection limits as the load
+/// balancer (header read and idle timeouts, a small connection cap, accept
+/// backoff): a flood of idle connections must not lock the CLI out.
 pub async fn serve(
     listener: TcpListener,
     state: ControlState,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            while shutdown.changed().await.is_ok() {
-                if *shutdown.borrow() {
+    let limits = demo_netlimits::ConnLimits {
+        max_connections: 256,
+        ..demo_netlimits::ConnLimits::default()
+    };
+    let events: demo_netlimits::EventSink = Arc::new(|e| eprintln!("control API: {e:?}"));
+    let router = router(state);
+    let service = move |_peer: SocketAddr| {
+        let router = router.clone();
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            router.clone().oneshot(req)
+        })
+    };
+    demo_netlimits::serve(
+        listener,
+        limits,
+        Arc::default(),
+        events,
+        service,
+        async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
                     return;
                 }
             }
-        })
-        .await;
+        },
+        std::time::Duration::from_secs(5),
+    )
+    .await;
 }
 
 /// The whole picture, as `status` prints it.
