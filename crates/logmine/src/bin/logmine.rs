@@ -24,7 +24,7 @@ LineId,EventId,EventTemplate to stdout or --output.
   --threshold X        similarity threshold, 0-1 (default 0.8)
   --depth N            prefix tree depth, >= 3 (default 4)
   --max-children N     tree fan-out before the wildcard branch (default 100)
-  --no-merge           skip the final merge passes
+  --no-merge           skip the final split and merge passes
   --split-max N        a <*> that held only 2..N distinct words splits into one template per word (default 3, below 2 = off)
   --split-min-count N  ...each of those words seen in N+ messages (default 1)
   --min-values N       a word taking N+ values at one position of otherwise equal templates is a variable (default 4, 0 = off)
