@@ -18,16 +18,12 @@ pub const EMBEDDED: &str = include_str!("../../../config/observability.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot read catalogue {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("catalogue {origin} is not valid YAML for the catalogue schema: {source}")]
-    Parse {
-        origin: String,
-        source: serde_yaml::Error,
-    },
+    // The cause is part of the message, not a `source`: printed as a chain
+    // (`{:#}`) it would otherwise appear twice.
+    #[error("cannot read catalogue {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("catalogue {origin} is not valid YAML for the catalogue schema: {message}")]
+    Parse { origin: String, message: String },
     #[error("catalogue {origin} has {} invalid value(s):\n  - {}", .problems.len(), .problems.join("\n  - "))]
     Invalid {
         origin: String,
@@ -265,18 +261,18 @@ impl Catalog {
     /// Reads, parses and validates a catalogue file.
     pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+        let text = std::fs::read_to_string(path).map_err(|e| CatalogError::Read {
             path: origin.clone(),
-            source,
+            message: e.to_string(),
         })?;
         Catalog::parse(&text, &origin)?.validated(&origin)
     }
 
     /// Stage one: deserialise. Unknown or missing fields are errors.
     pub fn parse(text: &str, origin: &str) -> Result<Catalog, CatalogError> {
-        serde_yaml::from_str(text).map_err(|source| CatalogError::Parse {
+        serde_yaml::from_str(text).map_err(|e| CatalogError::Parse {
             origin: origin.to_string(),
-            source,
+            message: e.to_string(),
         })
     }
 
