@@ -77,7 +77,7 @@ pub struct MinerConfig {
     /// Treat tokens that contain a digit or a calendar word (weekday, month
     /// name) as variables (routing and similarity).
     pub digits_are_variables: bool,
-    /// Run the merge passes in [`Miner::finish`].
+    /// Run the split and merge passes in [`Miner::finish`].
     pub merge_pass: bool,
     /// In [`Miner::finish`], clusters identical but for one position merge
     /// (that position becoming `<*>`) when it takes at least this many
