@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StatisticSet};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use demo_model::events::{AlarmTransition, LogRecord, Stream};
+use demo_model::events::{AlarmTransition, LogRecord, Stream, TaskEventKind};
 use demo_model::events::{Deployment, MetricSample, Window};
 use demo_store::{Reader, Writer};
 use serde::{Deserialize, Serialize};
@@ -299,6 +299,25 @@ impl StoreData {
         }
         for e in &mut self.task_events {
             e.ts_ms = f(e.ts_ms);
+        }
+        self
+    }
+
+    /// The rows as AWS can hold them. CloudWatch keeps metric datapoints at
+    /// one-second resolution at best, so sample times are floored to
+    /// `resolution_s`; an ECS task state change has a stopped reason but no
+    /// text for a task that started or turned healthy, so those events lose
+    /// their reason (the local runtime writes "listening on ..." and "Health
+    /// checks passed" there).
+    pub fn as_aws_records_it(mut self, resolution_s: i64) -> StoreData {
+        let r = resolution_s.max(1) * 1000;
+        for s in &mut self.samples {
+            s.ts_ms = s.ts_ms.div_euclid(r) * r;
+        }
+        for e in &mut self.task_events {
+            if matches!(e.kind, TaskEventKind::Started | TaskEventKind::Healthy) {
+                e.reason = None;
+            }
         }
         self
     }
