@@ -5,14 +5,41 @@ use std::fmt::Write;
 
 use super::{Report, fmt_duration, fmt_time};
 
+/// Characters the Markdown rendering backslash-escapes in free text.
+pub(super) const ESCAPED: &str = "\\*_<>|";
+
+/// Free text for one line or table cell: line breaks become spaces, `|` is
+/// escaped everywhere (tables), and outside `code` spans every character of
+/// [`ESCAPED`] is backslash-escaped, so log templates such as `<*>` or
+/// `GET /a_b_c` render as written instead of as HTML or emphasis. An odd
+/// number of backticks opens no code span: they are escaped too.
 fn esc(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let s = s.replace('\n', " ");
+    let spans = s.matches('`').count() % 2 == 0;
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut code = false;
+    for c in s.chars() {
+        match c {
+            '`' if spans => {
+                code = !code;
+                out.push(c);
+            }
+            '`' => out.push_str("\\`"),
+            '|' => out.push_str("\\|"),
+            c if !code && ESCAPED.contains(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Investigation {}: {}\n", r.id, r.alarm.name);
-    let _ = writeln!(o, "## Summary\n\n{}\n", r.summary);
+    let _ = writeln!(o, "## Summary\n\n{}\n", esc(&r.summary));
     let _ = writeln!(
         o,
         "Alarm `{}` ({}/{} {} {} {}, period {}, {} evaluation period(s)) went {} → {} at {}. Incident window {} – {}; baseline from {}.\n",
@@ -31,7 +58,7 @@ pub fn render(r: &Report) -> String {
         fmt_time(r.windows.incident.end_ms),
         fmt_time(r.windows.baseline.start_ms),
     );
-    let _ = writeln!(o, "## Impact\n\n{}\n", r.impact.text);
+    let _ = writeln!(o, "## Impact\n\n{}\n", esc(&r.impact.text));
     let _ = writeln!(
         o,
         "## Timeline\n\n| time | kind | event | evidence |\n|---|---|---|---|"
@@ -57,7 +84,7 @@ pub fn render(r: &Report) -> String {
             .unwrap_or_default(),
         rc.confidence,
         rc.confidence_label,
-        rc.statement
+        esc(&rc.statement)
     );
     let _ = writeln!(
         o,
@@ -238,5 +265,22 @@ fn cohorts(o: &mut String, r: &Report) {
             );
         }
         let _ = writeln!(o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn free_text_keeps_templates_literal_and_code_spans_as_written() {
+        assert_eq!(
+            esc("template <*> in `GET /a_<*>` a_b_c *x*\nnext | cell"),
+            "template \\<\\*\\> in `GET /a_<*>` a\\_b\\_c \\*x\\* next \\| cell"
+        );
+        // An odd backtick opens nothing: it is escaped like the rest.
+        assert_eq!(esc("it's `odd <x>"), "it's \\`odd \\<x\\>");
+        // Pipes are escaped inside code too (GitHub tables split on them).
+        assert_eq!(esc("`a|b`"), "`a\\|b`");
     }
 }
