@@ -2,6 +2,7 @@
 //! to exit codes ([`commands::Exit`]: 0 ok, 1 failure, 2 usage or configuration
 //! error, 3 unknown id, 4 the operation ran and failed, 5 timed out waiting).
 
+mod aws_cmd;
 mod client;
 mod commands;
 mod completions;
@@ -102,6 +103,10 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The investigator against AWS: the alarm worker, one investigation by
+    /// hand, exporting a local run (docs/deploy-aws.md).
+    #[command(subcommand)]
+    Aws(Box<aws_cmd::AwsCmd>),
     /// Run the demo-app service in this process (what each task runs).
     #[command(hide = true, disable_help_flag = true)]
     App {
@@ -474,6 +479,7 @@ fn main() -> ExitCode {
         Command::Completions { shell } => completions::completions(shell),
         Command::Man { dir } => completions::man(dir.as_deref()),
         Command::Scenario(cmd) => scenarios::command(&cli.state_dir, cmd),
+        Command::Aws(cmd) => aws_cmd::command(*cmd),
         Command::App { args } => return demo_app::cli::main(args),
     };
     match result {

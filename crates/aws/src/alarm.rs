@@ -287,3 +287,165 @@ mod tests {
         );
     }
 }
+
+/// One `DescribeAlarmHistory` state update's `HistoryData` (the parts read).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryData {
+    old_state: HistoryState,
+    new_state: HistoryState,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryState {
+    state_value: String,
+    #[serde(default)]
+    state_reason: String,
+}
+
+/// The alarm message of one state-update history item, with the trigger
+/// from `DescribeAlarms` (what `aws investigate` builds when no SQS
+/// message is at hand).
+pub fn message_from_history(
+    alarm: &str,
+    timestamp_ms: i64,
+    history_data: &str,
+    trigger: Option<Trigger>,
+) -> Result<AlarmMessage, AwsError> {
+    let h: HistoryData = serde_json::from_str(history_data).map_err(|e| {
+        AwsError::Message(format!(
+            "alarm history data of {alarm} is not a state update: {e}"
+        ))
+    })?;
+    Ok(AlarmMessage {
+        alarm_name: alarm.to_owned(),
+        new_state_value: h.new_state.state_value,
+        old_state_value: h.old_state.state_value,
+        new_state_reason: h.new_state.state_reason,
+        state_change_time: crate::sources::ssm_deployments::fmt_time(timestamp_ms),
+        trigger,
+    })
+}
+
+/// The latest transition of `alarm` to ALARM at or before `at_ms`, from
+/// CloudWatch's alarm history (14 days), with the alarm's current trigger.
+pub async fn find_transition(
+    cw: &aws_sdk_cloudwatch::Client,
+    catalog: &Catalog,
+    alarm: &str,
+    at_ms: Option<i64>,
+    time_scale: f64,
+) -> Result<AlarmTransition, AwsError> {
+    use aws_sdk_cloudwatch::types::{HistoryItemType, ScanBy};
+    let described = cw
+        .describe_alarms()
+        .alarm_names(alarm)
+        .send()
+        .await
+        .map_err(|e| crate::api_error(&format!("CloudWatch DescribeAlarms {alarm}"), e))?;
+    let a = described
+        .metric_alarms()
+        .first()
+        .ok_or_else(|| AwsError::Message(format!("no metric alarm named {alarm}")))?;
+    let trigger = Trigger {
+        metric_name: a.metric_name.clone(),
+        namespace: a.namespace.clone(),
+        statistic: a.statistic.as_ref().map(|s| s.as_str().to_owned()),
+        extended_statistic: a.extended_statistic.clone(),
+        period: i64::from(a.period.unwrap_or(60)),
+        evaluation_periods: a.evaluation_periods.unwrap_or(1).max(1) as u32,
+        datapoints_to_alarm: a.datapoints_to_alarm.map(|d| d.max(1) as u32),
+        comparison_operator: a
+            .comparison_operator
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        threshold: a.threshold.unwrap_or(f64::NAN),
+    };
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = cw
+            .describe_alarm_history()
+            .alarm_name(alarm)
+            .history_item_type(HistoryItemType::StateUpdate)
+            .scan_by(ScanBy::TimestampDescending)
+            .set_next_token(token.take());
+        if let Some(at) = at_ms {
+            req = req.end_date(crate::sources::dt(at + 1));
+        }
+        let page = req.send().await.map_err(|e| {
+            crate::api_error(&format!("CloudWatch DescribeAlarmHistory {alarm}"), e)
+        })?;
+        for item in page.alarm_history_items() {
+            let ts = item.timestamp().map(crate::sources::ms).unwrap_or(0);
+            let Some(data) = item.history_data() else {
+                continue;
+            };
+            let m = message_from_history(alarm, ts, data, Some(trigger.clone()))?;
+            if m.new_state_value == "ALARM" {
+                return transition(&m, catalog, time_scale);
+            }
+        }
+        match page.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => {
+                return Err(AwsError::Message(format!(
+                    "alarm {alarm} has no transition to ALARM in CloudWatch's history{}",
+                    at_ms
+                        .map(|t| format!(
+                            " at or before {}",
+                            crate::sources::ssm_deployments::fmt_time(t)
+                        ))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    /// `HistoryData` of a state update as DescribeAlarmHistory returns it
+    /// (recorded shape; moto does not implement DescribeAlarmHistory).
+    const RECORDED_HISTORY_DATA: &str = r#"{"version":"1.0","oldState":{"stateValue":"OK","stateReason":"Threshold Crossed: 1 datapoint [0.0 (02/01/26 03:02:00)] was not greater than the threshold (10.0)."},"newState":{"stateValue":"ALARM","stateReason":"Threshold Crossed: 1 datapoint [42.0 (02/01/26 03:03:00)] was greater than the threshold (10.0).","stateReasonData":{"version":"1.0","queryDate":"2026-01-02T03:04:05.678+0000","startDate":"2026-01-02T03:03:00.000+0000","statistic":"Sum","period":60,"recentDatapoints":[42.0],"threshold":10.0,"evaluatedDatapoints":[{"timestamp":"2026-01-02T03:03:00.000+0000","sampleCount":60.0,"value":42.0}]}}}"#;
+
+    #[test]
+    fn a_recorded_history_item_becomes_the_transition() {
+        let trigger = Trigger {
+            metric_name: Some("ErrorCount".into()),
+            namespace: Some("DevopsAgentDemo".into()),
+            statistic: Some("Sum".into()),
+            extended_statistic: None,
+            period: 60,
+            evaluation_periods: 1,
+            datapoints_to_alarm: Some(1),
+            comparison_operator: "GreaterThanThreshold".into(),
+            threshold: 10.0,
+        };
+        let m = message_from_history(
+            "error-count-high",
+            1_767_323_045_678,
+            RECORDED_HISTORY_DATA,
+            Some(trigger),
+        )
+        .unwrap();
+        assert_eq!(
+            (m.old_state_value.as_str(), m.new_state_value.as_str()),
+            ("OK", "ALARM")
+        );
+        let t = transition(&m, &Catalog::embedded(), 1.0).unwrap();
+        assert_eq!(t.at_ms, 1_767_323_045_678);
+        assert!(t.reason.starts_with("Threshold Crossed: 1 datapoint [42.0"));
+        let rd: ReasonData = serde_json::from_value(t.reason_data).unwrap();
+        assert_eq!((rd.period_ms, rd.threshold), (60_000, 10.0));
+    }
+
+    #[test]
+    fn history_data_that_is_not_a_state_update_is_an_error() {
+        let e = message_from_history("a", 0, r#"{"version":"1.0"}"#, None).unwrap_err();
+        assert!(e.to_string().contains("not a state update"), "{e}");
+    }
+}
