@@ -9,6 +9,11 @@
 //! (`static/console.js`) only refreshes fragments and sends actions. No CDN:
 //! everything is in this module.
 //!
+//! A module of the runtime rather than a crate of its own: its actions and
+//! live state need the running [`crate::service::Service`], and the control
+//! API that mounts it lives here, so a separate crate would depend on the
+//! runtime that depends on it.
+//!
 //! Access goes through [`crate::control_auth`] like the rest of the control
 //! port: a session cookie made from the control token, and a CSRF token on
 //! every action, which are POSTs to the control API's own handlers.
