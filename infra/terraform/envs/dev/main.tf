@@ -108,6 +108,33 @@ module "ecs_service" {
   fargate_spot_weight   = var.fargate_spot_weight
 }
 
+module "investigator" {
+  source = "../../modules/investigator"
+
+  name                      = local.name
+  catalog                   = local.catalog
+  image                     = "${module.registry.repository_url}:${var.image_tag}"
+  cluster_name              = local.cluster_name
+  cluster_arn               = module.ecs_service.cluster_arn
+  service_name              = local.service_name
+  vpc_id                    = module.network.vpc_id
+  private_subnet_ids        = module.network.private_subnet_ids
+  execution_role_arn        = module.iam.execution_role_arn
+  kms_key_arn               = module.observability.kms_key_arn
+  log_group_name            = module.observability.log_group_name
+  log_group_arn             = module.observability.log_group_arn
+  alarm_queue_arn           = module.observability.alarm_queue_arn
+  alarm_queue_url           = module.observability.alarm_queue_url
+  alarm_dlq_arn             = module.observability.alarm_dlq_arn
+  alarm_dlq_url             = module.observability.alarm_dlq_url
+  deployment_parameter_path = module.deployment_metadata.path
+  load_balancer_arn_suffix  = module.load_balancer.arn_suffix
+  target_group_arn_suffix   = module.load_balancer.target_group_arn_suffix
+  target_group_arn          = module.load_balancer.target_group_arn
+  webhook_enabled           = var.devops_agent_webhook_url != null
+  webhook_url               = var.devops_agent_webhook_url
+}
+
 # The alarms and IAM policies above use the cluster/service names as plain
 # strings (no dependency cycle); this keeps them in step with the module.
 check "service_names_match" {

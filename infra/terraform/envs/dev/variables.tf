@@ -58,9 +58,15 @@ variable "github_deploy_branch" {
 }
 
 variable "faults_enabled" {
-  description = "Turn on demo-app's (token-protected) fault injection in AWS. Off by default."
+  description = "Turn on demo-app's (token-protected) fault injection in AWS. Off by default; needs certificate_arn, since the token travels in a header."
   type        = bool
   default     = false
+
+  # The x-fault-token header must never cross the internet in clear text.
+  validation {
+    condition     = !var.faults_enabled || var.certificate_arn != null
+    error_message = "faults_enabled needs certificate_arn: without HTTPS the x-fault-token header is sent in clear text."
+  }
 }
 
 variable "agent_trusted_principal_arns" {
@@ -85,4 +91,10 @@ variable "fargate_spot_weight" {
   description = "Weight of FARGATE_SPOT in the service's capacity provider strategy (0 = on-demand only)."
   type        = number
   default     = 0
+}
+
+variable "devops_agent_webhook_url" {
+  description = "Optional: an AWS DevOps Agent generic webhook URL; the investigator then forwards each alarm to it (HMAC-signed). null: off."
+  type        = string
+  default     = null
 }

@@ -149,8 +149,32 @@ resource "aws_iam_role_policy" "task" {
 
 # --------------------------------------------------------------- agent role
 
+# Two callers: AWS DevOps Agent itself (the aidevops service principal, only
+# for Agent Spaces of this account: AWS's confused-deputy conditions), and
+# the principals named in agent_trusted_principal_arns (people running
+# `devops-agent-demo aws investigate` with read-only credentials).
 data "aws_iam_policy_document" "agent_assume" {
   statement {
+    sid     = "DevOpsAgentService"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["aidevops.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:aidevops:${local.region}:${local.account}:agentspace/*"]
+    }
+  }
+
+  statement {
+    sid     = "ReadOnlyInvestigators"
     actions = ["sts:AssumeRole"]
     principals {
       type        = "AWS"

@@ -351,3 +351,55 @@ resource "aws_sns_topic_subscription" "email" {
   protocol  = "email"
   endpoint  = each.value
 }
+
+# ---------------------------------------------------------------- dashboard
+
+# One widget per catalogue alarm (its metric, statistic, period and
+# threshold line, the same dimensions as the alarm), then per-route errors
+# from the service's JSON logs. Generated from the catalogue: an alarm added
+# there appears here with no edit.
+locals {
+  dashboard_alarm_widgets = [
+    for i, a in var.catalog.alarms : {
+      type   = "metric"
+      x      = (i % 2) * 12
+      y      = floor(i / 2) * 6
+      width  = 12
+      height = 6
+      properties = {
+        title  = "${a.name}: ${a.metric_name} (${a.statistic}) ${a.comparison} ${a.threshold}"
+        region = local.region
+        stat   = a.statistic
+        period = a.period_seconds
+        metrics = [
+          concat([a.namespace, a.metric_name], flatten([
+            for k, v in local.dimension_sets[a.dimensions] : [k, v]
+          ]))
+        ]
+        annotations = {
+          horizontal = [{ label = a.name, value = a.threshold }]
+        }
+      }
+    }
+  ]
+  dashboard_route_errors = {
+    type   = "log"
+    x      = 0
+    y      = ceil(length(var.catalog.alarms) / 2) * 6
+    width  = 24
+    height = 6
+    properties = {
+      title  = "5xx and ERROR lines per route"
+      region = local.region
+      view   = "timeSeries"
+      query  = "SOURCE '${local.log_group_name}' | filter level = 'ERROR' or status >= 500 | stats count(*) as errors by bin(1m), route"
+    }
+  }
+}
+
+resource "aws_cloudwatch_dashboard" "service" {
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = concat(local.dashboard_alarm_widgets, [local.dashboard_route_errors])
+  })
+}

@@ -45,3 +45,12 @@ output "alarm_names" {
 output "alarm_arn_prefix" {
   value = local.alarm_arn_prefix
 }
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard generated from the catalogue."
+  value       = aws_cloudwatch_dashboard.service.dashboard_name
+}
+
+output "alarm_dlq_arn" {
+  value = aws_sqs_queue.alarms_dlq.arn
+}
