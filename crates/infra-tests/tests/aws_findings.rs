@@ -301,3 +301,29 @@ fn the_investigator_module_is_private_least_privilege_and_watched() {
         "module.observability.alarm_dlq_arn"
     );
 }
+
+/// Issue 9: the optional Agent Space is off by default, made with the
+/// awscc resources of AWS's guide, and uses the read-only agent role.
+#[test]
+fn the_agent_space_is_optional_and_off_by_default() {
+    let env = Module::load("envs/dev").unwrap();
+    let var = env.variable("agent_space_enabled");
+    assert_eq!(text(attr(var.body(), "default")), "false");
+    let call = env.module_call("agent_space");
+    assert_eq!(
+        expect_attr(call, "count").to_string(),
+        "var.agent_space_enabled ? 1 : 0"
+    );
+    assert_eq!(
+        expect_attr(call, "agent_role_arn").to_string(),
+        "module.iam.agent_role_arn"
+    );
+    let m = Module::load("modules/agent_space").unwrap();
+    m.resource("awscc_devopsagent_agent_space", "this");
+    let assoc = src(m.resource("awscc_devopsagent_association", "account"));
+    assert!(assoc.contains("service_id=\"aws\""), "{assoc}");
+    assert!(
+        assoc.contains("account_type=\"monitor\"")
+            && assoc.contains("assumable_role_arn=var.agent_role_arn")
+    );
+}

@@ -135,6 +135,14 @@ module "investigator" {
   webhook_url               = var.devops_agent_webhook_url
 }
 
+module "agent_space" {
+  source = "../../modules/agent_space"
+  count  = var.agent_space_enabled ? 1 : 0
+
+  name           = local.name
+  agent_role_arn = module.iam.agent_role_arn
+}
+
 # The alarms and IAM policies above use the cluster/service names as plain
 # strings (no dependency cycle); this keeps them in step with the module.
 check "service_names_match" {

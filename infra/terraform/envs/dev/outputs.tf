@@ -62,3 +62,23 @@ output "fault_token_parameter" {
   description = "SecureString holding FAULT_TOKEN when faults are enabled (null otherwise)."
   value       = module.ecs_service.fault_token_parameter_name
 }
+
+output "investigation_bucket" {
+  description = "Reports of the investigator worker (reports/<alarm>/<time>/)."
+  value       = module.investigator.report_bucket
+}
+
+output "investigation_topic_arn" {
+  description = "Subscribe for one line per investigation."
+  value       = module.investigator.summary_topic_arn
+}
+
+output "webhook_secret_arn" {
+  description = "Put the DevOps Agent webhook's HMAC key here (when devops_agent_webhook_url is set)."
+  value       = module.investigator.webhook_secret_arn
+}
+
+output "agent_space_id" {
+  description = "The DevOps Agent Space (when agent_space_enabled)."
+  value       = one(module.agent_space[*].agent_space_id)
+}

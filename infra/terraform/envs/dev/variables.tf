@@ -98,3 +98,9 @@ variable "devops_agent_webhook_url" {
   type        = string
   default     = null
 }
+
+variable "agent_space_enabled" {
+  description = "Create an AWS DevOps Agent Space associated with this account (awscc provider; DevOps Agent regions only). Off by default."
+  type        = bool
+  default     = false
+}

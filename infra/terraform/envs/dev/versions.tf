@@ -6,6 +6,11 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 6.0, < 7.0"
     }
+    # Only used by the optional Agent Space (agent_space_enabled).
+    awscc = {
+      source  = "hashicorp/awscc"
+      version = ">= 1.60, < 2.0"
+    }
     random = {
       source  = "hashicorp/random"
       version = ">= 3.6, < 4.0"
@@ -33,4 +38,8 @@ provider "aws" {
       Repository  = var.github_repository
     }
   }
+}
+
+provider "awscc" {
+  region = var.region
 }
