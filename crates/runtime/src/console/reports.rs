@@ -210,3 +210,54 @@ pub async fn show_scenario(
         .await?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(dir: &Path, id: &str, created_ms: i64, report_json: &str) {
+        let store = demo_store::Store::open(dir).unwrap();
+        store
+            .writer()
+            .investigation(demo_store::InvestigationRow {
+                id: id.into(),
+                alarm: "error-count-high".into(),
+                transition_id: created_ms,
+                created_ms,
+                root_cause: "application_fault".into(),
+                summary: "half of the product requests fail".into(),
+                report_json: report_json.into(),
+            })
+            .unwrap();
+        store.writer().flush();
+    }
+
+    #[test]
+    fn scenario_runs_are_listed_by_directory_and_a_bad_report_is_named() {
+        let state = tempfile::tempdir().unwrap();
+        let run = state.path().join("scenarios/error-spike-20261126T140000");
+        let head = r#"{"root_cause": {"category": "application_fault", "entity": "/api/products/{id}", "confidence": 0.9, "confidence_label": "high"}}"#;
+        store_with(&run, "inv-1-error-count-high", 1_000, head);
+        // A directory without a store is not a run.
+        std::fs::create_dir_all(state.path().join("scenarios/empty")).unwrap();
+        let runs = scenario_runs(state.path());
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].0, "error-spike-20261126T140000");
+
+        let rows = rows(&runs[0].1, Some(&runs[0].0)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].cause, "application_fault (/api/products/{id})");
+        assert_eq!(rows[0].confidence, "high (0.90)");
+        assert_eq!(
+            link(&rows[0]),
+            "/console/scenarios/error-spike-20261126T140000/investigations/inv-1-error-count-high"
+        );
+
+        // The head parses but is no whole report: rendering says so, naming it.
+        let e = render(&runs[0].1, "inv-1-error-count-high").unwrap_err();
+        assert!(matches!(e, ConsoleError::Internal(_)), "{e:?}");
+        assert!(e.to_string().contains("inv-1-error-count-high"), "{e}");
+        let e = render(&runs[0].1, "inv-404").unwrap_err();
+        assert!(matches!(e, ConsoleError::NotFound(_)), "{e:?}");
+    }
+}
