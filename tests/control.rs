@@ -34,20 +34,22 @@ impl Up {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // From here on, Drop stops the child whatever happens.
+        let mut up = Up {
+            child,
+            dir,
+            control: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let info = std::fs::read_to_string(dir.path().join("runtime.json"))
+            let info = std::fs::read_to_string(up.dir.path().join("runtime.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok());
             if let Some(info) = info
-                && dir.path().join("control.token").exists()
+                && up.dir.path().join("control.token").exists()
             {
-                let control = info["control"].as_str().unwrap().to_string();
-                return Up {
-                    child,
-                    dir,
-                    control,
-                };
+                up.control = info["control"].as_str().unwrap().to_string();
+                return up;
             }
             assert!(Instant::now() < deadline, "up did not start within 30 s");
             std::thread::sleep(Duration::from_millis(50));
