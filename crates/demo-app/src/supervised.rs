@@ -23,7 +23,11 @@ pub enum Supervision {
 /// Arms the parent-death signal if the runtime asked for it. An error means
 /// the process must exit now: the value is bad, or the parent is already gone.
 pub fn die_with_parent() -> Result<Supervision, String> {
-    let Ok(raw) = std::env::var(PARENT_PID_VAR) else {
+    arm(std::env::var(PARENT_PID_VAR).ok().as_deref())
+}
+
+fn arm(value: Option<&str>) -> Result<Supervision, String> {
+    let Some(raw) = value else {
         return Ok(Supervision::Unsupervised);
     };
     let parent: u32 = raw
@@ -41,4 +45,42 @@ pub fn die_with_parent() -> Result<Supervision, String> {
         ));
     }
     Ok(Supervision::Armed { parent })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent() -> u32 {
+        rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+    }
+
+    #[test]
+    fn without_the_variable_nothing_changes() {
+        assert_eq!(arm(None), Ok(Supervision::Unsupervised));
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_process_id_is_refused_naming_the_variable() {
+        for bad in ["", "abc", "-5", "1", "0", "99999999999"] {
+            let err = arm(Some(bad)).unwrap_err();
+            assert!(err.contains(PARENT_PID_VAR), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_parent_that_is_not_the_one_named_means_exit() {
+        // As if the runtime had died before the request: the parent is someone else now.
+        let err = arm(Some(&(parent() + 1).to_string())).unwrap_err();
+        assert!(err.contains("is gone"), "{err}");
+    }
+
+    #[test]
+    fn the_real_parent_arms_the_signal() {
+        let p = parent();
+        assert_eq!(
+            arm(Some(&p.to_string())),
+            Ok(Supervision::Armed { parent: p })
+        );
+    }
 }
