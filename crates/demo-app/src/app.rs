@@ -140,6 +140,8 @@ struct RequestRecord {
     request_id: HeaderValue,
     client_ip: IpAddr,
     user_agent: Option<HeaderValue>,
+    /// The request's trace (the caller's `traceparent` continued, or a new one).
+    trace: crate::trace::TraceContext,
     start: Instant,
     done: bool,
 }
@@ -167,6 +169,8 @@ impl RequestRecord {
         st.log
             .line(level, "request completed")
             .str("request_id", self.request_id.to_str().unwrap_or(""))
+            .str("trace_id", &self.trace.trace_id_hex())
+            .str("span_id", &self.trace.span_id_hex())
             .str("method", method)
             .str("route", route)
             .capped("path", self.uri.path(), crate::log::MAX_LOGGED_PATH)
@@ -256,6 +260,11 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         uri: req.uri().clone(),
         client_ip: client_ip(&req),
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        trace: crate::trace::TraceContext::continue_or_start(
+            req.headers()
+                .get(crate::trace::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
         route,
         request_id,
         start: Instant::now(),
@@ -297,13 +306,16 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         }
         next.run(req).await
     };
-    let mut response = match with_timeout(timeout, work).await {
+    // Every line logged while the request is served carries its trace (see crate::trace).
+    let mut response = match with_timeout(timeout, crate::trace::scope(record.trace, work)).await {
         Ok(r) => r,
         Err(_) => {
             state
                 .log
                 .error("Request timed out")
                 .str("request_id", record.request_id.to_str().unwrap_or(""))
+                .str("trace_id", &record.trace.trace_id_hex())
+                .str("span_id", &record.trace.span_id_hex())
                 .str(
                     "route",
                     record

@@ -15,3 +15,4 @@ pub mod log;
 pub mod metrics;
 pub mod server;
 pub mod supervised;
+pub mod trace;

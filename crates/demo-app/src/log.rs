@@ -131,6 +131,14 @@ impl Logger {
         buf.extend_from_slice(level.as_str().as_bytes());
         buf.extend_from_slice(b"\",\"message\":");
         push_json_str(&mut buf, message);
+        // Inside a request: its trace (see crate::trace).
+        if let Some(t) = crate::trace::current() {
+            let _ = write!(
+                buf,
+                ",\"trace_id\":\"{:032x}\",\"span_id\":\"{:016x}\"",
+                t.trace_id, t.span_id
+            );
+        }
         Line {
             logger: self,
             buf: Some(buf),

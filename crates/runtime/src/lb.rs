@@ -374,6 +374,19 @@ impl LoadBalancer {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        // W3C trace context: continue the caller's trace as a child span of this hop, or
+        // start one; a `tracestate` without a valid `traceparent` is dropped (spec 3.3.1).
+        let trace = demo_tracecontext::TraceContext::continue_or_start(
+            headers
+                .get(demo_tracecontext::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        if trace.parent_id.is_none() {
+            headers.remove(demo_tracecontext::TRACESTATE);
+        }
+        if let Ok(v) = HeaderValue::from_str(&trace.header()) {
+            headers.insert(demo_tracecontext::TRACEPARENT, v);
+        }
 
         target.in_flight.fetch_add(1, Ordering::AcqRel);
         let start = Instant::now();
