@@ -19,6 +19,13 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
 fi
+# A real Alertmanager for tests/prometheus.rs (alerts routed to up's /alerts).
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  echo "test.sh: installing prometheus-alertmanager"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+fi
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   echo "test.sh: installing the prometheus-client Python package"
   python3 -m pip install -q --disable-pip-version-check prometheus-client==0.21.1
