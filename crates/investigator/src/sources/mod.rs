@@ -11,6 +11,7 @@
 
 pub mod git;
 pub mod local_store;
+pub mod prometheus;
 
 use demo_model::events::{Deployment, EpochMs, MetricSample, TaskEvent, Window};
 use serde::{Deserialize, Serialize};
