@@ -683,7 +683,7 @@ mod tests {
     #[test]
     fn aws_missing_data_tables() {
         let t: Tables =
-            serde_yaml::from_str(include_str!("../tests/fixtures/missing_data_tables.yaml"))
+            serde_yaml_ng::from_str(include_str!("../tests/fixtures/missing_data_tables.yaml"))
                 .unwrap();
         let mut checked = 0;
         let mut failures = Vec::new();

@@ -36,7 +36,7 @@ pub enum Error {
     #[error("{path} is not valid YAML: {source}")]
     Yaml {
         path: PathBuf,
-        source: serde_yaml::Error,
+        source: serde_yaml_ng::Error,
     },
 }
 
@@ -63,8 +63,8 @@ pub fn catalogue_as_terraform_sees_it() -> Result<Value, Error> {
     yaml_to_value(&text).map_err(|source| Error::Yaml { path, source })
 }
 
-fn yaml_to_value(text: &str) -> Result<Value, serde_yaml::Error> {
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text)?;
+fn yaml_to_value(text: &str) -> Result<Value, serde_yaml_ng::Error> {
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)?;
     Ok(hcl::to_value(yaml).expect("YAML values are representable in HCL"))
 }
 

@@ -5,13 +5,13 @@
 use demo_infra_tests::{Module, attr, expect_attr, nested, repo_root};
 use hcl::{Block, Expression};
 
-fn workflow(name: &str) -> serde_yaml::Value {
+fn workflow(name: &str) -> serde_yaml_ng::Value {
     let path = repo_root().join(".github/workflows").join(name);
-    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap())
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn runs(job: &serde_yaml::Value) -> Vec<String> {
+fn runs(job: &serde_yaml_ng::Value) -> Vec<String> {
     job["steps"]
         .as_sequence()
         .unwrap()

@@ -79,13 +79,13 @@ fn allowed_actions(doc: &Block) -> BTreeSet<String> {
         .collect()
 }
 
-fn workflow(name: &str) -> serde_yaml::Value {
+fn workflow(name: &str) -> serde_yaml_ng::Value {
     let path = repo_root().join(".github/workflows").join(name);
-    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap())
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn steps(job: &serde_yaml::Value) -> &Vec<serde_yaml::Value> {
+fn steps(job: &serde_yaml_ng::Value) -> &Vec<serde_yaml_ng::Value> {
     job["steps"].as_sequence().expect("a job with steps")
 }
 

@@ -45,7 +45,7 @@ expect:
 "#;
 
 fn main() {
-    let s: common::Scenario = serde_yaml::from_str(SCENARIO).unwrap();
+    let s: common::Scenario = serde_yaml_ng::from_str(SCENARIO).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let state = dir.path().join("state");

@@ -270,7 +270,7 @@ impl Catalog {
 
     /// Stage one: deserialise. Unknown or missing fields are errors.
     pub fn parse(text: &str, origin: &str) -> Result<Catalog, CatalogError> {
-        serde_yaml::from_str(text).map_err(|e| CatalogError::Parse {
+        serde_yaml_ng::from_str(text).map_err(|e| CatalogError::Parse {
             origin: origin.to_string(),
             message: e.to_string(),
         })

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use demo_model::Catalog;
 use serde::de::DeserializeOwned;
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 use crate::spec::{
     ACTIONS, Action, EMBEDDED, Expect, Recover, RootCause, Scenario, ScenarioError, Step, Traffic,
@@ -36,8 +36,8 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn short(e: &serde_yaml::Error) -> String {
-    // serde_yaml appends " at line N column M" relative to the field's own value; drop it.
+fn short(e: &serde_yaml_ng::Error) -> String {
+    // serde_yaml_ng appends " at line N column M" relative to the field's own value; drop it.
     let s = e.to_string();
     match s.find(" at line ") {
         Some(i) => s[..i].to_string(),
@@ -84,7 +84,7 @@ impl Reader {
     /// Field `key` of `m` as a `T`: `None` (recorded) when present but wrong.
     fn field<T: DeserializeOwned>(&mut self, m: &Mapping, path: &str, key: &str) -> Option<T> {
         let v = m.get(key)?;
-        match serde_yaml::from_value::<T>(v.clone()) {
+        match serde_yaml_ng::from_value::<T>(v.clone()) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.fail(&join(path, key), short(&e));
@@ -137,7 +137,7 @@ impl Reader {
                 out.push(placeholder);
                 continue;
             }
-            match serde_yaml::from_value::<Step>(s.clone()) {
+            match serde_yaml_ng::from_value::<Step>(s.clone()) {
                 Ok(step) => out.push(step),
                 Err(e) => {
                     self.fail(&format!("{at}.{}", actions[0]), short(&e));
@@ -155,7 +155,7 @@ pub fn parse_with(name: &str, text: &str, catalog: &Catalog) -> Result<Scenario,
         name: name.to_string(),
         message,
     };
-    let root: Value = serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| syntax(e.to_string()))?;
     let mut r = Reader {
         problems: Vec::new(),
         failed: Vec::new(),
@@ -709,7 +709,7 @@ expect:
 
     #[test]
     fn repeated_steps_run_at_each_interval() {
-        let s: Step = serde_yaml::from_str(
+        let s: Step = serde_yaml_ng::from_str(
             "{ at: 10, repeat: { every: 30, times: 3 }, fault: { path: /error/crash } }",
         )
         .unwrap();

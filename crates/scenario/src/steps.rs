@@ -280,7 +280,7 @@ mod tests {
 
     #[test]
     fn repeats_interleave_with_other_steps_in_time_order() {
-        let steps: Vec<Step> = serde_yaml::from_str(
+        let steps: Vec<Step> = serde_yaml_ng::from_str(
             r#"
 - { at: 0, repeat: { every: 40, times: 3 }, fault: { path: /error/crash, target: newest } }
 - { at: 50, rate: 5 }

@@ -167,7 +167,7 @@ pub fn load(name: &str) -> Scenario {
         .join("tests/fixtures")
         .join(format!("{name}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Deterministic pseudo-random numbers in [0, 1).
