@@ -143,8 +143,8 @@ impl ProcessStats {
         // Fields after the parenthesised command name; utime and stime are 14 and 15 (1-based).
         let rest = &stat[stat.rfind(')')? + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
-        // USER_HZ is 100 on every Linux ABI the service targets (x86_64, aarch64).
-        const USER_HZ: f64 = 100.0;
+        // utime and stime count clock ticks: the kernel's USER_HZ, asked for, not assumed.
+        let user_hz = rustix::param::clock_ticks_per_second() as f64;
         let utime: f64 = f.get(11)?.parse().ok()?;
         let stime: f64 = f.get(12)?.parse().ok()?;
         let threads: u64 = f.get(17)?.parse().ok()?;
@@ -163,7 +163,7 @@ impl ProcessStats {
                 })
         });
         Some(ProcessStats {
-            cpu_seconds: (utime + stime) / USER_HZ,
+            cpu_seconds: (utime + stime) / user_hz,
             resident_bytes,
             virtual_bytes,
             open_fds,

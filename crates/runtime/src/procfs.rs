@@ -13,13 +13,13 @@ pub fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // USER_HZ is 100 on the Linux ABIs this runs on (x86_64, aarch64).
+    // utime and stime count clock ticks: the kernel's USER_HZ, asked for, not assumed.
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(Usage {
-        cpu_seconds: (utime + stime) / 100.0,
+        cpu_seconds: (utime + stime) / rustix::param::clock_ticks_per_second() as f64,
         rss_bytes: resident * rustix::param::page_size() as u64,
     })
 }
@@ -31,5 +31,19 @@ mod tests {
         let u = super::usage(std::process::id()).unwrap();
         assert!(u.rss_bytes > 1_000_000);
         assert!(super::usage(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn cpu_seconds_follow_the_real_clock_tick() {
+        let before = super::usage(std::process::id()).unwrap().cpu_seconds;
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(400) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = super::usage(std::process::id()).unwrap().cpu_seconds - before;
+        // One busy thread for 0.4 s: at least 0.2 s of CPU (a loaded machine), never
+        // 10x off as a wrong ticks-per-second would make it (other test threads may add some).
+        assert!((0.2..4.0).contains(&used), "{used} CPU seconds for 0.4 s busy");
     }
 }
