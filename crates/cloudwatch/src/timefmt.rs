@@ -1,35 +1,18 @@
 //! Formatting epoch milliseconds the way CloudWatch alarm reasons print
 //! datapoint times (`12/05/24 10:01:00`, i.e. dd/MM/yy HH:mm:ss in UTC),
-//! without pulling a date library into a crate that never reads a clock.
+//! through the `time` crate (no hand-written calendar arithmetic).
 
-/// `dd/MM/yy HH:mm:ss` (UTC) for an epoch-milliseconds timestamp.
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// `dd/MM/yy HH:mm:ss` (UTC) for an epoch-milliseconds timestamp; a
+/// timestamp outside years -9999..=9999 is printed as `<ms> ms`.
 pub(crate) fn reason_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{d:02}/{m:02}/{:02} {:02}:{:02}:{:02}",
-        y.rem_euclid(100),
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let format = format_description!("[day]/[month]/[year repr:last_two] [hour]:[minute]:[second]");
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
 }
 
 #[cfg(test)]
@@ -46,5 +29,6 @@ mod tests {
         assert_eq!(reason_time(-1000), "31/12/69 23:59:59");
         // 2000-03-01 (century leap year rule).
         assert_eq!(reason_time(951_868_800_000), "01/03/00 00:00:00");
+        assert_eq!(reason_time(i64::MAX), format!("{} ms", i64::MAX));
     }
 }
