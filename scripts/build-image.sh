@@ -10,9 +10,12 @@
 #    root, the server started from the image runs as that uid and answers its
 #    own health check; prints the image size.
 #
-# Usage: scripts/build-image.sh [--binary PATH] [--tag NAME] [--no-run]
+# Usage: scripts/build-image.sh [--binary PATH] [--cli PATH] [--tag NAME] [--no-run]
 #   --binary PATH  package this static binary instead of building demo-app
 #                  (e.g. a throwaway binary to test the buildah path)
+#   --cli PATH     package this static project CLI as /devops-agent-demo (the
+#                  investigator's `aws worker`); built with demo-app when
+#                  neither --binary nor --cli is given
 #   --tag NAME     image name (default localhost/demo-app:<git sha>)
 #   --no-run       skip starting the server from the image
 set -euo pipefail
@@ -21,11 +24,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 BINARY=""
+CLI=""
 TAG=""
 RUN_CHECK=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) BINARY=$2; shift 2 ;;
+    --cli) CLI=$2; shift 2 ;;
     --tag) TAG=$2; shift 2 ;;
     --no-run) RUN_CHECK=0; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -48,26 +53,31 @@ command -v buildah >/dev/null || die "buildah is not installed (apt-get install 
 # ------------------------------------------------------------ static binary
 if [ -z "$BINARY" ]; then
   if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-    log "cargo build --release -p demo-app --target x86_64-unknown-linux-musl"
-    cargo build --release -p demo-app --target x86_64-unknown-linux-musl
-    BINARY="$TARGET_DIR/x86_64-unknown-linux-musl/release/demo-app"
+    triple=x86_64-unknown-linux-musl
+    log "cargo build --release -p demo-app -p devops-agent-demo --target $triple"
+    cargo build --release -p demo-app -p devops-agent-demo --target "$triple"
   else
+    triple=x86_64-unknown-linux-gnu
     log "musl target not installed; static glibc build (+crt-static)"
     RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-      cargo build --release -p demo-app --target x86_64-unknown-linux-gnu
-    BINARY="$TARGET_DIR/x86_64-unknown-linux-gnu/release/demo-app"
+      cargo build --release -p demo-app -p devops-agent-demo --target "$triple"
   fi
+  BINARY="$TARGET_DIR/$triple/release/demo-app"
+  CLI="$TARGET_DIR/$triple/release/devops-agent-demo"
 fi
-[ -x "$BINARY" ] || die "no executable at $BINARY"
-
 # A scratch image has no loader and no libc: refuse anything dynamic.
-if readelf -lW "$BINARY" | grep -q 'Requesting program interpreter'; then
-  die "$BINARY is dynamically linked (has a program interpreter)"
-fi
-if readelf -dW "$BINARY" 2>/dev/null | grep -q '(NEEDED)'; then
-  die "$BINARY needs shared libraries"
-fi
-log "static binary: $BINARY ($(du -h "$BINARY" | cut -f1))"
+check_static() {
+  [ -x "$1" ] || die "no executable at $1"
+  if readelf -lW "$1" | grep -q 'Requesting program interpreter'; then
+    die "$1 is dynamically linked (has a program interpreter)"
+  fi
+  if readelf -dW "$1" 2>/dev/null | grep -q '(NEEDED)'; then
+    die "$1 needs shared libraries"
+  fi
+  log "static binary: $1 ($(du -h "$1" | cut -f1))"
+}
+check_static "$BINARY"
+if [ -n "$CLI" ]; then check_static "$CLI"; fi
 
 # ------------------------------------------------------------------ image
 CTR=""
@@ -82,6 +92,7 @@ trap cleanup EXIT
 
 CTR=$(buildah from --format docker scratch)
 buildah copy --chmod 0555 "$CTR" "$BINARY" /demo-app >/dev/null
+if [ -n "$CLI" ]; then buildah copy --chmod 0555 "$CTR" "$CLI" /devops-agent-demo >/dev/null; fi
 buildah config \
   --user "$IMAGE_USER" \
   --port 3000 \
