@@ -133,8 +133,12 @@ pub fn run(
     let store = Store::open(state_dir).context("cannot open the state directory")?;
     let inv = investigator(state_dir, scale, &store, repo_path)?;
     let reader = Reader::open(state_dir)?;
-    let t = investigator::latest_alarm_transition(&reader, alarm, at_ms)
-        .map_err(|e| crate::commands::Exit::not_found(e.to_string()))?;
+    let t = investigator::latest_alarm_transition(&reader, alarm, at_ms).map_err(|e| match e {
+        investigator::InvestigateError::NoTransition { .. } => {
+            crate::commands::Exit::not_found(e.to_string())
+        }
+        other => anyhow!(other),
+    })?;
     let out = investigate_episode(&inv, state_dir, &t)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome_json(&out))?);
