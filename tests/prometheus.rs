@@ -320,6 +320,35 @@ fn prometheus_scrapes_the_tasks_through_discovery_and_alertmanager_alerts_end_in
         series["data"]["result"][1]["metric"]["version"]
     );
 
+    // The investigator's Prometheus source reads the catalogue's metrics back (range queries).
+    {
+        use investigator::sources::MetricSource;
+        use investigator::sources::prometheus::PrometheusMetrics;
+        let source = PrometheusMetrics::new(&prom, Duration::from_secs(1));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let w = demo_model::events::Window::new(now - 300_000, now + 1);
+        let key = investigator::sources::SeriesKey::new("AWS/ECS", "MemoryUtilization", "service");
+        let samples = wait_for(
+            "MemoryUtilization through the Prometheus source",
+            Duration::from_secs(30),
+            || {
+                let keys = source.series(w).ok()?;
+                if !keys.contains(&key) {
+                    return None;
+                }
+                let s = source.samples(&key, w).ok()?;
+                (!s.is_empty()).then_some(s)
+            },
+        );
+        assert!(
+            samples.iter().all(|s| s.value > 0.0 && s.value < 100.0),
+            "{samples:?}"
+        );
+    }
+
     // An alert only Alertmanager knows of (cpu-high is not firing locally) opens an episode
     // through the webhook and ends in a stored investigation.
     let r = agent()
