@@ -44,6 +44,9 @@ mod tests {
         let used = super::usage(std::process::id()).unwrap().cpu_seconds - before;
         // One busy thread for 0.4 s: at least 0.2 s of CPU (a loaded machine), never
         // 10x off as a wrong ticks-per-second would make it (other test threads may add some).
-        assert!((0.2..4.0).contains(&used), "{used} CPU seconds for 0.4 s busy");
+        assert!(
+            (0.2..4.0).contains(&used),
+            "{used} CPU seconds for 0.4 s busy"
+        );
     }
 }
