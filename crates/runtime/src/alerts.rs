@@ -78,8 +78,13 @@ pub struct Incoming {
 fn parse_time(field: &str, s: &str) -> Result<i64, String> {
     use time::format_description::well_known::Rfc3339;
     // CloudWatch writes `2026-11-26T13:00:00.000+0000`, which RFC 3339 spells `+00:00`.
-    let fixed = match s.len().checked_sub(5).map(|i| s.split_at(i)) {
-        Some((head, tz)) if (tz.starts_with('+') || tz.starts_with('-')) && !tz.contains(':') => {
+    // Byte offsets only where they are character boundaries: the text is outside input.
+    let split = s.len().checked_sub(5).and_then(|i| s.split_at_checked(i));
+    let fixed = match split {
+        Some((head, tz))
+            if (tz.starts_with('+') || tz.starts_with('-'))
+                && tz.bytes().skip(1).all(|b| b.is_ascii_digit()) =>
+        {
             format!("{head}{}:{}", &tz[..3], &tz[3..])
         }
         _ => s.to_string(),
