@@ -14,15 +14,32 @@
 //! memory are normal → health_check_failure `task-0001`. With CPU at 98 %
 //! since 10:00, the same marks rank below cpu_saturation.
 
-use demo_model::events::{SERVICE_DIMENSION, ns};
+use demo_model::events::{EpochMs, SERVICE_DIMENSION, ns};
 use serde_json::json;
 
 use super::{Cand, Context, Rule};
+use crate::analyze::tasks::TaskHistory;
 use crate::hypothesis::evidence::{cite, f2};
 use crate::hypothesis::{CMD_FAULTS_RESET, MIN_SCORE, cmd_stop};
 use crate::report::Category;
 
 pub struct HealthCheckFailure;
+
+/// When `t` turned unhealthy for this incident: a mark inside it, or a mark
+/// before it that still held when it began (no healthy mark since, the task
+/// still running). The load balancer marks a target after several failed
+/// checks and the alarm needs its own evaluation periods on top, so the mark
+/// often lands just before the incident window: where it falls must not
+/// decide whether the task is named.
+fn unhealthy_during(t: &TaskHistory, start: EpochMs) -> Option<EpochMs> {
+    if let Some(at) = t.unhealthy.iter().copied().filter(|&x| x >= start).min() {
+        return Some(at);
+    }
+    let last = t.unhealthy.iter().copied().filter(|&x| x < start).max()?;
+    let recovered = t.healthy.iter().any(|&h| h > last && h < start);
+    let gone = t.stopped_ms.is_some_and(|s| s < start);
+    (!recovered && !gone).then_some(last)
+}
 
 impl Rule for HealthCheckFailure {
     fn category(&self) -> Category {
@@ -31,13 +48,15 @@ impl Rule for HealthCheckFailure {
 
     fn gather(&self, cx: &mut Context<'_>) -> Vec<Cand> {
         let f = cx.f;
-        let unhealthy_tasks: Vec<String> = f
+        let marks: Vec<(String, EpochMs)> = f
             .tasks
             .tasks
             .values()
-            .filter(|t| t.unhealthy.iter().any(|&x| x >= f.incident.start_ms))
-            .map(|t| t.task_id.clone())
+            .filter_map(|t| {
+                unhealthy_during(t, f.incident.start_ms).map(|at| (t.task_id.clone(), at))
+            })
             .collect();
+        let unhealthy_tasks: Vec<String> = marks.iter().map(|(t, _)| t.clone()).collect();
         let uh = cx.svc(ns::ALB, "UnHealthyHostCount");
         let uh_up = uh.and_then(|s| s.changed(true));
         let healthy_down = cx
@@ -55,9 +74,10 @@ impl Rule for HealthCheckFailure {
             }),
         );
         c.explains_tasks.clone_from(&unhealthy_tasks);
-        c.onset_ms = f
-            .tasks
-            .first_since(f.incident.start_ms, |t| t.unhealthy.iter().copied())
+        c.onset_ms = marks
+            .iter()
+            .map(|&(_, at)| at)
+            .min()
             .or_else(|| uh_up.map(|cp| f.grid.time(cp.onset)));
         if !unhealthy_tasks.is_empty() {
             let id = cx.ev.add(
@@ -175,5 +195,40 @@ impl Rule for HealthCheckFailure {
             );
             c.oppose(id, 0.45);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(unhealthy: &[EpochMs], healthy: &[EpochMs], stopped: Option<EpochMs>) -> TaskHistory {
+        TaskHistory {
+            task_id: "task-0001".into(),
+            unhealthy: unhealthy.to_vec(),
+            healthy: healthy.to_vec(),
+            stopped_ms: stopped,
+            ..TaskHistory::default()
+        }
+    }
+
+    #[test]
+    fn a_mark_just_before_the_incident_that_still_holds_names_the_task() {
+        // Inside the window.
+        assert_eq!(
+            unhealthy_during(&task(&[1_500], &[], None), 1_000),
+            Some(1_500)
+        );
+        // Marked before the window opened and still unhealthy: named, with its real onset.
+        assert_eq!(
+            unhealthy_during(&task(&[900], &[100], None), 1_000),
+            Some(900)
+        );
+        // Healthy again before the window: not this incident.
+        assert_eq!(unhealthy_during(&task(&[900], &[950], None), 1_000), None);
+        // Stopped before the window: not this incident.
+        assert_eq!(unhealthy_during(&task(&[900], &[], Some(990)), 1_000), None);
+        // Never unhealthy.
+        assert_eq!(unhealthy_during(&task(&[], &[100], None), 1_000), None);
     }
 }
