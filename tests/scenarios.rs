@@ -14,7 +14,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn run(name: &str) -> (Value, bool) {
+/// The scenario's result, whether the command succeeded, and its state
+/// directory (kept alive: the result names report files inside it).
+fn run(name: &str) -> (Value, bool, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
         .arg("--state-dir")
@@ -26,12 +28,12 @@ fn run(name: &str) -> (Value, bool) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let result: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{name}: no JSON result ({e}):\n{stdout}\n{stderr}"));
-    (result, out.status.success())
+    (result, out.status.success(), dir)
 }
 
 /// Runs `name` and asserts alarms, root cause, evidence and not_blamed for every alarm.
 fn scenario(name: &str, alarms: &[&str]) -> Value {
-    let (r, ok) = run(name);
+    let (r, ok, _dir) = run(name);
     for a in alarms {
         assert!(
             r["fired"].get(*a).is_some(),
