@@ -148,25 +148,21 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
         restart.contains("after d-0002") && restart.contains("stopped cleanly"),
         "{restart}"
     );
+    // The service carries on with what it last ran (d-0002, GREETING=hello),
+    // as ECS keeps a service's deployment: no record is added or changed.
     let after = deployments(dir.path());
-    assert_eq!(ids(&after), ["d-0001", "d-0002", "d-0003"]);
-    assert_eq!(after[..2], before[..], "earlier records unchanged");
-    let initial = &after[2];
-    assert!(initial.description.contains("restart"), "{initial:?}");
-    assert_eq!(initial.previous_id.as_deref(), Some("d-0002"));
-    // This run was started without GREETING: the restart's own record says so.
-    assert!(
-        initial
-            .changes
-            .iter()
-            .any(|c| c.key == "GREETING" && c.to.is_none()),
-        "{:?}",
-        initial.changes
-    );
+    assert_eq!(ids(&after), ["d-0001", "d-0002"]);
+    assert_eq!(after, before, "earlier records unchanged");
+    let status: serde_json::Value =
+        serde_json::from_str(&cli(dir.path(), &["status", "--json"])).unwrap();
+    assert_eq!(status["current_deployment"], "d-0002", "{status:#}");
+    for t in status["tasks"].as_array().unwrap() {
+        assert_eq!(t["deployment"], "d-0002", "{t}");
+    }
 
     // The next deploy continues the sequence; tasks too.
     let out = cli(dir.path(), &["deploy", "--env", "GREETING=again", "--wait"]);
-    assert!(out.contains("d-0004"), "{out}");
+    assert!(out.contains("d-0003"), "{out}");
     let status: serde_json::Value =
         serde_json::from_str(&cli(dir.path(), &["status", "--json"])).unwrap();
     for t in status["tasks"].as_array().unwrap() {
@@ -179,41 +175,54 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
         "status shows the restart: {text}"
     );
 
-    // Run 2 dies without stopping, in the middle of d-0005; run 3 says so,
-    // records d-0005 as failed (interrupted) and still continues.
+    // Run 2 dies without stopping, in the middle of d-0004; run 3 says so,
+    // records d-0004 as failed (interrupted) and, having no completed
+    // deployment to carry on with, records its own start after it.
     let out = cli(dir.path(), &["deploy", "--env", "GREETING=third"]);
-    assert!(out.contains("d-0005"), "{out}");
+    assert!(out.contains("d-0004"), "{out}");
     up.kill();
     let up = Up::start(dir.path());
     let lines = up.wait_for("ready:", ready);
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("after d-0005") && l.contains("ended without stopping")),
+            .any(|l| l.contains("after d-0004") && l.contains("ended without stopping")),
         "{lines:#?}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("interrupted") && l.contains("d-0005")),
+            .any(|l| l.contains("interrupted") && l.contains("d-0004")),
         "{lines:#?}"
     );
     let all = deployments(dir.path());
     assert_eq!(
         ids(&all),
-        ["d-0001", "d-0002", "d-0003", "d-0004", "d-0005", "d-0006"]
+        ["d-0001", "d-0002", "d-0003", "d-0004", "d-0005"]
     );
-    assert_eq!(all[4].outcome, DeploymentOutcome::Failed);
+    assert_eq!(all[3].outcome, DeploymentOutcome::Failed);
     assert!(
-        all[4]
+        all[3]
             .reason
             .as_deref()
             .unwrap_or("")
             .contains("interrupted"),
         "{:?}",
-        all[4]
+        all[3]
     );
-    assert_eq!(all[3].outcome, DeploymentOutcome::Completed, "untouched");
+    assert_eq!(all[2].outcome, DeploymentOutcome::Completed, "untouched");
+    let initial = &all[4];
+    assert!(initial.description.contains("restart"), "{initial:?}");
+    assert_eq!(initial.previous_id.as_deref(), Some("d-0004"));
+    // This run was started without GREETING: the restart's own record says so.
+    assert!(
+        initial
+            .changes
+            .iter()
+            .any(|c| c.key == "GREETING" && c.to.is_none()),
+        "{:?}",
+        initial.changes
+    );
     let events = reader.runtime_events(10).unwrap();
     let kinds: Vec<&str> = events.iter().rev().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["started", "stopped", "started", "started"]);

@@ -1,8 +1,9 @@
 //! Assembles the local environment: locks the state directory (one `up` per
 //! directory), binds the load balancer and control ports (so a taken port
 //! fails before anything starts), opens the store, stops what an earlier run
-//! left behind, records the initial deployment continuing the earlier run's
-//! ids, starts the scheduler and collector.
+//! left behind, carries on with the deployment the earlier run last completed
+//! (or records a new initial deployment after it, ids continuing), starts the
+//! scheduler and collector.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -168,14 +169,19 @@ impl Runtime {
             }) => store.reader()?.deployment(id)?,
             _ => None,
         };
-        let initial = TaskSpec {
+        // A restart carries on with what the service last ran, as ECS keeps a
+        // service's deployment when its control plane restarts: no new record.
+        let continued = previous
+            .as_ref()
+            .and_then(|p| continued_spec(p, &config, &binary_args));
+        let initial = continued.clone().unwrap_or_else(|| TaskSpec {
             deployment_id: format!("d-{:04}", last_deployment + 1),
             binary: config.app_binary.clone(),
             args: binary_args,
             version: config.version.clone(),
             git_sha: config.git_sha.clone(),
             env: config.env.clone(),
-        };
+        });
         let service = Service::new(
             config.clone(),
             lb.clone(),
@@ -184,20 +190,28 @@ impl Runtime {
             exits_tx,
         );
         service.resume_ids(last_deployment, last_task);
-        let initial = service.record_initial(previous.as_ref())?;
+        let start = match (&continued, previous) {
+            (Some(_), Some(p)) => {
+                format!("continues {} (what the previous run last deployed)", p.id)
+            }
+            (_, previous) => format!(
+                "initial deployment {}",
+                service.record_initial(previous.as_ref())?.id
+            ),
+        };
         store.writer().runtime_event(RuntimeEvent {
             ts_ms: crate::now_ms(),
             kind: "started".into(),
             detail: match &resumed {
-                None => format!("pid {}; first run of this state directory; {}", std::process::id(), initial.id),
+                None => format!("pid {}; first run of this state directory; {}", std::process::id(), start),
                 Some(r) => format!(
-                    "pid {}; restart after {} (last deployment {}, last task task-{:04}); {} orphaned tasks stopped; initial deployment {}",
+                    "pid {}; restart after {} (last deployment {}, last task task-{:04}); {} orphaned tasks stopped; {}",
                     std::process::id(),
                     if r.clean_stop { "a clean stop" } else { "a run that ended without stopping (crash or kill)" },
                     r.last_deployment.as_deref().unwrap_or("none"),
                     r.last_task,
                     r.orphans.len(),
-                    initial.id
+                    start
                 ),
             },
         })?;
@@ -322,6 +336,47 @@ impl Runtime {
 /// Reads what an earlier run of this state directory left: its last ids,
 /// whether it stopped cleanly, and stops its orphaned tasks. `None` on a
 /// directory never used.
+/// What `previous` ran, if this start can run exactly that again: it
+/// completed, its binary is at hand (this build, or a revision this state
+/// directory built before), the values its record redacts are given again by
+/// `--env`, and `--env` asks for nothing it did not run. Otherwise `None`: the
+/// start becomes a deployment of its own, recorded after it.
+fn continued_spec(
+    previous: &demo_model::events::Deployment,
+    config: &RuntimeConfig,
+    binary_args: &[String],
+) -> Option<TaskSpec> {
+    if previous.outcome != DeploymentOutcome::Completed {
+        return None;
+    }
+    let (binary, args) = if previous.git_sha == config.git_sha {
+        (config.app_binary.clone(), binary_args.to_vec())
+    } else {
+        let built = config
+            .state_dir
+            .join("builds")
+            .join(format!("demo-app-{}", previous.git_sha));
+        (built.is_file().then_some(built)?, Vec::new())
+    };
+    let mut env = previous.env.clone();
+    for (k, v) in env.iter_mut() {
+        if v == "<redacted>" {
+            v.clone_from(config.env.get(k)?);
+        }
+    }
+    if config.env.iter().any(|(k, v)| env.get(k) != Some(v)) {
+        return None;
+    }
+    Some(TaskSpec {
+        deployment_id: previous.id.clone(),
+        binary,
+        args,
+        version: previous.version.clone(),
+        git_sha: previous.git_sha.clone(),
+        env,
+    })
+}
+
 async fn resume(store: &Store) -> Result<Option<Resumed>, RuntimeError> {
     let reader = store.reader()?;
     // Read before anything is recorded by this start.
