@@ -32,7 +32,14 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  # Tests that start whole environments are timing-sensitive (alarms fire on
+  # measured CPU, health checks, log drains): they run on their own, one at a
+  # time (.config/nextest.toml), after the rest, never beside CPU-heavy tests.
+  environments='binary(scenarios) | binary(runtime) | binary(console) | binary(prometheus) | binary(restart) | binary(supervision) | binary(limits) | binary(control)'
+  status=0
+  cargo nextest run --workspace --no-fail-fast -E "not ($environments)" "$@" || status=$?
+  cargo nextest run --workspace --no-fail-fast -E "$environments" "$@" || status=$?
+  exit "$status"
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
