@@ -108,8 +108,12 @@ impl Traffic {
         let stats = Arc::new(TrafficStats::default());
         let with_reports = Arc::new(AtomicBool::new(mix == "with-reports"));
         let reports = with_reports.clone();
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        // Idle connections are dropped well before the load balancer's 60 s idle
+        // timeout (as ALB asks of its clients): a connection the server closes just
+        // as it is reused would otherwise count as a connection error.
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(20))
+            .build_http();
         let (r, s, st) = (rate_bits.clone(), stop.clone(), stats.clone());
         let handle = tokio::spawn(async move {
             let in_flight = Arc::new(Semaphore::new(256));
