@@ -101,6 +101,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/error/crash", get(fault_crash).post(fault_crash))
         .route("/error/reset", get(fault_reset).post(fault_reset))
         .route("/error/panic", get(fault_panic).post(fault_panic))
+        .route(
+            "/error/cpu-cost",
+            get(crate::faults::http_cpu_cost).post(crate::faults::http_cpu_cost),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), gate));
 
     let limit = state.config.max_body_bytes;
@@ -280,9 +284,17 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     } else {
         (false, None)
     };
+    // The CPU-cost fault: this request waits its turn on the task's CPU (see crate::faults).
+    let cpu_turn = record
+        .route
+        .as_ref()
+        .and_then(|r| state.faults.cpu_turn(r.as_str()));
     let timeout = state.config.request_timeout;
     let too_large = declared_too_large(&req, state.config.max_body_bytes);
     let work = async {
+        if let Some(turn) = cpu_turn {
+            state.faults.take_cpu_turn(turn).await;
+        }
         if too_large {
             // Waiting for a body that may never come (or is gigabytes) helps nobody.
             return AppError::PayloadTooLarge {

@@ -5,6 +5,17 @@
 //! Persistent faults expire on their own: each carries a deadline, checked on
 //! the request path with one clock read, so a forgotten fault cannot outlive
 //! `FAULT_MAX_DURATION_S`.
+//!
+//! The CPU-cost fault ([`CpuCost`]) makes every `/api` request need CPU, so
+//! that load — not a busy thread of its own — drives the task to its CPU
+//! limit. Fargate enforces a task's CPU units as a hard limit, the local
+//! runtime has none, so the fault carries the limit itself: requests are
+//! served one at a time on a *lane* that may use `limit_percent` of a core.
+//! A request needing `ms` of CPU holds the lane `ms × 100 / limit_percent`
+//! (busy `ms`, idle the rest, as a throttled cgroup would be); when requests
+//! arrive faster than the lane serves them they queue, and every request
+//! the service answers — the health check included — waits its turn, which
+//! is how a CPU-starved task fails its health checks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,11 +48,38 @@ pub struct ErrorRate {
     pub route: Option<String>,
 }
 
+/// Every matching `/api` request needs `cpu` of a whole core; the task may use
+/// `limit_percent` of one core (25: Fargate's 256 CPU units).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuCost {
+    pub cpu: Duration,
+    pub limit_percent: u32,
+    /// Only requests whose route template starts with this (None: every `/api` route).
+    pub route: Option<String>,
+}
+
+impl CpuCost {
+    /// How long one costed request holds the lane: its CPU at the task's share of a core.
+    pub fn lane_time(&self) -> Duration {
+        self.cpu * 100 / self.limit_percent.max(1)
+    }
+}
+
+/// One request's turn on the CPU lane: the CPU it burns and how long it holds the lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTurn {
+    pub burn: Duration,
+    pub hold: Duration,
+    /// The `reset` generation the turn was taken in: a reset cancels queued work.
+    generation: u64,
+}
+
 #[derive(Debug, Default)]
 struct Persistent {
     error_rate: Option<Timed<ErrorRate>>,
     latency: Option<Timed<Latency>>,
     health_disabled_until: Option<Instant>,
+    cpu_cost: Option<Timed<CpuCost>>,
 }
 
 /// Why a fault request was refused.
@@ -67,6 +105,8 @@ pub struct Faults {
     cpu_threads: Arc<AtomicU64>,
     /// Bumped by `reset`; running CPU spikes stop when it changes.
     cpu_generation: Arc<AtomicU64>,
+    /// The CPU-cost fault's lane: one request at a time, first come first served.
+    lane: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a CPU spike was started with.
@@ -87,6 +127,7 @@ impl Faults {
             leaked_bytes: AtomicU64::new(0),
             cpu_threads: Arc::default(),
             cpu_generation: Arc::default(),
+            lane: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -135,8 +176,10 @@ impl Faults {
     }
 
     fn refresh_flag(&self, p: &Persistent) {
-        let any =
-            p.error_rate.is_some() || p.latency.is_some() || p.health_disabled_until.is_some();
+        let any = p.error_rate.is_some()
+            || p.latency.is_some()
+            || p.health_disabled_until.is_some()
+            || p.cpu_cost.is_some();
         self.any_persistent.store(any, Ordering::Release);
     }
 
@@ -164,6 +207,94 @@ impl Faults {
         Ok(())
     }
 
+    /// Sets the CPU-cost fault: `cost.cpu` at most `FAULT_MAX_DELAY_MS`, and
+    /// so is the time one request holds the lane.
+    pub fn set_cpu_cost(&self, cost: CpuCost, lasts: Duration) -> Result<(), FaultError> {
+        if !(1..=100).contains(&cost.limit_percent) {
+            return Err(FaultError::Invalid {
+                field: "limit_percent",
+                message: format!(
+                    "{} is not in 1..=100 (the share of a core the task may use; 25 = 256 CPU units)",
+                    cost.limit_percent
+                ),
+            });
+        }
+        if cost.cpu.is_zero() {
+            return Err(FaultError::Invalid {
+                field: "ms",
+                message: "must be more than 0".into(),
+            });
+        }
+        if cost.lane_time() > self.limits.max_delay {
+            return Err(FaultError::Invalid {
+                field: "ms",
+                message: format!(
+                    "{} ms at {} % of a core holds a request {} ms, over the cap of {} ms (FAULT_MAX_DELAY_MS)",
+                    cost.cpu.as_secs_f64() * 1000.0,
+                    cost.limit_percent,
+                    cost.lane_time().as_millis(),
+                    self.limits.max_delay.as_millis()
+                ),
+            });
+        }
+        check_route(cost.route.as_deref())?;
+        let mut p = self.lock();
+        p.cpu_cost = Some(Timed {
+            value: cost,
+            until: Instant::now() + lasts,
+        });
+        self.refresh_flag(&p);
+        Ok(())
+    }
+
+    /// The turn a request on `route` takes on the CPU lane while the CPU-cost
+    /// fault is active (one atomic load when no fault is set): costed `/api`
+    /// routes burn their CPU, every other route the service answers (`/`,
+    /// `/health`) only waits its turn. The fault endpoints and `/metrics`
+    /// never queue, so a fault can always be reset and figures read.
+    pub fn cpu_turn(&self, route: &str) -> Option<CpuTurn> {
+        if route.starts_with("/error/") || route == "/metrics" {
+            return None;
+        }
+        let cost = self.active()?.3?;
+        let costed = route.starts_with("/api/")
+            && cost
+                .route
+                .as_deref()
+                .is_none_or(|prefix| route.starts_with(prefix));
+        let (burn, hold) = if costed {
+            (cost.cpu, cost.lane_time())
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
+        Some(CpuTurn {
+            burn,
+            hold,
+            generation: self.cpu_generation.load(Ordering::Acquire),
+        })
+    }
+
+    /// Waits for the lane, then burns the turn's CPU and holds the lane for
+    /// its time. Work queued before a `reset` is dropped, not served.
+    pub async fn take_cpu_turn(&self, turn: CpuTurn) {
+        let Ok(_permit) = self.lane.acquire().await else {
+            return;
+        };
+        if turn.hold.is_zero() || self.cpu_generation.load(Ordering::Acquire) != turn.generation {
+            return;
+        }
+        // Spinning and precise sleeps block a thread: keep them off the reactor.
+        let _ = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            spin(turn.burn);
+            let rest = turn.hold.saturating_sub(start.elapsed());
+            if !rest.is_zero() {
+                std::thread::sleep(rest);
+            }
+        })
+        .await;
+    }
+
     pub fn disable_health(&self, lasts: Duration) {
         let mut p = self.lock();
         p.health_disabled_until = Some(Instant::now() + lasts);
@@ -177,7 +308,8 @@ impl Faults {
     }
 
     /// Drops expired faults; returns the active ones. One atomic load when none are set.
-    fn active(&self) -> Option<(Option<ErrorRate>, Option<Latency>, bool)> {
+    #[allow(clippy::type_complexity)]
+    fn active(&self) -> Option<(Option<ErrorRate>, Option<Latency>, bool, Option<CpuCost>)> {
         if !self.any_persistent.load(Ordering::Acquire) {
             return None;
         }
@@ -192,21 +324,25 @@ impl Faults {
         if p.health_disabled_until.is_some_and(|u| u <= now) {
             p.health_disabled_until = None;
         }
+        if p.cpu_cost.as_ref().is_some_and(|t| t.until <= now) {
+            p.cpu_cost = None;
+        }
         self.refresh_flag(&p);
         Some((
             p.error_rate.as_ref().map(|t| t.value.clone()),
             p.latency.as_ref().map(|t| t.value.clone()),
             p.health_disabled_until.is_some(),
+            p.cpu_cost.as_ref().map(|t| t.value.clone()),
         ))
     }
 
     pub fn health_enabled(&self) -> bool {
-        !self.active().is_some_and(|(_, _, disabled)| disabled)
+        !self.active().is_some_and(|(_, _, disabled, _)| disabled)
     }
 
     /// Whether this `/api` request (on `route`) should fail, and what delay it should suffer.
     pub fn roll(&self, route: &str) -> (bool, Option<Duration>) {
-        let Some((rate, latency, _)) = self.active() else {
+        let Some((rate, latency, _, _)) = self.active() else {
             return (false, None);
         };
         let applies =
@@ -336,7 +472,7 @@ impl Faults {
     }
 
     pub fn gauges(&self) -> FaultGauges {
-        let (rate, latency, disabled) = self.active().unwrap_or((None, None, false));
+        let (rate, latency, disabled, _) = self.active().unwrap_or((None, None, false, None));
         FaultGauges {
             health_enabled: !disabled,
             leaked_bytes: self.leaked_bytes(),
@@ -375,6 +511,20 @@ fn busy_loop(deadline: Instant, percent: u32, keep_going: impl Fn() -> bool) {
     }
 }
 
+/// Burns CPU for `d` (short: one request's cost), checking the clock every few microseconds.
+fn spin(d: Duration) {
+    let start = Instant::now();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    while start.elapsed() < d {
+        for _ in 0..100 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+    }
+}
+
 fn check_route(route: Option<&str>) -> Result<(), FaultError> {
     match route {
         Some(r) if !r.starts_with("/api/") || r.len() > 100 => Err(FaultError::Invalid {
@@ -401,6 +551,65 @@ fn check_percent(p: f64, field: &'static str) -> Result<(), FaultError> {
         });
     }
     Ok(())
+}
+
+/// `/error/cpu-cost?ms=M&limit_percent=L&route=R&duration_s=N`: every `/api`
+/// request (only routes starting with R if given) needs M ms of CPU (of a
+/// whole core, fractions allowed) on a task that may use L % of a core
+/// (default 100; 25 = 256 CPU units). See the module docs.
+pub async fn http_cpu_cost(
+    axum::extract::State(st): axum::extract::State<Arc<crate::app::AppState>>,
+    crate::extract::ValidQuery(p): crate::extract::ValidQuery<CpuCostParams>,
+) -> Result<axum::Json<serde_json::Value>, crate::error::AppError> {
+    if !(p.ms.is_finite() && p.ms > 0.0) {
+        return Err(FaultError::Invalid {
+            field: "ms",
+            message: format!("{} must be a number of milliseconds above 0", p.ms),
+        }
+        .into());
+    }
+    // Checked against the cap before converting, so no value overflows a Duration.
+    let cap_ms = st.faults.limits.max_delay.as_secs_f64() * 1000.0;
+    if p.ms > cap_ms {
+        return Err(FaultError::Invalid {
+            field: "ms",
+            message: format!(
+                "{} exceeds the cap of {cap_ms} ms (FAULT_MAX_DELAY_MS)",
+                p.ms
+            ),
+        }
+        .into());
+    }
+    let lasts = st.faults.duration(p.duration_s)?;
+    let cost = CpuCost {
+        cpu: Duration::from_secs_f64(p.ms / 1000.0),
+        limit_percent: p.limit_percent.unwrap_or(100),
+        route: p.route.clone(),
+    };
+    st.faults.set_cpu_cost(cost.clone(), lasts)?;
+    st.log
+        .warn("CPU cost fault set")
+        .str("fault", "cpu-cost")
+        .f64("ms", p.ms)
+        .u64("limit_percent", u64::from(cost.limit_percent))
+        .str("route", p.route.as_deref().unwrap_or("/api/*"))
+        .u64("duration_s", lasts.as_secs())
+        .emit();
+    Ok(axum::Json(serde_json::json!({
+        "cpu_ms": p.ms,
+        "limit_percent": cost.limit_percent,
+        "lane_ms": cost.lane_time().as_secs_f64() * 1000.0,
+        "duration_s": lasts.as_secs(),
+    })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuCostParams {
+    ms: f64,
+    limit_percent: Option<u32>,
+    route: Option<String>,
+    duration_s: Option<u64>,
 }
 
 #[cfg(test)]
@@ -520,6 +729,108 @@ mod tests {
             thread_cpu_seconds() - before
         };
         assert!(stopped < 0.6, "{stopped}");
+    }
+
+    fn cost(ms: u64, limit_percent: u32, route: Option<&str>) -> CpuCost {
+        CpuCost {
+            cpu: Duration::from_millis(ms),
+            limit_percent,
+            route: route.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn cpu_cost_is_bounded_and_applies_to_its_routes() {
+        let f = Faults::new(limits());
+        assert_eq!(f.cpu_turn("/api/quote"), None, "no fault, no turn");
+        // 300 ms at a quarter of a core holds the lane 1.2 s: over the 1 s cap.
+        assert!(matches!(
+            f.set_cpu_cost(cost(300, 25, None), Duration::from_secs(5)),
+            Err(FaultError::Invalid { field: "ms", .. })
+        ));
+        assert!(
+            f.set_cpu_cost(cost(1, 0, None), Duration::from_secs(5))
+                .is_err()
+        );
+        assert!(
+            f.set_cpu_cost(cost(0, 25, None), Duration::from_secs(5))
+                .is_err()
+        );
+        assert!(
+            f.set_cpu_cost(cost(1, 25, Some("/health")), Duration::from_secs(5))
+                .is_err()
+        );
+        f.set_cpu_cost(cost(10, 25, Some("/api/quote")), Duration::from_millis(80))
+            .unwrap();
+        let quote = f.cpu_turn("/api/quote").unwrap();
+        assert_eq!(
+            (quote.burn, quote.hold),
+            (Duration::from_millis(10), Duration::from_millis(40))
+        );
+        let health = f.cpu_turn("/health").unwrap();
+        assert_eq!((health.burn, health.hold), (Duration::ZERO, Duration::ZERO));
+        let other = f.cpu_turn("/api/products").unwrap();
+        assert!(other.hold.is_zero(), "other routes wait but cost nothing");
+        assert_eq!(f.cpu_turn("/error/reset"), None, "faults never queue");
+        assert_eq!(f.cpu_turn("/metrics"), None);
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(f.cpu_turn("/api/quote"), None, "the fault expires");
+    }
+
+    #[test]
+    fn the_lane_serves_one_request_at_a_time_and_the_health_check_waits_its_turn() {
+        // One thread: `yield_now` lets every queued request reach the lane first.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let f = Arc::new(Faults::new(limits()));
+        // 5 ms of CPU at half a core: 10 ms on the lane per request.
+        f.set_cpu_cost(cost(5, 50, None), Duration::from_secs(10))
+            .unwrap();
+        let waited = rt.block_on(async {
+            let mut queued = Vec::new();
+            for _ in 0..20 {
+                let (f, turn) = (f.clone(), f.cpu_turn("/api/products").unwrap());
+                queued.push(tokio::spawn(async move { f.take_cpu_turn(turn).await }));
+            }
+            tokio::task::yield_now().await;
+            let start = Instant::now();
+            let turn = f.cpu_turn("/health").unwrap();
+            f.take_cpu_turn(turn).await;
+            let waited = start.elapsed();
+            for q in queued {
+                q.await.unwrap();
+            }
+            waited
+        });
+        // Behind 20 requests of 10 ms each on one lane (not 2 worker threads at once).
+        assert!(
+            waited >= Duration::from_millis(150),
+            "the health check waited only {waited:?}"
+        );
+    }
+
+    #[test]
+    fn reset_drops_queued_cpu_work() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let f = Arc::new(Faults::new(limits()));
+        f.set_cpu_cost(cost(20, 25, None), Duration::from_secs(10))
+            .unwrap();
+        let turns: Vec<CpuTurn> = (0..50).map(|_| f.cpu_turn("/api/quote").unwrap()).collect();
+        f.reset();
+        assert_eq!(f.cpu_turn("/api/quote"), None);
+        let start = Instant::now();
+        rt.block_on(async {
+            for t in turns {
+                f.take_cpu_turn(t).await;
+            }
+        });
+        // 50 × 80 ms would be 4 s.
+        assert!(start.elapsed() < Duration::from_millis(500));
     }
 
     #[test]
