@@ -6,6 +6,10 @@
 //! Client connections get the limits of a production proxy (`demo_netlimits`):
 //! header read and idle timeouts, a connection cap, backoff on accept errors and a
 //! descriptor budget checked when serving starts.
+//!
+//! In `up` all of it (accept loop, proxying, upstream pool, health checks) runs
+//! on [`crate::datapath::DataPath`], a thread of its own, so log ingestion and
+//! metric collection never delay a request; see that module for why.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -204,6 +208,8 @@ pub struct LoadBalancer {
     pub limits: ConnLimits,
     /// Client connection counters (accepted, open, accept errors, idle closes).
     pub conn_stats: Arc<ConnStats>,
+    /// Where health checks run: the data path's runtime in `up`.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for LoadBalancer {
@@ -243,7 +249,19 @@ impl LoadBalancer {
         LoadBalancer::with_limits(health, changes, ConnLimits::default())
     }
 
+    /// A load balancer whose health checks run on the current tokio runtime.
+    /// Panics outside one.
     pub fn with_limits(
+        health: HealthCheckConfig,
+        changes: mpsc::UnboundedSender<HealthChange>,
+        limits: ConnLimits,
+    ) -> Arc<LoadBalancer> {
+        LoadBalancer::on(tokio::runtime::Handle::current(), health, changes, limits)
+    }
+
+    /// A load balancer whose health checks run on `runtime` (serve it there too).
+    pub fn on(
+        runtime: tokio::runtime::Handle,
         health: HealthCheckConfig,
         changes: mpsc::UnboundedSender<HealthChange>,
         limits: ConnLimits,
@@ -265,6 +283,7 @@ impl LoadBalancer {
             upstream_timeout: Duration::from_secs(60),
             limits,
             conn_stats: Arc::default(),
+            runtime,
         })
     }
 
@@ -306,7 +325,7 @@ impl LoadBalancer {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(target.clone());
-        tokio::spawn(health_check_loop(self.clone(), target));
+        self.runtime.spawn(health_check_loop(self.clone(), target));
     }
 
     /// Takes a target out of rotation and waits (at most `max_wait`) for its
@@ -339,10 +358,12 @@ impl LoadBalancer {
             .cloned()
     }
 
+    /// Forwards one request; `peer_ip` is the client's address as a header value
+    /// (made once per connection).
     async fn proxy(
         self: Arc<Self>,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer_ip: HeaderValue,
     ) -> Response<Body> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let Some(target) = self.pick() else {
@@ -366,11 +387,16 @@ impl LoadBalancer {
         *req.uri_mut() = uri;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
-        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+        let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {
+            None => Some(peer_ip),
+            Some(Ok(prev)) => peer_ip
+                .to_str()
+                .ok()
+                .and_then(|ip| HeaderValue::from_str(&format!("{prev}, {ip}")).ok()),
+            // Not text: replaced by the one hop this load balancer vouches for.
+            Some(Err(_)) => Some(peer_ip),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -446,9 +472,12 @@ impl LoadBalancer {
         let lb = self.clone();
         let service = move |peer: SocketAddr| {
             let lb = lb.clone();
+            let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+                .expect("an IP address is a valid header value");
             hyper::service::service_fn(move |req| {
                 let lb = lb.clone();
-                async move { Ok::<_, Infallible>(lb.proxy(req, peer).await) }
+                let peer_ip = peer_ip.clone();
+                async move { Ok::<_, Infallible>(lb.proxy(req, peer_ip).await) }
             })
         };
         let stats = self.conn_stats.clone();

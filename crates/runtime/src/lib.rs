@@ -3,6 +3,7 @@
 //!
 //! * [`task`]: tasks are `demo-app` processes; their output is the log pipeline's input.
 //! * [`lb`]: the load balancer, its target health checks and ALB metrics.
+//! * [`datapath`]: the load balancer's own thread and runtime, apart from the log pipeline.
 //! * [`service`]: the ECS service scheduler: replacement, rolling deployments, circuit breaker.
 //! * [`collector`]: metrics every tick (ECS, ALB, per-route, ErrorCount) and alarm evaluation.
 //! * [`console`]: the browser console on the control port (pages, live state, actions).
@@ -22,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod control_auth;
+pub mod datapath;
 pub mod lb;
 pub mod procfs;
 pub mod prometheus;

@@ -3,7 +3,8 @@
 //! fails before anything starts), opens the store, stops what an earlier run
 //! left behind, carries on with the deployment the earlier run last completed
 //! (or records a new initial deployment after it, ids continuing), starts the
-//! scheduler and collector.
+//! load balancer on its own thread ([`crate::datapath`]), the scheduler and
+//! the collector.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::collector::Collector;
 use crate::config::{ConfigError, RuntimeConfig};
-use crate::lb::{Health, HealthCheckConfig, LoadBalancer};
+use crate::datapath::DataPath;
+use crate::lb::{ConnLimits, Health, HealthCheckConfig, LoadBalancer};
 use crate::service::Service;
 use crate::supervision::{LockError, Orphan, StateLock};
 use crate::task::{Pipeline, TaskSpec};
@@ -77,8 +79,11 @@ pub struct Runtime {
     _lock: StateLock,
     pub lb_addr: SocketAddr,
     pub control_addr: SocketAddr,
-    /// `up`'s own counters (investigations, alerts), served on the control API's `/metrics`.
+    /// `up`'s own counters (investigations, alerts, collector ticks, data path lag),
+    /// served on the control API's `/metrics`.
     pub metrics: Arc<crate::prometheus::UpMetrics>,
+    /// The load balancer's thread; stopped after the load balancer has drained.
+    data_path: Option<DataPath>,
     transitions: broadcast::Sender<AlarmTransition>,
     alarm_states: Arc<Mutex<Vec<(String, String)>>>,
     open_streams: Arc<std::sync::atomic::AtomicU64>,
@@ -147,7 +152,12 @@ impl Runtime {
         let open_streams = pipeline.open_streams.clone();
         let hc = &config.catalog.health_check;
         let (health_tx, health_rx) = mpsc::unbounded_channel();
-        let lb = LoadBalancer::new(
+        let metrics = Arc::new(crate::prometheus::UpMetrics::default());
+        let data_path = DataPath::start(metrics.lb_loop_lag.clone()).map_err(|e| {
+            RuntimeError::Other(format!("cannot start the load balancer's thread: {e}"))
+        })?;
+        let lb = LoadBalancer::on(
+            data_path.handle().clone(),
             HealthCheckConfig {
                 path: hc.path.clone(),
                 interval: config.scaled_secs(hc.interval_seconds),
@@ -156,6 +166,7 @@ impl Runtime {
                 unhealthy_threshold: hc.unhealthy_threshold,
             },
             health_tx,
+            ConnLimits::default(),
         );
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (last_deployment, last_task) = {
@@ -219,9 +230,17 @@ impl Runtime {
         let (transitions, _) = broadcast::channel(256);
         let alarm_states = Arc::new(Mutex::new(Vec::new()));
         let mut handles = Vec::new();
-        handles.push(tokio::spawn(
-            lb.clone().serve(lb_listener, shutdown_rx.clone()),
-        ));
+        // The listener moves to the data path's own reactor: accepting is data path work too.
+        let lb_listener = lb_listener
+            .into_std()
+            .map_err(|e| RuntimeError::Other(format!("load balancer listener: {e}")))?;
+        let (lb_serve, lb_stop) = (lb.clone(), shutdown_rx.clone());
+        handles.push(data_path.handle().spawn(async move {
+            match TcpListener::from_std(lb_listener) {
+                Ok(l) => lb_serve.serve(l, lb_stop).await,
+                Err(e) => eprintln!("load balancer: cannot listen: {e}"),
+            }
+        }));
         handles.push(tokio::spawn(service.clone().run(
             exits_rx,
             health_rx,
@@ -232,13 +251,16 @@ impl Runtime {
         let states = alarm_states.clone();
         let tick = config.tick();
         let mut stop = shutdown_rx.clone();
+        let tick_metrics = metrics.clone();
         handles.push(tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = interval.tick() => {
+                        let started = std::time::Instant::now();
                         collector.tick().await;
+                        tick_metrics.collector_tick(started.elapsed());
                         *states.lock().unwrap_or_else(|e| e.into_inner()) = collector.states();
                     }
                     _ = stop.changed() => if *stop.borrow() { return },
@@ -252,7 +274,8 @@ impl Runtime {
             _lock: lock,
             lb_addr,
             control_addr,
-            metrics: Arc::default(),
+            metrics,
+            data_path: Some(data_path),
             transitions,
             alarm_states,
             open_streams,
@@ -306,11 +329,14 @@ impl Runtime {
     }
 
     /// Drains the load balancer, stops every task, flushes the store.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         // The LB finishes in-flight requests before the tasks behind it stop.
         if let Some(h) = self.handles.into_iter().next() {
             let _ = tokio::time::timeout(Duration::from_secs(35), h).await;
+        }
+        if let Some(dp) = self.data_path.take() {
+            let _ = tokio::task::spawn_blocking(move || dp.stop()).await;
         }
         self.service.stop_all().await;
         // Read every task's output to the end before the last flush: no line is lost.

@@ -21,9 +21,17 @@ use super::rules::DATAPOINT_METRIC;
 /// Upper bounds (seconds) of the investigation duration histogram.
 const DURATION_BUCKETS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// Counters only `up` knows: investigations it ran, alerts it received.
+/// Upper bounds (seconds) of the collector tick histogram.
+const TICK_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Counters only `up` knows: investigations it ran, alerts it received, how
+/// long collector ticks take, how late the load balancer's data path wakes.
 #[derive(Debug, Default)]
 pub struct UpMetrics {
+    /// The data path's loop lag ([`crate::datapath::DataPath`] records into it).
+    pub lb_loop_lag: std::sync::Arc<crate::datapath::LoopLag>,
+    /// Collector ticks: cumulative counts per bucket of [`TICK_BUCKETS`], then +Inf; sum in µs.
+    ticks: Mutex<([u64; TICK_BUCKETS.len() + 1], u64)>,
     investigations_created: AtomicU64,
     investigations_existing: AtomicU64,
     investigations_failed: AtomicU64,
@@ -60,6 +68,25 @@ impl UpMetrics {
         }
         d.0[DURATION_BUCKETS.len()] += 1;
         d.1 += took.as_micros() as u64;
+    }
+
+    /// Records how long one collector tick (collection, store flush and alarm evaluation) took.
+    pub fn collector_tick(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut t = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, bound) in TICK_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                t.0[i] += 1;
+            }
+        }
+        t.0[TICK_BUCKETS.len()] += 1;
+        t.1 += took.as_micros() as u64;
+    }
+
+    /// (ticks, total seconds) so far.
+    pub fn collector_ticks(&self) -> (u64, f64) {
+        let t = self.ticks.lock().unwrap_or_else(|e| e.into_inner());
+        (t.0[TICK_BUCKETS.len()], t.1 as f64 / 1e6)
     }
 
     /// Counts one alert received by the webhook: `source` (alertmanager, sns)
@@ -113,6 +140,18 @@ pub fn alarm_datapoints(
             (a.name.clone(), statistic(&samples, a.statistic))
         })
         .collect()
+}
+
+/// A histogram family from cumulative `counts` (one per bound, then +Inf) and `sum` seconds.
+fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) {
+    family(out, name, "histogram", help);
+    for (bound, n) in bounds.iter().zip(counts) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let total = counts.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {total}");
 }
 
 /// Everything the exposition needs, gathered from the runtime.
@@ -300,6 +339,24 @@ pub fn render(s: &Snapshot<'_>) -> String {
         out,
         "devops_agent_investigation_duration_seconds_count {total}"
     );
+    let (ticks, tick_sum_us) = *m.ticks.lock().unwrap_or_else(|e| e.into_inner());
+    histogram(
+        &mut out,
+        "devops_agent_collector_tick_seconds",
+        "Time one collector tick takes: task CPU and memory, load balancer counters, each task's /metrics scraped, samples stored, every alarm evaluated.",
+        &TICK_BUCKETS,
+        &ticks,
+        tick_sum_us as f64 / 1e6,
+    );
+    let (lag, lag_sum) = m.lb_loop_lag.cumulative();
+    histogram(
+        &mut out,
+        "devops_agent_lb_loop_lag_seconds",
+        "How late the load balancer's data path thread woke for a timer: how long a request arriving then waited for the thread.",
+        &crate::datapath::LAG_BUCKETS,
+        &lag,
+        lag_sum,
+    );
     family(
         &mut out,
         "devops_agent_alerts_received_total",
@@ -362,5 +419,50 @@ mod tests {
         assert!(text.contains(
             "devops_agent_alerts_received_total{source=\"alertmanager\",result=\"investigating\"} 1"
         ));
+        // No tick yet: an empty histogram, every bucket present.
+        assert!(text.contains("devops_agent_collector_tick_seconds_bucket{le=\"+Inf\"} 0"));
+        assert!(text.contains("devops_agent_lb_loop_lag_seconds_count 0"));
+    }
+
+    #[test]
+    fn collector_ticks_and_loop_lag_are_histograms() {
+        let m = UpMetrics::default();
+        m.collector_tick(Duration::from_micros(800));
+        m.collector_tick(Duration::from_millis(30));
+        m.lb_loop_lag.observe(Duration::from_millis(3));
+        assert_eq!(m.collector_ticks().0, 2);
+        let catalog = Catalog::embedded();
+        let s = Snapshot {
+            catalog: &catalog,
+            datapoints: Vec::new(),
+            alarm_states: Vec::new(),
+            healthy: 0,
+            unhealthy: 0,
+            in_flight: Vec::new(),
+            connections: [
+                ("open", 0),
+                ("accepted_total", 0),
+                ("accept_errors_total", 0),
+                ("idle_closed_total", 0),
+            ],
+            desired: 2,
+            running: 0,
+            store: demo_store::WriterHealth::default(),
+            metrics: &m,
+        };
+        let text = render(&s);
+        for want in [
+            "devops_agent_collector_tick_seconds_bucket{le=\"0.001\"} 1",
+            "devops_agent_collector_tick_seconds_bucket{le=\"0.025\"} 1",
+            "devops_agent_collector_tick_seconds_bucket{le=\"0.05\"} 2",
+            "devops_agent_collector_tick_seconds_bucket{le=\"+Inf\"} 2",
+            "devops_agent_collector_tick_seconds_sum 0.0308",
+            "devops_agent_collector_tick_seconds_count 2",
+            "devops_agent_lb_loop_lag_seconds_bucket{le=\"0.002\"} 0",
+            "devops_agent_lb_loop_lag_seconds_bucket{le=\"0.005\"} 1",
+            "devops_agent_lb_loop_lag_seconds_count 1",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
     }
 }

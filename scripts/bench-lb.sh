@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The local load balancer against haproxy, and scale-out, in one run:
+#
+#   1. `up` with 2 tasks, and haproxy (nbthread 1, round robin, http-reuse always) over the
+#      same 2 tasks: wrk at c=50 and at c=200 through each, REPS times alternately; median
+#      req/s and p99 of each, and their ratios (load balancer / haproxy).
+#   2. Scale-out: `scale 4`, then `scale 8` on the same `up` (each waits until that many
+#      targets are healthy); at 2, 4 and 8 tasks: wrk c=50 through the load balancer and
+#      through haproxy over the same tasks, and the collector's tick time from `up`'s own
+#      /metrics (devops_agent_collector_tick_seconds: mean and worst bucket over the run).
+#
+# `up` (load balancer, scheduler, collector, log pipeline into SQLite), its tasks and haproxy
+# all run on core 0, wrk on core 1. The tasks log every request in every measurement, so the
+# runtime ingests logs while both proxies are measured.
+# Usage: scripts/bench-lb.sh [DURATION_SECONDS] [REPS]   (defaults 10, 3)
+set -euo pipefail
+
+DURATION="${1:-10}"
+REPS="${2:-3}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+missing=()
+for tool in wrk haproxy taskset python3 curl; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  pkgs=()
+  for tool in "${missing[@]}"; do
+    case "$tool" in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$tool") ;; esac
+  done
+  echo "installing ${pkgs[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+cargo build --release -q --bin devops-agent-demo
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/devops-agent-demo"
+WORK="$(mktemp -d)"
+STATE="$WORK/state"
+UP_PID=""
+HA_PID=""
+cleanup() {
+  if [ -n "$HA_PID" ]; then kill "$HA_PID" 2>/dev/null || true; fi
+  if [ -n "$UP_PID" ]; then kill -INT "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+load() { # url connections -> "req/s p99_ms errors"
+  local out
+  out="$(taskset -c 1 wrk -t1 -c"$2" -d"${DURATION}s" --latency "$1")"
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)$", v); x, u = float(m.group(1)), m.group(2)
+    return round(x / 1000 if u == "us" else x * 1000 if u == "s" else x, 3)
+rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+errs = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
+errs += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+print(rps, p99, errs)
+PY
+}
+
+task_ports() {
+  "$BIN" --state-dir "$STATE" status --json | python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["tasks"]:
+    if t["health"] == "healthy" and not t["stopping"]:
+        print(t["port"])'
+}
+
+wait_healthy() { # n
+  for _ in $(seq 1 600); do
+    [ "$(task_ports | wc -l)" -ge "$1" ] && return 0
+    sleep 0.2
+  done
+  "$BIN" --state-dir "$STATE" status >&2
+  echo "fewer than $1 healthy tasks after 120 s" >&2
+  exit 1
+}
+
+start_haproxy() { # ports...
+  {
+    cat <<CFG
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:${HA_PORT}
+  default_backend tasks
+backend tasks
+  balance roundrobin
+  http-reuse always
+CFG
+    local i=0
+    for p in "$@"; do i=$((i + 1)); echo "  server t$i 127.0.0.1:$p"; done
+  } >"$WORK/haproxy.cfg"
+  taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
+  HA_PID=$!
+  for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:${HA_PORT}/health" && return 0; sleep 0.1; done
+  echo "haproxy did not start" >&2; exit 1
+}
+
+stop_haproxy() { kill "$HA_PID"; wait "$HA_PID" 2>/dev/null || true; HA_PID=""; }
+
+ticks() { # -> "count sum_seconds le_bucket_counts..." of the collector tick histogram
+  curl -fs -H "authorization: Bearer $(cat "$STATE/control.token")" "http://127.0.0.1:${CTL_PORT}/metrics" |
+    python3 -c '
+import sys
+count = total = 0.0
+buckets = []
+for line in sys.stdin:
+    if line.startswith("devops_agent_collector_tick_seconds_bucket"):
+        le = line.split("le=\"")[1].split("\"")[0]
+        buckets.append(f"{le}={line.split()[-1]}")
+    elif line.startswith("devops_agent_collector_tick_seconds_count"):
+        count = float(line.split()[-1])
+    elif line.startswith("devops_agent_collector_tick_seconds_sum"):
+        total = float(line.split()[-1])
+print(int(count), total, *buckets)'
+}
+
+tick_summary() { # before after -> "ticks mean_ms worst_bucket_ms"
+  python3 - "$1" "$2" <<'PY'
+import sys
+b, a = sys.argv[1].split(), sys.argv[2].split()
+n = int(a[0]) - int(b[0])
+mean = (float(a[1]) - float(b[1])) / n * 1000 if n else float("nan")
+worst = "-"
+for x, y in zip(b[2:], a[2:]):
+    le, before = x.split("="); _, after = y.split("=")
+    if int(after) - int(before) == n:  # the first bucket holding every tick of the run
+        worst = "≤ " + ("∞" if le == "+Inf" else f"{float(le) * 1000:g}")
+        break
+print(n, f"{mean:.2f}", worst)
+PY
+}
+
+median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+
+LB_PORT="$(free_port)"; CTL_PORT="$(free_port)"; HA_PORT="$(free_port)"
+taskset -c 0 "$BIN" --state-dir "$STATE" up --count 2 --port "$LB_PORT" --control-port "$CTL_PORT" --time-scale 20 >"$WORK/up.log" 2>&1 &
+UP_PID=$!
+for _ in $(seq 1 300); do grep -q '^ready:' "$WORK/up.log" && break; sleep 0.1; done
+grep -q '^ready:' "$WORK/up.log" || { cat "$WORK/up.log"; echo "up did not become ready" >&2; exit 1; }
+wait_healthy 2
+mapfile -t PORTS < <(task_ports)
+start_haproxy "${PORTS[@]}"
+
+URL_PATH="/api/products/3"
+echo "# $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates scripts || echo '+changes'), $(nproc) cores"
+echo "# up, its tasks and haproxy on core 0; wrk -t1 -d${DURATION}s on core 1; medians of $REPS reps, load balancer and haproxy alternating"
+printf '\n| tasks | clients | local LB req/s | haproxy req/s | ratio | LB p99 ms | haproxy p99 ms | p99 ratio | errors LB/haproxy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for c in 50 200; do
+  L_RPS=(); L_P99=(); H_RPS=(); H_P99=(); L_E=0; H_E=0
+  for _ in $(seq 1 "$REPS"); do
+    read -r r p e < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" "$c"); L_RPS+=("$r"); L_P99+=("$p"); L_E=$((L_E + e))
+    read -r r p e < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" "$c"); H_RPS+=("$r"); H_P99+=("$p"); H_E=$((H_E + e))
+  done
+  lr="$(median "${L_RPS[@]}")"; hr="$(median "${H_RPS[@]}")"; lp="$(median "${L_P99[@]}")"; hp="$(median "${H_P99[@]}")"
+  printf '| 2 | %s | %.0f | %.0f | **%s** | %s | %s | **%s** | %s/%s |\n' "$c" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$(ratio "$lp" "$hp")" "$L_E" "$H_E"
+done
+stop_haproxy
+
+printf '\n## scale-out: c=50, one %ss run per proxy per count\n' "$DURATION"
+printf '\n| tasks | local LB req/s | haproxy req/s | ratio | LB p99 ms | haproxy p99 ms | collector ticks | mean tick ms | every tick ≤ ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for n in 2 4 8; do
+  if [ "$n" -ne 2 ]; then
+    "$BIN" --state-dir "$STATE" scale "$n" >/dev/null
+    wait_healthy "$n"
+  fi
+  mapfile -t PORTS < <(task_ports)
+  [ "${#PORTS[@]}" -eq "$n" ] || { echo "expected $n healthy tasks, found ${#PORTS[@]}" >&2; exit 1; }
+  before="$(ticks)"
+  read -r lr lp le < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" 50)
+  after="$(ticks)"
+  read -r tn tmean tworst < <(tick_summary "$before" "$after")
+  start_haproxy "${PORTS[@]}"
+  read -r hr hp he < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" 50)
+  stop_haproxy
+  [ "$le" -eq 0 ] && [ "$he" -eq 0 ] || echo "errors at $n tasks: load balancer $le, haproxy $he" >&2
+  printf '| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n' "$n" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$tn" "$tmean" "$tworst"
+done
