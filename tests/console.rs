@@ -9,14 +9,16 @@
 //! test; `console_pages_refuse_what_they_must` checks the HTTP side of the
 //! console (login, cookie, CSRF, bad input) on the same real `up`, no browser.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod util;
+use util::Up;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -25,111 +27,6 @@ fn agent() -> ureq::Agent {
         .max_redirects(0)
         .build()
         .into()
-}
-
-/// A running `up` whose printed lines are kept.
-struct Up {
-    child: Child,
-    _dir: tempfile::TempDir,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Up {
-    fn start() -> Up {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
-            .arg("--state-dir")
-            .arg(dir.path())
-            .args([
-                "up",
-                "--port",
-                "0",
-                "--control-port",
-                "0",
-                "--time-scale",
-                "20",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let keep = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                keep.lock().unwrap().push(line);
-            }
-        });
-        let up = Up {
-            child,
-            _dir: dir,
-            lines,
-        };
-        up.wait_line("ready:", Duration::from_secs(60));
-        up
-    }
-
-    fn wait_line(&self, prefix: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.trim_start().starts_with(prefix))
-            {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "up printed no {prefix:?} line within {limit:?}: {:?}",
-                self.lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The login URL `up` printed: `http://127.0.0.1:PORT/?token=...`.
-    fn console_url(&self) -> String {
-        let line = self.wait_line("console ", Duration::from_secs(5));
-        line.split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string()
-    }
-
-    fn base(&self) -> String {
-        let url = self.console_url();
-        url[..url.find("/?").unwrap()].to_string()
-    }
-
-    fn lb(&self) -> String {
-        let line = self.wait_line("load balancer", Duration::from_secs(5));
-        line.split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Background traffic to the load balancer, bounded in time, stopped on drop.
@@ -431,7 +328,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 #[test]
 fn the_console_watches_an_incident_from_fault_to_report() {
-    let up = Up::start();
+    let up = Up::ready();
     let base = up.base();
     let mut b = Browser::start("the_console_watches_an_incident_from_fault_to_report");
 
@@ -553,7 +450,7 @@ fn the_console_watches_an_incident_from_fault_to_report() {
 
 #[test]
 fn console_pages_refuse_what_they_must() {
-    let up = Up::start();
+    let up = Up::ready();
     let base = up.base();
     let login = up.console_url();
     let get = |path: &str, cookie: Option<&str>| {

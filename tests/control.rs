@@ -3,134 +3,20 @@
 //! with a program path to run. Regression tests for issue 13, finding 1
 //! (`POST /deployments {"binary": ...}` used to start that program).
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-struct Up {
-    child: Child,
-    dir: tempfile::TempDir,
-    control: String,
-}
-
-impl Up {
-    fn start() -> Up {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
-            .arg("--state-dir")
-            .arg(dir.path())
-            .args([
-                "up",
-                "--port",
-                "0",
-                "--control-port",
-                "0",
-                "--time-scale",
-                "20",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // From here on, Drop stops the child whatever happens.
-        let mut up = Up {
-            child,
-            dir,
-            control: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let info = std::fs::read_to_string(up.dir.path().join("runtime.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-            if let Some(info) = info
-                && up.dir.path().join("control.token").exists()
-            {
-                up.control = info["control"].as_str().unwrap().to_string();
-                return up;
-            }
-            assert!(Instant::now() < deadline, "up did not start within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("control.token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    /// A raw request: (status, JSON body).
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let url = format!("http://{}{path}", self.control);
-        let mut r = match method {
-            "GET" => {
-                let mut b = agent.get(&url);
-                for (k, v) in headers {
-                    b = b.header(*k, *v);
-                }
-                b.call().unwrap()
-            }
-            _ => {
-                let mut b = agent.post(&url);
-                for (k, v) in headers {
-                    b = b.header(*k, *v);
-                }
-                b.send_json(body.unwrap_or(json!({}))).unwrap()
-            }
-        };
-        let status = r.status().as_u16();
-        let v = r.body_mut().read_json().unwrap_or(Value::Null);
-        (status, v)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(state: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod util;
+use util::{Up, cli};
 
 #[test]
 fn the_control_api_never_runs_a_program_it_is_sent() {
     let up = Up::start();
     let auth = format!("Bearer {}", up.token());
-    let marker = up.dir.path().join("pwned");
-    let script = up.dir.path().join("evil.sh");
+    let marker = up.dir().join("pwned");
+    let script = up.dir().join("evil.sh");
     std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
     Command::new("chmod")
         .arg("+x")
@@ -178,7 +64,7 @@ fn the_control_api_never_runs_a_program_it_is_sent() {
 #[test]
 fn the_control_api_wants_its_token_and_refuses_browsers() {
     let up = Up::start();
-    let token_file = up.dir.path().join("control.token");
+    let token_file = up.dir().join("control.token");
     let mode = std::fs::metadata(&token_file).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
@@ -225,13 +111,13 @@ fn the_control_api_wants_its_token_and_refuses_browsers() {
     );
 
     // The CLI reads the token itself.
-    let out = cli(up.dir.path(), &["status", "--json"]);
+    let out = cli(up.dir(), &["status", "--json"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(up.dir.path(), &["scale", "3"]);
+    let out = cli(up.dir(), &["scale", "3"]);
     assert!(
         out.status.success(),
         "{}",
@@ -241,7 +127,7 @@ fn the_control_api_wants_its_token_and_refuses_browsers() {
     assert_eq!(body["desired_count"], 3);
     // Without read access to the token the CLI says why.
     std::fs::remove_file(&token_file).unwrap();
-    let out = cli(up.dir.path(), &["status"]);
+    let out = cli(up.dir(), &["status"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("control.token"));
 }

@@ -11,14 +11,15 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_devops-agent-demo");
+mod util;
+use util::{Up, cli, cli_ok};
 
 /// A child process killed when the test ends, however it ends.
 struct Proc(Child);
@@ -30,7 +31,8 @@ impl Drop for Proc {
     }
 }
 
-/// Prints the tail of every log in `dir` if the test fails (the tempdir goes with it).
+/// Prints the tail of Prometheus's and Alertmanager's logs in `dir` if the test fails (the
+/// tempdir goes with it; `Up` prints its own).
 struct Logs<'a>(&'a Path);
 
 impl Drop for Logs<'_> {
@@ -38,7 +40,7 @@ impl Drop for Logs<'_> {
         if !std::thread::panicking() {
             return;
         }
-        for name in ["up.log", "alertmanager.log", "prometheus.log"] {
+        for name in ["alertmanager.log", "prometheus.log"] {
             let text = std::fs::read_to_string(self.0.join(name)).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
             eprintln!("--- {name} (last lines)");
@@ -55,25 +57,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn cli(state: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn cli_ok(state: &Path, args: &[&str]) -> String {
-    let out = cli(state, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn agent() -> ureq::Agent {
@@ -127,20 +110,8 @@ fn investigations(state: &Path, alarm: &str) -> Vec<Value> {
 fn prometheus_scrapes_the_tasks_through_discovery_and_alertmanager_alerts_end_in_investigations() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let up_log = dir.path().join("up.log");
     let _logs = Logs(dir.path());
-    let _up = spawn(
-        Command::new(BIN).arg("--state-dir").arg(&state).args([
-            "up",
-            "--port",
-            "0",
-            "--control-port",
-            "0",
-            "--time-scale",
-            "20",
-        ]),
-        &up_log,
-    );
+    let _up = Up::start_in(&state);
     // Two healthy tasks, seen through `status --json`.
     let status = wait_for("two healthy targets", Duration::from_secs(60), || {
         let out = cli(&state, &["status", "--json"]);

@@ -4,104 +4,13 @@
 //! earlier records stay exactly as written, ids continue, and each start is a
 //! runtime event that says whether the run before it stopped cleanly.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use demo_model::events::{Deployment, DeploymentOutcome};
 
-/// A real `up` on `dir`, its stdout lines readable as they come.
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Up {
-    fn start(dir: &Path) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
-            .arg("--state-dir")
-            .arg(dir)
-            .args([
-                "up",
-                "--port",
-                "0",
-                "--control-port",
-                "0",
-                "--time-scale",
-                "20",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        Up { child, lines }
-    }
-
-    /// Waits for a line starting with `prefix`; returns every line read so far.
-    fn wait_for(&self, prefix: &str, limit: Duration) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let done = l.starts_with(prefix);
-                    seen.push(l);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no line starting with {prefix:?} within {limit:?}; got {seen:#?}");
-    }
-
-    /// SIGTERM, as Ctrl-C would: drain, stop the tasks, record the stop.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("up did not stop within 60 s of SIGTERM");
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod util;
+use util::{Up, cli_ok};
 
 fn deployments(dir: &Path) -> Vec<Deployment> {
     let mut ds = demo_store::Reader::open(dir)
@@ -122,9 +31,9 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
     let ready = Duration::from_secs(60);
 
     // Run 1: d-0001 (initial), d-0002 (a configuration deploy), clean stop.
-    let up = Up::start(dir.path());
+    let up = Up::start_in(dir.path());
     up.wait_for("ready:", ready);
-    let out = cli(dir.path(), &["deploy", "--env", "GREETING=hello", "--wait"]);
+    let out = cli_ok(dir.path(), &["deploy", "--env", "GREETING=hello", "--wait"]);
     assert!(out.contains("d-0002"), "{out}");
     up.stop();
     let before = deployments(dir.path());
@@ -138,7 +47,7 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
     );
 
     // Run 2 on the same directory.
-    let up = Up::start(dir.path());
+    let mut up = Up::start_in(dir.path());
     let lines = up.wait_for("ready:", ready);
     let restart = lines
         .iter()
@@ -154,22 +63,22 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
     assert_eq!(ids(&after), ["d-0001", "d-0002"]);
     assert_eq!(after, before, "earlier records unchanged");
     let status: serde_json::Value =
-        serde_json::from_str(&cli(dir.path(), &["status", "--json"])).unwrap();
+        serde_json::from_str(&cli_ok(dir.path(), &["status", "--json"])).unwrap();
     assert_eq!(status["current_deployment"], "d-0002", "{status:#}");
     for t in status["tasks"].as_array().unwrap() {
         assert_eq!(t["deployment"], "d-0002", "{t}");
     }
 
     // The next deploy continues the sequence; tasks too.
-    let out = cli(dir.path(), &["deploy", "--env", "GREETING=again", "--wait"]);
+    let out = cli_ok(dir.path(), &["deploy", "--env", "GREETING=again", "--wait"]);
     assert!(out.contains("d-0003"), "{out}");
     let status: serde_json::Value =
-        serde_json::from_str(&cli(dir.path(), &["status", "--json"])).unwrap();
+        serde_json::from_str(&cli_ok(dir.path(), &["status", "--json"])).unwrap();
     for t in status["tasks"].as_array().unwrap() {
         let n: u64 = t["id"].as_str().unwrap()["task-".len()..].parse().unwrap();
         assert!(n > last_task, "task {} reuses an id of run 1", t["id"]);
     }
-    let text = cli(dir.path(), &["status"]);
+    let text = cli_ok(dir.path(), &["status"]);
     assert!(
         text.contains("restart after a clean stop"),
         "status shows the restart: {text}"
@@ -178,10 +87,10 @@ fn a_restart_keeps_earlier_deployments_and_continues_deployment_and_task_ids() {
     // Run 2 dies without stopping, in the middle of d-0004; run 3 says so,
     // records d-0004 as failed (interrupted) and, having no completed
     // deployment to carry on with, records its own start after it.
-    let out = cli(dir.path(), &["deploy", "--env", "GREETING=third"]);
+    let out = cli_ok(dir.path(), &["deploy", "--env", "GREETING=third"]);
     assert!(out.contains("d-0004"), "{out}");
     up.kill();
-    let up = Up::start(dir.path());
+    let up = Up::start_in(dir.path());
     let lines = up.wait_for("ready:", ready);
     assert!(
         lines

@@ -5,11 +5,9 @@
 //! on stderr only while `up` said "ready".
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use demo_model::Catalog;
@@ -17,79 +15,8 @@ use demo_runtime::supervision::{exe, start_ticks};
 use demo_runtime::{Runtime, RuntimeConfig};
 use demo_store::{InvestigationRow, Store, TaskProcess};
 
-const BIN: &str = env!("CARGO_BIN_EXE_devops-agent-demo");
-
-/// A real `up` on `dir`, its stdout lines readable as they come.
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Up {
-    fn start(dir: &Path) -> Up {
-        let mut child = Command::new(BIN)
-            .arg("--state-dir")
-            .arg(dir)
-            .args([
-                "up",
-                "--port",
-                "0",
-                "--control-port",
-                "0",
-                "--time-scale",
-                "20",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        Up { child, lines }
-    }
-
-    fn wait_ready(&self) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let done = l.starts_with("ready:");
-                    seen.push(l);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("up not ready within 60 s: {seen:#?}");
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod util;
+use util::{BIN, Up};
 
 /// Running, and not a zombie waiting to be reaped.
 fn alive(pid: u32) -> bool {
@@ -126,14 +53,13 @@ fn task_pids(dir: &Path) -> Vec<u32> {
 #[test]
 fn sigkill_of_up_leaves_no_task_running_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let mut up = Up::start(dir.path());
+    let mut up = Up::start_in(dir.path());
     up.wait_ready();
     let pids = task_pids(dir.path());
     assert_eq!(pids.len(), 2, "{pids:?}");
     assert!(pids.iter().all(|p| alive(*p)));
 
-    up.child.kill().unwrap(); // SIGKILL: no drain, no clean-up code runs
-    up.child.wait().unwrap();
+    up.kill(); // SIGKILL: no drain, no clean-up code runs
     let killed = Instant::now();
     while pids.iter().any(|p| alive(*p)) && killed.elapsed() < Duration::from_secs(1) {
         std::thread::sleep(Duration::from_millis(10));
@@ -148,7 +74,7 @@ fn sigkill_of_up_leaves_no_task_running_within_a_second() {
 #[test]
 fn a_second_up_on_one_state_dir_fails_naming_the_lock_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Up::start(dir.path());
+    let first = Up::start_in(dir.path());
     first.wait_ready();
     let started = Instant::now();
     let second = Command::new(BIN)
@@ -164,7 +90,7 @@ fn a_second_up_on_one_state_dir_fails_naming_the_lock_holder() {
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
-        err.contains(&format!("pid {}", first.child.id())) && err.contains("up.lock"),
+        err.contains(&format!("pid {}", first.pid())) && err.contains("up.lock"),
         "{err}"
     );
     // The first is untouched: still serving its two tasks.
@@ -217,7 +143,7 @@ fn a_task_left_running_by_a_killed_run_is_stopped_by_the_next_up_and_a_reused_pi
     }
     assert!(alive(orphan.id()));
 
-    let up = Up::start(dir.path());
+    let up = Up::start_in(dir.path());
     let lines = up.wait_ready();
     // Exited (and reaped here, its parent) before up said ready.
     orphan
