@@ -5,8 +5,14 @@
 # Measures GET /, /health, /metrics throughput and p50/p99 (access logs on,
 # read by a log consumer on the other core; GET / also with a log file); idle and loaded
 # RSS; start-up time (exec to first accepted TCP connection, median of 20).
+# GET / of both servers and demo-app's /health run ROUNDS times, alternating, and
+# their medians are compared.
 #
-# Usage: scripts/bench-service.sh [DURATION_SECONDS]   (default 10; ROUNDS=3 for GET /)
+# Usage: scripts/bench-service.sh [DURATION_SECONDS]   (default 10; ROUNDS=3)
+#
+# The script builds both servers, then measures. To measure without building
+# (e.g. under a lock shared with other benchmarks, which must not wait on
+# cargo), build first and pass the binaries: DEMO_APP_BIN=... BARE_HYPER_BIN=...
 set -euo pipefail
 
 DURATION="${1:-10}"
@@ -14,14 +20,24 @@ ROUNDS="${ROUNDS:-3}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 2; }
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (apt-get)" >&2
+  { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } ||
+    { echo "wrk is required and could not be installed: apt-get install -y wrk" >&2; exit 2; }
+fi
 command -v taskset >/dev/null || { echo "taskset is required (util-linux)" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores: server on core 0, wrk on core 1" >&2; exit 2; }
 
-cargo build --release -q -p demo-app --bin demo-app --example bare_hyper
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-APP="$TARGET/demo-app"
-HYPER="$TARGET/examples/bare_hyper"
+if [ -n "${DEMO_APP_BIN:-}" ] || [ -n "${BARE_HYPER_BIN:-}" ]; then
+  APP="${DEMO_APP_BIN:?DEMO_APP_BIN and BARE_HYPER_BIN go together}"
+  HYPER="${BARE_HYPER_BIN:?DEMO_APP_BIN and BARE_HYPER_BIN go together}"
+  for b in "$APP" "$HYPER"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+else
+  cargo build --release -q -p demo-app --bin demo-app --example bare_hyper
+  APP="$TARGET/demo-app"
+  HYPER="$TARGET/examples/bare_hyper"
+fi
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
@@ -105,16 +121,18 @@ sleep 0.5
 IDLE_KB="$(rss_kb "$APP_PID")"
 # GET / against bare hyper: ROUNDS alternating runs each, medians compared (the
 # machine is shared; alternating spreads its noise over both sides).
-H_RUNS=(); A_RUNS=()
+# /health joins the rotation: its target is a ratio to demo-app's own GET /.
+H_RUNS=(); A_RUNS=(); HE_RUNS=()
 for _ in $(seq 1 "$ROUNDS"); do
   H_RUNS+=("$(load "http://127.0.0.1:$PORT_H/")")
   A_RUNS+=("$(load "http://127.0.0.1:$PORT_A/")")
+  HE_RUNS+=("$(load "http://127.0.0.1:$PORT_A/health")")
 done
 median() { printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$(( ($# + 1) / 2 ))p"; }
 read -r H_RPS H_P50 H_P99 <<<"$(median "${H_RUNS[@]}")"
 read -r A_RPS A_P50 A_P99 <<<"$(median "${A_RUNS[@]}")"
+read -r HE_RPS HE_P50 HE_P99 <<<"$(median "${HE_RUNS[@]}")"
 kill "$HYPER_PID"; wait "$HYPER_PID" 2>/dev/null || true
-read -r HE_RPS HE_P50 HE_P99 < <(load "http://127.0.0.1:$PORT_A/health")
 read -r M_RPS M_P50 M_P99 < <(load "http://127.0.0.1:$PORT_A/metrics")
 LOADED_KB="$(hwm_kb "$APP_PID")"
 kill -TERM "$APP_PID"; wait "$APP_PID" 2>/dev/null || true
@@ -134,11 +152,13 @@ printf '\n| target | req/s | p50 ms | p99 ms | vs bare hyper |\n|---|---:|---:|-
 printf '| bare hyper GET / (median of %s) | %s | %s | %s | 1.00 |\n' "$ROUNDS" "$H_RPS" "$H_P50" "$H_P99"
 printf '| demo-app GET / (median of %s) | %s | %s | %s | %s |\n' "$ROUNDS" "$A_RPS" "$A_P50" "$A_P99" "$(ratio "$A_RPS" "$H_RPS")"
 printf '| demo-app GET /, log to a file on the same core | %s | %s | %s | %s |\n' "$F_RPS" "$F_P50" "$F_P99" "$(ratio "$F_RPS" "$H_RPS")"
-printf '| demo-app GET /health | %s | %s | %s | %s |\n' "$HE_RPS" "$HE_P50" "$HE_P99" "$(ratio "$HE_RPS" "$H_RPS")"
+printf '| demo-app GET /health (median of %s) | %s | %s | %s | %s |\n' "$ROUNDS" "$HE_RPS" "$HE_P50" "$HE_P99" "$(ratio "$HE_RPS" "$H_RPS")"
 printf '| demo-app GET /metrics | %s | %s | %s | %s |\n' "$M_RPS" "$M_P50" "$M_P99" "$(ratio "$M_RPS" "$H_RPS")"
 printf '\n| demo-app | value |\n|---|---:|\n'
 printf '| idle RSS | %.1f MB |\n' "$(python3 -c "print($IDLE_KB/1024)")"
 printf '| peak RSS under load | %.1f MB |\n' "$(python3 -c "print($LOADED_KB/1024)")"
+printf '| /health vs its own GET / (medians) | %s |\n' "$(ratio "$HE_RPS" "$A_RPS")"
 printf '| start-up (exec to first connection, median of 20) | %s ms |\n' "$START_MS"
 printf '| log lines the log consumer received (GET /, /health, /metrics runs) | %s |\n' "$LINES"
-printf '\nGET / runs (req/s p50 p99): hyper: %s | demo-app: %s\n' "$(printf '[%s] ' "${H_RUNS[@]}")" "$(printf '[%s] ' "${A_RUNS[@]}")"
+printf '\nRuns (req/s p50 p99): hyper GET /: %s| demo-app GET /: %s| demo-app /health: %s\n' \
+  "$(printf '[%s] ' "${H_RUNS[@]}")" "$(printf '[%s] ' "${A_RUNS[@]}")" "$(printf '[%s] ' "${HE_RUNS[@]}")"
