@@ -36,9 +36,8 @@ pub mod rules;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use demo_model::Catalog;
+use demo_model::{Catalog, now_ms};
 use demo_model::events::{AlarmTransition, EpochMs};
 use demo_store::{InvestigationRow, Reader, StoreError, Writer};
 use serde::Serialize;
@@ -159,12 +158,6 @@ pub struct InvestigationOutcome {
     pub top3: Vec<Finding>,
     /// Milliseconds the analysis took (0 for an existing investigation).
     pub duration_ms: u64,
-}
-
-fn now_ms() -> EpochMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The investigation id of a transition: stable, so a restart finds it.

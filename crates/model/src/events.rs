@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch.
 pub type EpochMs = i64;
 
+/// The wall clock as [`EpochMs`], the time base of every record (0 if the
+/// clock is set before 1970). The one definition every crate uses.
+pub fn now_ms() -> EpochMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as EpochMs)
+}
+
 /// A closed-open time window `[start_ms, end_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
@@ -267,6 +275,20 @@ pub fn redact_env(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_ms_is_the_wall_clock_in_milliseconds() {
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as EpochMs
+        };
+        let before = ms(std::time::SystemTime::now());
+        let now = now_ms();
+        let after = ms(std::time::SystemTime::now());
+        assert!(
+            before <= now && now <= after,
+            "{before} <= {now} <= {after}"
+        );
+    }
 
     #[test]
     fn log_records_extract_json_fields_and_keep_the_line() {

@@ -10,3 +10,4 @@ pub mod catalog;
 pub mod events;
 
 pub use catalog::{Alarm, Catalog, CatalogError, Comparison, Statistic, TreatMissingData};
+pub use events::now_ms;

@@ -35,10 +35,4 @@ pub mod task;
 pub use config::RuntimeConfig;
 pub use runtime::{Runtime, RuntimeError};
 
-/// Milliseconds since the Unix epoch, the time base of every record.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use demo_model::now_ms;

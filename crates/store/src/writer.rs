@@ -249,9 +249,4 @@ pub(crate) fn enforce_cap(conn: &mut Connection, state: &mut WriterState) {
     }
 }
 
-pub(crate) fn now_ms() -> EpochMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use demo_model::now_ms;
