@@ -19,6 +19,8 @@ use rusqlite::Connection;
 mod batch;
 pub mod health;
 pub mod limits;
+#[cfg(test)]
+mod query_plans;
 pub mod reader;
 pub mod schema;
 pub mod writer;

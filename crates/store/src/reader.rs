@@ -36,6 +36,41 @@ pub struct LogRow<'a> {
     pub line: Option<&'a str>,
 }
 
+// The window queries of the investigator, named so that their plans are tested (`query_plans`).
+pub(crate) const SCAN_LOGS_SQL: &str = "SELECT ts_ms, task_id, level, message, route, status, CASE WHEN message IS NULL THEN line END FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+pub(crate) const SAMPLES_SQL: &str = "SELECT ts_ms, value, count FROM metrics WHERE namespace = ?1 AND name = ?2 AND dimension = ?3 AND ts_ms >= ?4 AND ts_ms < ?5 ORDER BY ts_ms";
+pub(crate) const SERIES_SQL: &str = "SELECT DISTINCT namespace, name, dimension FROM metrics WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY 1, 2, 3";
+pub(crate) const TASK_EVENTS_SQL: &str = "SELECT ts_ms, task_id, kind, exit_code, reason, deployment_id FROM task_events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
+
+/// The SQL and arguments of [`Reader::logs`].
+pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let cols = "logs.ts_ms, logs.task_id, logs.stream, logs.level, logs.message, logs.route, logs.status, logs.line";
+    let mut sql = format!("SELECT {cols} FROM logs WHERE logs.ts_ms >= ?1 AND logs.ts_ms < ?2");
+    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
+    if let Some(t) = &q.task_id {
+        args.push(t.clone().into());
+        sql.push_str(&format!(" AND logs.task_id = ?{}", args.len()));
+    }
+    if let Some(l) = &q.level {
+        args.push(l.to_ascii_uppercase().into());
+        sql.push_str(&format!(" AND logs.level = ?{}", args.len()));
+    }
+    if let Some(c) = &q.contains {
+        args.push(c.clone().into());
+        sql.push_str(&format!(" AND instr(logs.line, ?{}) > 0", args.len()));
+    }
+    match q.limit {
+        // The newest `n`, returned oldest first.
+        Some(n) => {
+            sql = format!(
+                "SELECT * FROM ({sql} ORDER BY logs.ts_ms DESC, logs.id DESC LIMIT {n}) ORDER BY ts_ms"
+            )
+        }
+        None => sql.push_str(" ORDER BY logs.ts_ms, logs.id"),
+    }
+    (sql, args)
+}
+
 /// A read connection.
 pub struct Reader {
     conn: Connection,
@@ -75,30 +110,10 @@ impl Reader {
         sql_err(&self.path)
     }
 
-    /// Log records in the window, oldest first.
+    /// Log records in the window, oldest first, through the `ts_ms` index (or
+    /// `level, ts_ms` with a level); `contains` is checked on each line.
     pub fn logs(&self, w: Window, q: &LogQuery) -> Result<Vec<LogRecord>> {
-        let mut sql = String::from(
-            "SELECT ts_ms, task_id, stream, level, message, route, status, line FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2",
-        );
-        let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
-        if let Some(t) = &q.task_id {
-            args.push(t.clone().into());
-            sql.push_str(&format!(" AND task_id = ?{}", args.len()));
-        }
-        if let Some(l) = &q.level {
-            args.push(l.to_ascii_uppercase().into());
-            sql.push_str(&format!(" AND level = ?{}", args.len()));
-        }
-        if let Some(c) = &q.contains {
-            args.push(c.clone().into());
-            sql.push_str(&format!(" AND instr(line, ?{}) > 0", args.len()));
-        }
-        sql.push_str(" ORDER BY ts_ms, id");
-        if let Some(n) = q.limit {
-            // The newest `n`, returned oldest first.
-            sql = format!("SELECT * FROM ({sql} DESC LIMIT {n}) ORDER BY ts_ms");
-            sql = sql.replace("ORDER BY ts_ms, id DESC", "ORDER BY ts_ms DESC, id DESC");
-        }
+        let (sql, args) = log_query_sql(w, q);
         let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), |r| {
@@ -125,9 +140,7 @@ impl Reader {
     pub fn scan_logs(&self, w: Window, mut f: impl FnMut(LogRow<'_>)) -> Result<u64> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT ts_ms, task_id, level, message, route, status, CASE WHEN message IS NULL THEN line END FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
-            )
+            .prepare_cached(SCAN_LOGS_SQL)
             .map_err(self.err())?;
         let mut rows = stmt.query([w.start_ms, w.end_ms]).map_err(self.err())?;
         let mut n = 0;
@@ -176,12 +189,7 @@ impl Reader {
         dimension: &str,
         w: Window,
     ) -> Result<Vec<MetricSample>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT ts_ms, value, count FROM metrics WHERE namespace = ?1 AND name = ?2 AND dimension = ?3 AND ts_ms >= ?4 AND ts_ms < ?5 ORDER BY ts_ms",
-            )
-            .map_err(self.err())?;
+        let mut stmt = self.conn.prepare_cached(SAMPLES_SQL).map_err(self.err())?;
         let rows = stmt
             .query_map(
                 params![namespace, name, dimension, w.start_ms, w.end_ms],
@@ -202,10 +210,7 @@ impl Reader {
 
     /// Distinct (namespace, name, dimension) series with data in the window.
     pub fn series(&self, w: Window) -> Result<Vec<(String, String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT DISTINCT namespace, name, dimension FROM metrics WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY 1, 2, 3")
-            .map_err(self.err())?;
+        let mut stmt = self.conn.prepare(SERIES_SQL).map_err(self.err())?;
         let rows = stmt
             .query_map([w.start_ms, w.end_ms], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -296,10 +301,7 @@ impl Reader {
 
     /// Task events in the window, oldest first.
     pub fn task_events(&self, w: Window) -> Result<Vec<TaskEvent>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT ts_ms, task_id, kind, exit_code, reason, deployment_id FROM task_events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id")
-            .map_err(self.err())?;
+        let mut stmt = self.conn.prepare(TASK_EVENTS_SQL).map_err(self.err())?;
         let rows = stmt
             .query_map([w.start_ms, w.end_ms], |r| {
                 let kind: String = r.get(2)?;

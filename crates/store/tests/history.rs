@@ -91,6 +91,20 @@ fn a_database_made_by_the_previous_schema_opens_migrates_and_keeps_its_rows() {
     assert_eq!(r.last_deployment_seq().unwrap(), 2);
     assert_eq!(r.last_task_seq().unwrap(), 7);
 
+    // The line the previous build stored is found by level and text after migration 3's indexes.
+    let found = r
+        .logs(
+            Window::new(0, 1000),
+            &demo_store::LogQuery {
+                contains: Some("\"message\":\"hi\"".into()),
+                level: Some("INFO".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].task_id, "task-0007");
+
     // The new tables of migration 2 work.
     let w = store.writer();
     w.runtime_event(RuntimeEvent {
@@ -104,6 +118,14 @@ fn a_database_made_by_the_previous_schema_opens_migrates_and_keeps_its_rows() {
 
     let conn = Connection::open(dir.path().join("state.db")).unwrap();
     assert_eq!(schema::version(&conn).unwrap(), schema::VERSION);
+    let window_indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('logs_level_ts', 'metrics_ts')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(window_indexes, 2, "migration 3 adds the window indexes");
     // Opening again applies nothing and loses nothing.
     let again = Store::open(dir.path()).unwrap();
     assert_eq!(again.reader().unwrap().deployments(10).unwrap().len(), 2);

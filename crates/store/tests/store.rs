@@ -72,6 +72,85 @@ fn logs_round_trip_with_filters_and_nothing_is_lost() {
     );
 }
 
+/// A text search finds the lines whose raw text holds it (case-sensitive),
+/// rare or common, within the window and the other filters; pruned lines are
+/// gone from it.
+#[test]
+fn text_search_finds_exactly_the_lines_holding_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    for i in 0..30_000i64 {
+        // Every line holds "GET" (common); request ids are rare.
+        w.log(LogRecord::from_line(
+            i,
+            if i % 2 == 0 { "a" } else { "b" },
+            Stream::Stdout,
+            format!(r#"{{"level":"INFO","message":"GET done","request_id":"r-{i}-x"}}"#),
+        ));
+    }
+    // The pieces of "r-77-x" all present but not adjacent: not a match.
+    w.log(LogRecord::from_line(
+        30_000,
+        "a",
+        Stream::Stdout,
+        "r-77 -x and 7-x".into(),
+    ));
+    // Same text, other case: not a match (the search is case-sensitive).
+    w.log(LogRecord::from_line(
+        30_001,
+        "a",
+        Stream::Stdout,
+        "R-77-X".into(),
+    ));
+    w.flush();
+    let r = store.reader().unwrap();
+    let search = |text: &str, window: Window, task: Option<&str>, limit: Option<usize>| {
+        r.logs(
+            window,
+            &LogQuery {
+                contains: Some(text.into()),
+                task_id: task.map(Into::into),
+                limit,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .iter()
+        .map(|l| l.ts_ms)
+        .collect::<Vec<_>>()
+    };
+    let all = Window::new(0, 40_000);
+    assert_eq!(search("r-77-x", all, None, None), vec![77]);
+    assert_eq!(
+        search("r-77-x", Window::new(0, 77), None, None),
+        Vec::<i64>::new()
+    );
+    assert_eq!(search("r-77-x", all, Some("a"), None), Vec::<i64>::new());
+    assert_eq!(search("r-77-x", all, Some("b"), Some(5)), vec![77]);
+    // "77-x" is in r-77-x, r-177-x, …: 300 lines.
+    let many = search("77-x", all, None, None);
+    assert_eq!(
+        many.len(),
+        (0..30_000)
+            .filter(|i| format!("r-{i}-x").contains("77-x"))
+            .count()
+    );
+    // Common text: the newest first, returned oldest first.
+    assert_eq!(
+        search("GET", all, None, Some(3)),
+        vec![29_997, 29_998, 29_999]
+    );
+    assert_eq!(search("GET", all, None, None).len(), 30_000);
+    assert_eq!(search("7-", Window::new(0, 100), None, None).len(), 10);
+    // A quote in the text is text.
+    assert_eq!(search("\"r-12-x\"", all, None, None), vec![12]);
+    w.prune(1_000);
+    w.flush();
+    assert_eq!(search("r-77-x", all, None, None), Vec::<i64>::new());
+    assert_eq!(search("r-1077-x", all, None, None), vec![1077]);
+}
+
 #[test]
 fn scan_logs_visits_every_record_in_order_and_reads_lines_only_without_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,107 @@
+//! The plans SQLite chooses for the window queries, checked with `EXPLAIN
+//! QUERY PLAN`: reading a window must cost in proportion to the window, so
+//! every table a window query touches is searched through an index (a range
+//! of it), never scanned whole — not even a whole index, which grows with the
+//! store just as the table does.
+
+use demo_model::events::Window;
+use rusqlite::Connection;
+
+use crate::reader::{
+    LogQuery, SAMPLES_SQL, SCAN_LOGS_SQL, SERIES_SQL, TASK_EVENTS_SQL, log_query_sql,
+};
+
+/// The `detail` column of each step of the plan.
+fn plan(conn: &Connection, sql: &str, args: Vec<rusqlite::types::Value>) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// Asserts that every table of the plan is read through `SEARCH ... USING
+/// [COVERING] INDEX|INTEGER PRIMARY KEY` and that
+/// the plan names `expect` (an index); returns the plan for messages.
+fn assert_indexed(
+    conn: &Connection,
+    what: &str,
+    sql: &str,
+    args: Vec<rusqlite::types::Value>,
+    expect: &str,
+) {
+    let steps = plan(conn, sql, args);
+    for s in &steps {
+        // A subquery's rows (at most its LIMIT) are not a table.
+        let scans_table = s.starts_with("SCAN ") && !s.starts_with("SCAN (subquery");
+        assert!(
+            !scans_table,
+            "{what}: step {s:?} reads a whole table or index; plan: {steps:#?}"
+        );
+    }
+    assert!(
+        steps.iter().any(|s| s.contains(expect)),
+        "{what}: expected {expect:?} in the plan {steps:#?}"
+    );
+}
+
+fn db() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    drop(crate::Store::open(dir.path()).unwrap());
+    let conn = crate::open_conn(&dir.path().join(crate::DB_FILE)).unwrap();
+    (dir, conn)
+}
+
+fn w() -> Window {
+    Window::new(1_000, 3_601_000)
+}
+
+#[test]
+fn the_investigators_window_queries_search_an_index() {
+    let (_dir, conn) = db();
+    let window = || vec![w().start_ms.into(), w().end_ms.into()];
+    assert_indexed(&conn, "scan_logs", SCAN_LOGS_SQL, window(), "logs_ts");
+    let mut series_args = ["AWS/ECS", "CPUUtilization", ""]
+        .map(|s| rusqlite::types::Value::Text(s.into()))
+        .to_vec();
+    series_args.extend(window());
+    assert_indexed(&conn, "samples", SAMPLES_SQL, series_args, "metrics_series");
+    assert_indexed(&conn, "series", SERIES_SQL, window(), "metrics_ts");
+    assert_indexed(
+        &conn,
+        "task_events",
+        TASK_EVENTS_SQL,
+        window(),
+        "task_events_ts",
+    );
+}
+
+#[test]
+fn the_consoles_log_queries_search_an_index() {
+    let (_dir, conn) = db();
+    let newest = |q: LogQuery| LogQuery {
+        limit: Some(200),
+        ..q
+    };
+    let (sql, args) = log_query_sql(w(), &newest(LogQuery::default()));
+    assert_indexed(&conn, "newest lines", &sql, args, "logs_ts");
+    let errors = newest(LogQuery {
+        level: Some("ERROR".into()),
+        ..Default::default()
+    });
+    let (sql, args) = log_query_sql(w(), &errors);
+    assert_indexed(&conn, "level=ERROR", &sql, args, "logs_level_ts");
+    let text = LogQuery {
+        contains: Some("r-1800-".into()),
+        level: Some("INFO".into()),
+        ..Default::default()
+    };
+    let (sql, args) = log_query_sql(w(), &text);
+    assert_indexed(
+        &conn,
+        "text and level, no limit",
+        &sql,
+        args,
+        "logs_level_ts",
+    );
+}
