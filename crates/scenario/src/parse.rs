@@ -397,6 +397,23 @@ fn validate_step(p: &mut Vec<String>, at: &str, st: &Step, source: Option<&Path>
                 ));
             }
         }
+        Action::RouteRamp(r) => {
+            if !crate::traffic::ROUTES.contains(&r.route.as_str()) {
+                p.push(format!(
+                    "{at}.route_ramp.route: {:?} is not one of {:?}",
+                    r.route,
+                    crate::traffic::ROUTES
+                ));
+            }
+            if !(r.to >= 0.0 && r.to <= 50.0) {
+                p.push(format!("{at}.route_ramp.to: {} must be in [0, 50]", r.to));
+            }
+            if r.over == 0 {
+                p.push(format!(
+                    "{at}.route_ramp.over: must be at least 1 catalogue second"
+                ));
+            }
+        }
         Action::Deploy(d) => {
             if d.env.is_empty() && d.rev.is_none() && d.patch.is_none() && d.version.is_none() {
                 p.push(format!(
@@ -500,23 +517,42 @@ impl Scenario {
     }
 }
 
-/// Replaces `{s:N}` with N catalogue seconds expressed in real seconds (at least 1).
+/// Replaces `{s:N}` with N catalogue seconds expressed in real seconds (a
+/// whole number, at least 1), and `{ms:N}` with N catalogue milliseconds in
+/// real milliseconds (up to three decimals, 0 only for 0: a per-request cost that
+/// must shrink with the time scale, as the request rate grows with it).
 pub fn scale_path(path: &str, time_scale: f64) -> String {
     let mut out = String::new();
     let mut rest = path;
-    while let Some(i) = rest.find("{s:") {
+    while let Some(i) = rest.find('{') {
         out.push_str(&rest[..i]);
-        let tail = &rest[i + 3..];
-        match tail
-            .find('}')
-            .and_then(|j| tail[..j].parse::<f64>().ok().map(|n| (j, n)))
-        {
-            Some((j, n)) => {
-                out.push_str(&((n / time_scale).ceil().max(1.0) as u64).to_string());
+        let tail = &rest[i + 1..];
+        let scaled = tail.find('}').and_then(|j| {
+            let (unit, n) = tail[..j].split_once(':')?;
+            let n = n
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= 0.0)?;
+            let real = n / time_scale;
+            let text = match unit {
+                "s" => (real.ceil().max(1.0) as u64).to_string(),
+                "ms" => {
+                    // A cost too small to write stays above 0; 0 stays 0 (and is refused).
+                    let ms = (real * 1000.0).round() / 1000.0;
+                    let ms = if n > 0.0 { ms.max(0.001) } else { 0.0 };
+                    format!("{ms}")
+                }
+                _ => return None,
+            };
+            Some((j, text))
+        });
+        match scaled {
+            Some((j, text)) => {
+                out.push_str(&text);
                 rest = &tail[j + 1..];
             }
             None => {
-                out.push_str("{s:");
+                out.push('{');
                 rest = tail;
             }
         }
@@ -724,6 +760,21 @@ expect:
         );
         assert_eq!(scale_path("/error/x?a={s:1}", 20.0), "/error/x?a=1");
         assert_eq!(scale_path("/error/x?a={s:bad}", 20.0), "/error/x?a={s:bad}");
+        assert_eq!(
+            scale_path("/error/cpu-cost?ms={ms:40}&duration_s={s:600}", 20.0),
+            "/error/cpu-cost?ms=2&duration_s=30"
+        );
+        assert_eq!(scale_path("/error/x?ms={ms:35}", 20.0), "/error/x?ms=1.75");
+        assert_eq!(scale_path("/error/x?ms={ms:10}", 3.0), "/error/x?ms=3.333");
+        assert_eq!(
+            scale_path("/error/x?ms={ms:0.001}", 3.0),
+            "/error/x?ms=0.001"
+        );
+        assert_eq!(scale_path("/error/x?ms={ms:0}", 3.0), "/error/x?ms=0");
+        assert_eq!(
+            scale_path("/error/x?a={h:1}&b={s:", 2.0),
+            "/error/x?a={h:1}&b={s:"
+        );
     }
 
     mod fuzz {

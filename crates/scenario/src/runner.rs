@@ -179,6 +179,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, Str
         say: say.clone(),
         prebuilt: &prebuilt,
         ramp: None,
+        route_ramp: None,
         skipped: Vec::new(),
     };
 

@@ -40,6 +40,10 @@ pub const EMBEDDED: &[(&str, &str)] = embedded![
     "leak-after-deploy",
     "errors-one-task",
     "slow-quotes-one-task",
+    "traffic-surge",
+    "traffic-surge-quotes",
+    "cpu-starved-health-checks",
+    "leak-one-task-oom",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +130,7 @@ pub const ACTIONS: &[&str] = &[
     "rollback",
     "rate",
     "ramp",
+    "route_ramp",
     "mix",
     "wait_deployment",
 ];
@@ -134,7 +139,8 @@ pub const ACTIONS: &[&str] = &[
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Call a fault endpoint on tasks. `{s:N}` in the path becomes N catalogue
-    /// seconds in real seconds at the run's time scale. `target`: `all`, `one`
+    /// seconds in real seconds, `{ms:N}` N catalogue milliseconds in real ones,
+    /// at the run's time scale. `target`: `all`, `one`
     /// (the oldest running task), `newest` (the latest started) or a task id.
     Fault {
         path: String,
@@ -149,6 +155,10 @@ pub enum Action {
     Rate(f64),
     /// Change the traffic rate linearly to `to` over `over` catalogue seconds.
     Ramp(Ramp),
+    /// Extra requests on one route, on top of the mix: their rate moves
+    /// linearly to `to` (requests per catalogue second, 0 stops them) over
+    /// `over` catalogue seconds.
+    RouteRamp(RouteRamp),
     /// Change the traffic mix (`default` or `with-reports`).
     Mix(String),
     /// Block until the deployment in progress completes.
@@ -174,6 +184,15 @@ pub struct DeploySpec {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ramp {
+    pub to: f64,
+    pub over: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRamp {
+    /// A route template the traffic knows (`/api/quote`, `/api/products/{id}`...).
+    pub route: String,
     pub to: f64,
     pub over: u32,
 }

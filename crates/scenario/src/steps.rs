@@ -104,6 +104,8 @@ pub struct Context<'a> {
     pub say: Arc<dyn Fn(&str) + Send + Sync>,
     pub prebuilt: &'a Prebuilt,
     pub ramp: Option<tokio::task::JoinHandle<()>>,
+    /// The ramp of the extra requests on one route, if one is moving.
+    pub route_ramp: Option<tokio::task::JoinHandle<()>>,
     /// Steps that could not be carried out, with why.
     pub skipped: Vec<String>,
 }
@@ -242,6 +244,20 @@ impl Context<'_> {
                 (self.say)(&format!(
                     "{name}: traffic ramps to {} requests per catalogue second over {} s",
                     r.to, r.over
+                ));
+            }
+            Action::RouteRamp(r) => {
+                if let Some(h) = self.route_ramp.take() {
+                    h.abort();
+                }
+                let handle = self
+                    .traffic
+                    .route_ramp(&r.route, r.to * self.scale, self.secs(f64::from(r.over)))
+                    .map_err(|e| format!("{name}: route_ramp: {e}"))?;
+                self.route_ramp = Some(handle);
+                (self.say)(&format!(
+                    "{name}: extra requests on {} ramp to {} per catalogue second over {} s",
+                    r.route, r.to, r.over
                 ));
             }
             Action::Mix(m) => {
