@@ -131,3 +131,66 @@ fn the_control_api_wants_its_token_and_refuses_browsers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("control.token"));
 }
+
+/// Each reason a deployment is not started has its own status, from one
+/// mapping (`control::deploy_status`): the caller's mistakes 4xx, the
+/// environment's own failure 500 — they used to share one.
+#[test]
+fn a_refused_deployment_answers_the_status_of_its_reason() {
+    let up = Up::ready();
+    let auth = format!("Bearer {}", up.token());
+    let deploy = |body: serde_json::Value| {
+        up.call(
+            "POST",
+            "/deployments",
+            &[("authorization", &auth)],
+            Some(body),
+        )
+    };
+
+    let (status, body) = deploy(json!({"rev": "no-such-revision-anywhere"}));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = deploy(json!({}));
+    assert_eq!(status, 400, "a request that changes nothing: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to deploy"),
+        "{body}"
+    );
+    let (status, body) = deploy(json!({"rollback_to": "d-0999"}));
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("d-0999"), "{body}");
+
+    // The CLI turns the unknown rollback target into its "unknown id" exit.
+    let out = cli(up.dir(), &["deploy", "--rollback-to", "d-0999"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The environment cannot build: its build directory is a file. A real
+    // commit (this repository's HEAD, `up --repo` defaults to the current
+    // directory) gets past resolution, then the build fails on our side.
+    std::fs::write(up.dir().join("builds"), "not a directory").unwrap();
+    let (status, body) = deploy(json!({"rev": "HEAD"}));
+    assert_eq!(status, 500, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("builds"), "{body}");
+
+    // A deployment under way refuses the next one (at time scale 20 a rollout
+    // takes seconds: the second request comes well within it).
+    let (status, first) = deploy(json!({"env": {"GREETING": "one"}}));
+    assert_eq!(status, 201, "{first}");
+    let (status, body) = deploy(json!({"env": {"GREETING": "two"}}));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(first["id"].as_str().unwrap()),
+        "names the deployment in progress: {body}"
+    );
+}

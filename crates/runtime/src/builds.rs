@@ -31,14 +31,22 @@ pub struct Build {
     pub git_sha: String,
 }
 
+/// Why a revision could not be built, by whose fault: the control API
+/// answers each kind with its own status (see `control::deploy_status`).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The request named something that is not a commit: the caller's mistake.
+    /// The request named something that is not a commit (or a patch that is
+    /// not there): the caller's mistake.
     #[error("{0}")]
     BadRevision(String),
-    /// git or cargo failed.
+    /// The revision is a commit, but it does not build (or the patch does not
+    /// apply to it): the revision's fault, not the environment's.
     #[error("{0}")]
     Failed(String),
+    /// The environment itself failed: git or cargo missing, the build
+    /// directory not writable.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Builds {
@@ -63,7 +71,7 @@ impl Builds {
             .arg(format!("{rev}^{{commit}}"))
             .output()
             .map_err(|e| {
-                BuildError::Failed(format!("git is required to deploy a revision: {e}"))
+                BuildError::Internal(format!("git is required to deploy a revision: {e}"))
             })?;
         if !out.status.success() {
             return Err(BuildError::BadRevision(format!(
@@ -98,7 +106,7 @@ impl Builds {
     pub fn patched(&self, rev: &str, patch: &Path, message: &str) -> Result<Build, BuildError> {
         let base = self.resolve(rev)?;
         let patch = std::path::absolute(patch)
-            .map_err(|e| BuildError::Failed(format!("patch {}: {e}", patch.display())))?;
+            .map_err(|e| BuildError::Internal(format!("patch {}: {e}", patch.display())))?;
         if !patch.is_file() {
             return Err(BuildError::BadRevision(format!(
                 "patch {} does not exist",
@@ -137,7 +145,7 @@ impl Builds {
             .git_in(&tree.path)
             .args(["rev-parse", "HEAD"])
             .output()
-            .map_err(|e| BuildError::Failed(format!("git rev-parse: {e}")))?;
+            .map_err(|e| BuildError::Internal(format!("git rev-parse: {e}")))?;
         let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
         // Keep the commit reachable: the investigator diffs it later.
         run(
@@ -160,7 +168,7 @@ impl Builds {
 
     fn binary_path(&self, sha: &str) -> Result<PathBuf, BuildError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| {
-            BuildError::Failed(format!("cannot create {}: {e}", self.dir.display()))
+            BuildError::Internal(format!("cannot create {}: {e}", self.dir.display()))
         })?;
         Ok(self.dir.join(format!("demo-app-{sha}")))
     }
@@ -208,7 +216,7 @@ impl Builds {
             .env("CARGO_TARGET_DIR", &target)
             .output()
             .map_err(|e| {
-                BuildError::Failed(format!("cargo is required to build a revision: {e}"))
+                BuildError::Internal(format!("cargo is required to build a revision: {e}"))
             })?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
@@ -223,7 +231,7 @@ impl Builds {
         let tmp = binary.with_extension("partial");
         std::fs::copy(target.join("release/demo-app"), &tmp)
             .and_then(|_| std::fs::rename(&tmp, binary))
-            .map_err(|e| BuildError::Failed(format!("cannot store the build: {e}")))
+            .map_err(|e| BuildError::Internal(format!("cannot store the build: {e}")))
     }
 }
 
@@ -247,7 +255,7 @@ impl Drop for Worktree {
 fn run(cmd: &mut Command, what: &str) -> Result<(), BuildError> {
     let out = cmd
         .output()
-        .map_err(|e| BuildError::Failed(format!("{what}: {e}")))?;
+        .map_err(|e| BuildError::Internal(format!("{what}: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {

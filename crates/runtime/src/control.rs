@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 use crate::builds::BuildError;
 use crate::control_auth::Guard;
-use crate::service::{DeployRequest, Service};
+use crate::service::{DeployError, DeployRequest, Service};
 
 #[derive(Clone)]
 pub struct ControlState {
@@ -163,28 +163,8 @@ pub(crate) async fn deploy(
     let svc = st.service.clone();
     // A revision is built first (minutes): off the async workers.
     let outcome = tokio::task::spawn_blocking(move || {
-        let reader = demo_store::Reader::open(&svc.config.state_dir)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let build_error = |e| match e {
-            BuildError::BadRevision(m) => (StatusCode::BAD_REQUEST, m),
-            BuildError::Failed(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-        };
-        // Bad input is named first, whatever state the service is in.
-        if let Some(rev) = &req.rev {
-            svc.builds.resolve(rev).map_err(build_error)?;
-        }
-        if let Some(id) = svc.deploying() {
-            return Err((
-                StatusCode::CONFLICT,
-                format!("deployment {id} is still in progress"),
-            ));
-        }
-        let build = match &req.rev {
-            None => None,
-            Some(rev) => Some(svc.builds.revision(rev).map_err(build_error)?),
-        };
-        svc.deploy_build(req, build, &reader)
-            .map_err(|e| (StatusCode::CONFLICT, e))
+        let reader = demo_store::Reader::open(&svc.config.state_dir)?;
+        svc.deploy(req, &reader)
     })
     .await;
     match outcome {
@@ -193,8 +173,31 @@ pub(crate) async fn deploy(
             Json(serde_json::to_value(d).unwrap_or_default()),
         )
             .into_response(),
-        Ok(Err((status, e))) => error(status, e),
+        Ok(Err(e)) => {
+            let status = deploy_status(&e);
+            if status.is_server_error() {
+                eprintln!("control API: deployment not started: {e}");
+            }
+            error(status, e.to_string())
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The HTTP status of each reason a deployment was not started: the
+/// caller's mistakes are 4xx, the environment's own failures 500.
+pub(crate) fn deploy_status(e: &DeployError) -> StatusCode {
+    match e {
+        DeployError::BadRequest(_) | DeployError::Build(BuildError::BadRevision(_)) => {
+            StatusCode::BAD_REQUEST
+        }
+        DeployError::UnknownDeployment(_) => StatusCode::NOT_FOUND,
+        DeployError::InProgress(_) => StatusCode::CONFLICT,
+        // A commit that does not build: well-formed, but it cannot be shipped.
+        DeployError::Build(BuildError::Failed(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        DeployError::Build(BuildError::Internal(_)) | DeployError::Store(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -296,5 +299,30 @@ pub(crate) async fn reset(State(st): State<ControlState>) -> Response {
     match send_fault(&st.service, &req).await {
         Ok(v) => Json(json!({"results": v})).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_refused_deployment_has_its_own_status() {
+        let status = |e| deploy_status(&e).as_u16();
+        assert_eq!(status(DeployError::BadRequest("x".into())), 400);
+        assert_eq!(
+            status(DeployError::Build(BuildError::BadRevision("x".into()))),
+            400
+        );
+        assert_eq!(status(DeployError::UnknownDeployment("d-9".into())), 404);
+        assert_eq!(status(DeployError::InProgress("d-2".into())), 409);
+        assert_eq!(
+            status(DeployError::Build(BuildError::Failed("x".into()))),
+            422
+        );
+        assert_eq!(
+            status(DeployError::Build(BuildError::Internal("x".into()))),
+            500
+        );
     }
 }

@@ -16,10 +16,40 @@ use demo_model::events::{
 };
 use tokio::sync::{Notify, mpsc};
 
+use crate::builds::BuildError;
 use crate::config::RuntimeConfig;
 use crate::lb::{Health, HealthChange, LoadBalancer};
 use crate::now_ms;
 use crate::task::{self, Pipeline, Task, TaskExit, TaskSpec};
+
+/// Why a deployment was not started, by kind: the control API maps each kind
+/// to its HTTP status in one place (`control::deploy_status`).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The request cannot be carried out as written (it changes nothing, or
+    /// rolls back to a build this environment does not have).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A rollback to a deployment id that was never recorded.
+    #[error("no deployment {0}")]
+    UnknownDeployment(String),
+    /// Another deployment (this id) has not finished.
+    #[error("deployment {0} is still in progress")]
+    InProgress(String),
+    /// The revision could not be built; its kind says whose fault that is.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The store could not read or record the deployment.
+    #[error("store: {0}")]
+    Store(#[from] demo_store::StoreError),
+}
+
+/// For callers whose errors are messages (scenario steps).
+impl From<DeployError> for String {
+    fn from(e: DeployError) -> String {
+        e.to_string()
+    }
+}
 
 /// What a new deployment changes. This is what the control API accepts from
 /// the network, so it names configuration and revisions, never a program: a
@@ -244,17 +274,21 @@ impl Service {
 
     /// Starts a rolling deployment; returns its record. Refused while another
     /// runs. When the request names a revision, builds it first: that takes
-    /// minutes, so call this from a blocking context.
+    /// minutes, so call this from a blocking context. A revision that is not
+    /// a commit is refused first, whatever state the service is in.
     pub fn deploy(
         &self,
         req: DeployRequest,
         reader: &demo_store::Reader,
-    ) -> Result<Deployment, String> {
+    ) -> Result<Deployment, DeployError> {
+        if let Some(rev) = &req.rev {
+            self.builds.resolve(rev)?;
+        }
         if let Some(id) = self.deploying() {
-            return Err(format!("deployment {id} is still in progress"));
+            return Err(DeployError::InProgress(id));
         }
         let build = match &req.rev {
-            Some(rev) => Some(self.builds.revision(rev).map_err(|e| e.to_string())?),
+            Some(rev) => Some(self.builds.revision(rev)?),
             None => None,
         };
         self.deploy_build(req, build, reader)
@@ -268,18 +302,17 @@ impl Service {
         req: DeployRequest,
         build: Option<crate::builds::Build>,
         reader: &demo_store::Reader,
-    ) -> Result<Deployment, String> {
+    ) -> Result<Deployment, DeployError> {
         if let Some(id) = self.deploying() {
-            return Err(format!("deployment {id} is still in progress"));
+            return Err(DeployError::InProgress(id));
         }
         let prev = self.current();
         let mut next = (*prev).clone();
         let mut description = req.description.clone();
         if let Some(target) = &req.rollback_to {
             let d = reader
-                .deployment(target)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no deployment {target}"))?;
+                .deployment(target)?
+                .ok_or_else(|| DeployError::UnknownDeployment(target.clone()))?;
             let known = self
                 .history
                 .lock()
@@ -297,10 +330,10 @@ impl Service {
                 }
                 // Recorded before this environment started: the record has no binary.
                 None if d.git_sha != prev.git_sha => {
-                    return Err(format!(
+                    return Err(DeployError::BadRequest(format!(
                         "deployment {target} ran commit {} from a build this environment does not have; deploy it with --rev {}",
                         d.git_sha, d.git_sha
-                    ));
+                    )));
                 }
                 None => {
                     // Redacted values cannot be restored from the record: keep the current ones.
@@ -338,7 +371,7 @@ impl Service {
         next.deployment_id = id.clone();
         let changes = diff(&prev, &next);
         if changes.is_empty() {
-            return Err("nothing to deploy: the request changes neither configuration, version, commit nor binary".into());
+            return Err(DeployError::BadRequest("nothing to deploy: the request changes neither configuration, version, commit nor binary".into()));
         }
         let d = Deployment {
             id: id.clone(),
@@ -353,10 +386,7 @@ impl Service {
             description,
             reason: None,
         };
-        self.pipeline
-            .writer
-            .deployment(&d)
-            .map_err(|e| e.to_string())?;
+        self.pipeline.writer.deployment(&d)?;
         *self.deploying.lock().unwrap_or_else(|e| e.into_inner()) = Some(Deploying {
             id: id.clone(),
             previous: Some(prev),
