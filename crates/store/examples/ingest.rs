@@ -1,7 +1,9 @@
 //! How many log lines a second the store's writer commits: N access lines
 //! shaped like `demo-app`'s (request and trace ids, route, status, latency)
 //! sent through `Writer::log`, timed until `Writer::flush` returns, then
-//! counted back.
+//! counted back. The sender outruns the writer, so this is also what happens
+//! past the writer's ceiling: the backlog (`WriterHealth::backlog_records`,
+//! shown by `status`) grows, nothing is dropped.
 //!
 //! ```text
 //! cargo run --release -p demo-store --example ingest -- 1000000
@@ -47,7 +49,9 @@ fn main() {
         ));
     }
     let sent = start.elapsed();
+    let behind = w.health().backlog_records;
     w.flush();
+    let peak = w.health().peak_backlog_records;
     let secs = start.elapsed().as_secs_f64();
     let stored: u64 = store
         .reader()
@@ -61,13 +65,15 @@ fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "{} lines: sent in {:.2} s, committed in {:.2} s = {:.0} lines/s; stored {} (lost {}); database {} MiB",
+        "{} lines: sent in {:.2} s, committed in {:.2} s = {:.0} lines/s; stored {} (lost {}); writer backlog when the last was sent {}, peak {}; database {} MiB",
         n,
         sent.as_secs_f64(),
         secs,
         n as f64 / secs,
         stored,
         n - stored,
+        behind,
+        peak,
         size >> 20
     );
     assert_eq!(stored, n, "lines lost");

@@ -112,6 +112,7 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
             None => {}
         }
     }
+    state.done(records);
     // Three pragmas read from the header: cheap enough after every batch, so a
     // burst cannot run past the cap to the hard limit between two checks. Before
     // the replies, so that what a flush returns to is already within the cap.

@@ -22,6 +22,12 @@ pub struct WriterHealth {
     /// Rows removed to keep the database under its size cap.
     pub pruned_logs: u64,
     pub pruned_samples: u64,
+    /// Log lines, samples and task events sent to the writer and not yet
+    /// committed (or failed): above zero for long, ingestion outpaces the
+    /// disk. Nothing is dropped; they wait in memory.
+    pub backlog_records: u64,
+    /// The highest backlog seen since the store opened.
+    pub peak_backlog_records: u64,
 }
 
 impl WriterHealth {
@@ -52,6 +58,8 @@ impl WriterHealth {
             "lost_records": self.lost_records,
             "pruned_logs": self.pruned_logs,
             "pruned_samples": self.pruned_samples,
+            "backlog_records": self.backlog_records,
+            "peak_backlog_records": self.peak_backlog_records,
         })
     }
 

@@ -9,6 +9,7 @@
 //! through [`Writer::deployment_finished`], an UPDATE of that one id.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,7 +52,31 @@ pub(crate) enum Op {
 pub struct Writer {
     tx: mpsc::Sender<Op>,
     health: Arc<Mutex<WriterHealth>>,
+    backlog: Arc<Backlog>,
 }
+
+/// Records sent and not yet through a batch: how far the writer is behind.
+#[derive(Default)]
+pub(crate) struct Backlog {
+    pub(crate) now: AtomicU64,
+    pub(crate) peak: AtomicU64,
+}
+
+impl Backlog {
+    fn add(&self) {
+        let n = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        // Checked every 1024 records: the peak is a gauge, not an exact count.
+        if n % 1024 == 0 {
+            self.peak.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// WAL pages between automatic checkpoints of the writer's connection.
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
+/// Above this backlog the writer says it is behind (once every 10 s).
+const BACKLOG_ANNOUNCE: u64 = 100_000;
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,28 +89,43 @@ impl Writer {
     pub(crate) fn spawn(conn: Connection, path: PathBuf) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(Mutex::new(WriterHealth::default()));
+        let backlog = Arc::new(Backlog::default());
         let state = WriterState {
             path,
             health: health.clone(),
             cap: Some(limits::DEFAULT_SIZE_CAP),
             over_cap_said: None,
+            backlog: backlog.clone(),
+            behind_said: None,
         };
         limits::set_hard_limit(&conn, state.cap).map_err(std::io::Error::other)?;
+        // Checkpoint every 40 MiB of WAL instead of SQLite's 4 MiB: at tens of
+        // thousands of lines a second the default checkpoints (each copying
+        // pages into the database and syncing it) ten times a second.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
+            .map_err(std::io::Error::other)?;
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, state, rx))?;
-        Ok(Writer { tx, health })
+        Ok(Writer {
+            tx,
+            health,
+            backlog,
+        })
     }
 
     pub fn log(&self, r: LogRecord) {
+        self.backlog.add();
         let _ = self.tx.send(Op::Log(r));
     }
 
     pub fn metric(&self, m: MetricSample) {
+        self.backlog.add();
         let _ = self.tx.send(Op::Metric(m));
     }
 
     pub fn task_event(&self, e: TaskEvent) {
+        self.backlog.add();
         let _ = self.tx.send(Op::TaskEvent(e));
     }
 
@@ -166,10 +206,18 @@ impl Writer {
 
     /// Whether writes succeed, and what failed and was lost if not.
     pub fn health(&self) -> WriterHealth {
-        self.health
+        let mut h = self
+            .health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        h.backlog_records = self.backlog.now.load(Ordering::Relaxed);
+        h.peak_backlog_records = self
+            .backlog
+            .peak
+            .load(Ordering::Relaxed)
+            .max(h.backlog_records);
+        h
     }
 }
 
@@ -179,6 +227,29 @@ pub(crate) struct WriterState {
     pub(crate) cap: Option<u64>,
     /// When "over the cap with nothing left to prune" was last said (said once a minute).
     over_cap_said: Option<Instant>,
+    pub(crate) backlog: Arc<Backlog>,
+    /// When "the writer is behind" was last said (said every 10 s at most).
+    behind_said: Option<Instant>,
+}
+
+impl WriterState {
+    /// `records` went through a batch (committed or lost); says so when the
+    /// writer is far behind what it is sent.
+    pub(crate) fn done(&mut self, records: u64) {
+        let left = self.backlog.now.fetch_sub(records, Ordering::Relaxed) - records;
+        self.backlog.peak.fetch_max(left, Ordering::Relaxed);
+        if left >= BACKLOG_ANNOUNCE
+            && self
+                .behind_said
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.behind_said = Some(Instant::now());
+            eprintln!(
+                "store: the writer is {left} records behind (log lines arrive faster than {} commits them); nothing is dropped, they wait in memory",
+                self.path.display()
+            );
+        }
+    }
 }
 
 const BATCH: usize = 5000;

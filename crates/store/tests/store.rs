@@ -151,6 +151,28 @@ fn text_search_finds_exactly_the_lines_holding_the_text() {
     assert_eq!(search("r-1077-x", all, None, None), vec![1077]);
 }
 
+/// What is sent and not yet committed is counted (status shows it), and
+/// comes back to zero once committed: a writer behind its input is visible.
+#[test]
+fn the_writers_backlog_is_counted_until_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    assert_eq!(w.health().backlog_records, 0);
+    let records: Vec<LogRecord> = (0..50_000).map(|i| log(i, "a", "INFO", "m")).collect();
+    // Sending 50,000 built records takes far less than committing them.
+    for r in records {
+        w.log(r);
+    }
+    assert!(w.health().backlog_records > 0);
+    w.flush();
+    let h = w.health();
+    assert_eq!(h.backlog_records, 0);
+    assert!(h.peak_backlog_records >= 1024, "{h:?}");
+    assert_eq!(h.to_json()["peak_backlog_records"], h.peak_backlog_records);
+    assert_eq!(store.reader().unwrap().log_counts().unwrap()[0].1, 50_000);
+}
+
 #[test]
 fn scan_logs_visits_every_record_in_order_and_reads_lines_only_without_message() {
     let dir = tempfile::tempdir().unwrap();
