@@ -66,7 +66,7 @@ impl Backlog {
     fn add(&self) {
         let n = self.now.fetch_add(1, Ordering::Relaxed) + 1;
         // Checked every 1024 records: the peak is a gauge, not an exact count.
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             self.peak.fetch_max(n, Ordering::Relaxed);
         }
     }
