@@ -488,62 +488,11 @@ pub fn logs(state_dir: &Path, args: &LogsArgs) -> Result<()> {
 }
 
 pub fn mine(args: MineArgs) -> Result<()> {
-    use logmine::{LogFormat, Masker, MinerConfig, Unmatched, mine_to_csv};
-    let mut problems = Vec::new();
-    let format =
-        LogFormat::parse(&args.format).map_err(|e| problems.push(format!("--format: {e}")));
-    let masker =
-        Masker::from_patterns(&args.masks).map_err(|e| problems.push(format!("--mask: {e}")));
-    let unmatched = Some(match args.on_unmatched {
-        crate::OnUnmatched::Fail => Unmatched::Fail,
-        crate::OnUnmatched::Skip => Unmatched::Skip,
-        crate::OnUnmatched::WholeLine => Unmatched::WholeLine,
-    });
-    let mut config = MinerConfig::default();
-    if let Some(t) = args.threshold {
-        config.similarity_threshold = t;
-    }
-    if let Err(e) = config.validate() {
-        problems.push(format!("miner configuration: {e}"));
-    }
-    let (Ok(format), Ok(mut masker), Some(unmatched), true) =
-        (format, masker, unmatched, problems.is_empty())
-    else {
-        return Err(usage(problems.join("\n")));
-    };
-    if !args.no_default_masks {
-        masker.extend_with_defaults();
-    }
-    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.file)
-                .with_context(|| format!("cannot open {}", args.file.display()))?,
-        ))
-    };
-    let summary = match &args.output {
-        Some(path) => {
-            let f = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            mine_to_csv(
-                &format,
-                &masker,
-                input,
-                std::io::BufWriter::new(f),
-                &config,
-                unmatched,
-            )?
-        }
-        None => mine_to_csv(
-            &format,
-            &masker,
-            input,
-            std::io::stdout().lock(),
-            &config,
-            unmatched,
-        )?,
-    };
+    use logmine::cli::{RunError, run};
+    let summary = run(&args).map_err(|e| match e {
+        RunError::Usage(problems) => usage(problems.join("\n")),
+        other => anyhow::Error::new(other),
+    })?;
     eprintln!(
         "{} lines, {} templates, {} unmatched",
         summary.lines, summary.templates, summary.unmatched

@@ -10,6 +10,8 @@ mod investigate;
 mod prometheus;
 mod scenarios;
 
+/// `logs mine`'s arguments, shared with the standalone `logmine` binary.
+pub use logmine::cli::MineArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -194,14 +196,6 @@ impl Level {
     }
 }
 
-/// What `logs mine` does with a line the format does not match.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnUnmatched {
-    Fail,
-    Skip,
-    WholeLine,
-}
-
 /// A report format.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
@@ -226,30 +220,6 @@ fn fault_target(s: &str) -> Result<String, String> {
 pub enum LogsCmd {
     /// Mine log templates from a file; writes CSV LineId,EventId,EventTemplate.
     Mine(MineArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct MineArgs {
-    /// Line format, e.g. '<Date> <Time> <Level> <Component>: <Content>'.
-    #[arg(long)]
-    pub format: String,
-    /// Regex whose matches become <*> before mining (repeatable, applied in order).
-    #[arg(long = "mask", value_name = "REGEX")]
-    pub masks: Vec<String>,
-    /// Do not add the built-in masks (numbers, ids, IPs, hex, UUIDs, paths).
-    #[arg(long)]
-    pub no_default_masks: bool,
-    /// What to do with lines that do not match the format.
-    #[arg(long, value_enum, default_value = "fail")]
-    pub on_unmatched: OnUnmatched,
-    /// Write the CSV here instead of stdout.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-    /// Similarity threshold, 0-1.
-    #[arg(long)]
-    pub threshold: Option<f64>,
-    /// Log file ('-' for stdin).
-    pub file: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -12,8 +12,9 @@
 //!   line format and writes `LineId,EventId,EventTemplate` CSV
 //!   ([`mine_to_csv`]).
 //!
-//! It does no I/O of its own beyond the reader and writer it is handed, and it
-//! depends only on `regex` and `thiserror`.
+//! The library does no I/O of its own beyond the reader and writer it is
+//! handed; [`cli`] holds the `logs mine` command (arguments and file handling),
+//! shared by the project CLI and the standalone `logmine` binary.
 //!
 //! The pipeline per line: [`LogFormat`] extracts `<Content>`, [`Masker`]
 //! replaces obvious variables with `<*>`, [`Miner`] assigns a cluster; once
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 mod csv;
 mod format;
 mod mask;
