@@ -37,8 +37,8 @@ pub mod sources;
 
 use std::path::{Path, PathBuf};
 
-use demo_model::{Catalog, now_ms};
 use demo_model::events::{AlarmTransition, EpochMs};
+use demo_model::{Catalog, now_ms};
 use demo_store::{InvestigationRow, Reader, StoreError, Writer};
 use serde::Serialize;
 
@@ -74,10 +74,10 @@ impl InvestigatorConfig {
                 self.time_scale
             ));
         }
-        if let Some(r) = &self.repo {
-            if !r.exists() {
-                p.push(format!("repo: {} does not exist", r.display()));
-            }
+        if let Some(r) = &self.repo
+            && !r.exists()
+        {
+            p.push(format!("repo: {} does not exist", r.display()));
         }
         if self.state_dir.as_os_str().is_empty() {
             p.push("state_dir: must not be empty".into());

@@ -87,10 +87,10 @@ fn read_line_capped(
     }
     if cut {
         // Drop a character split by the cap (an incomplete sequence at the end).
-        if let Err(e) = std::str::from_utf8(buf) {
-            if e.error_len().is_none() {
-                buf.truncate(e.valid_up_to());
-            }
+        if let Err(e) = std::str::from_utf8(buf)
+            && e.error_len().is_none()
+        {
+            buf.truncate(e.valid_up_to());
         }
     }
     Ok(Some(cut))

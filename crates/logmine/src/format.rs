@@ -411,10 +411,10 @@ fn find_literal(pieces: &[Piece], line: &str, from: usize, to_end: bool) -> Opti
             Some(Piece::Ws) => find_ws(&line[p..]).map(|i| p + i)?,
             None => p,
         };
-        if let Some(end) = match_literal(pieces, line, next) {
-            if !to_end || end == line.len() {
-                return Some((next, end));
-            }
+        if let Some(end) = match_literal(pieces, line, next)
+            && (!to_end || end == line.len())
+        {
+            return Some((next, end));
         }
         // Advance one character.
         let step = line[next..].chars().next()?.len_utf8();

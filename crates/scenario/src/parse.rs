@@ -360,13 +360,13 @@ pub fn validate(s: &Scenario, catalog: &Catalog) -> Vec<String> {
 }
 
 fn validate_step(p: &mut Vec<String>, at: &str, st: &Step, source: Option<&Path>) {
-    if let Some(r) = st.repeat {
-        if r.every == 0 || r.times == 0 || r.times > 1000 {
-            p.push(format!(
-                "{at}.repeat: every must be at least 1 and times 1-1000 (got every {}, times {})",
-                r.every, r.times
-            ));
-        }
+    if let Some(r) = st.repeat
+        && (r.every == 0 || r.times == 0 || r.times > 1000)
+    {
+        p.push(format!(
+            "{at}.repeat: every must be at least 1 and times 1-1000 (got every {}, times {})",
+            r.every, r.times
+        ));
     }
     match &st.action {
         Action::Fault { path, target } => {

@@ -285,10 +285,10 @@ fn correlate_code(
                     .or_insert_with(|| src.show(&to_sha, &l.file).ok().flatten());
                 if let Some(text) = text {
                     let lines: Vec<&str> = text.lines().collect();
-                    if let Some(f) = code::enclosing_function(&lines, l.line_no as usize) {
-                        if let Some(route) = related.get(f) {
-                            push(&mut matches, l, format!("{route} (fn {f})"), "handler");
-                        }
+                    if let Some(f) = code::enclosing_function(&lines, l.line_no as usize)
+                        && let Some(route) = related.get(f)
+                    {
+                        push(&mut matches, l, format!("{route} (fn {f})"), "handler");
                     }
                 }
             }
@@ -412,10 +412,10 @@ fn route_functions(
         let Some((spelling, route)) = spellings.iter().find(|s| s.0 == h.needle) else {
             continue;
         };
-        if let Some(name) = code::handler_in_line(&h.text, spelling) {
-            if !handlers.contains(&(name.clone(), (*route).clone())) {
-                handlers.push((name, (*route).clone()));
-            }
+        if let Some(name) = code::handler_in_line(&h.text, spelling)
+            && !handlers.contains(&(name.clone(), (*route).clone()))
+        {
+            handlers.push((name, (*route).clone()));
         }
     }
     if handlers.is_empty() {

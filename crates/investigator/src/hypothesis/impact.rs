@@ -110,14 +110,15 @@ pub fn impact(f: &Findings, ev: &mut Ev, per_period: usize) -> Impact {
             }
         ));
     }
-    if let (Some(p), Some(b)) = (p99, p99_base) {
-        if p > b * 1.5 && p > 0.1 {
-            parts.push(format!(
-                "p99 latency reached {} s (baseline {} s)",
-                f2(p),
-                f2(b)
-            ));
-        }
+    if let (Some(p), Some(b)) = (p99, p99_base)
+        && p > b * 1.5
+        && p > 0.1
+    {
+        parts.push(format!(
+            "p99 latency reached {} s (baseline {} s)",
+            f2(p),
+            f2(b)
+        ));
     }
     if !affected_routes.is_empty() {
         parts.push(format!("routes affected: {}", affected_routes.join(", ")));

@@ -34,17 +34,16 @@ pub fn timeline(f: &Findings, ev: &Ev) -> Vec<TimelineEntry> {
         if matches!(
             e.kind.as_str(),
             "metric_change" | "log_template" | "task_event"
-        ) {
-            if let Some(ts) = e.ts_ms {
-                if e.id != "impact" && !e.summary.starts_with("Impact") {
-                    t.push(TimelineEntry {
-                        ts_ms: ts,
-                        kind: e.kind.clone(),
-                        text: e.summary.clone(),
-                        evidence: vec![e.id.clone()],
-                    });
-                }
-            }
+        ) && let Some(ts) = e.ts_ms
+            && e.id != "impact"
+            && !e.summary.starts_with("Impact")
+        {
+            t.push(TimelineEntry {
+                ts_ms: ts,
+                kind: e.kind.clone(),
+                text: e.summary.clone(),
+                evidence: vec![e.id.clone()],
+            });
         }
     }
     for task in f.tasks.tasks.values() {

@@ -15,7 +15,7 @@ pub(super) const ESCAPED: &str = "\\*_<>|";
 /// number of backticks opens no code span: they are escaped too.
 fn esc(s: &str) -> String {
     let s = s.replace('\n', " ");
-    let spans = s.matches('`').count() % 2 == 0;
+    let spans = s.matches('`').count().is_multiple_of(2);
     let mut out = String::with_capacity(s.len() + 8);
     let mut code = false;
     for c in s.chars() {

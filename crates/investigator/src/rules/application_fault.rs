@@ -82,11 +82,12 @@ impl Rule for ApplicationFault {
                     .find(|(x, _)| *x == r.route)
                     .map_or(0, |x| x.1);
                 let routed: u64 = t.routes.iter().map(|x| x.1).sum();
-                if routed > 0 && on_route * 2 >= routed {
-                    if let Some(id) = cx.template_ev.get(&t.template) {
-                        c.support(id.clone(), if templates == 0 { 0.15 } else { 0.0 });
-                        templates += 1;
-                    }
+                if routed > 0
+                    && on_route * 2 >= routed
+                    && let Some(id) = cx.template_ev.get(&t.template)
+                {
+                    c.support(id.clone(), if templates == 0 { 0.15 } else { 0.0 });
+                    templates += 1;
                 }
             }
             for name in ["HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count"] {

@@ -139,19 +139,17 @@ impl Rule for CpuSaturation {
                 && r.onset_ms
                     .zip(c.onset_ms)
                     .is_some_and(|(s, cpu)| s <= cpu + period)
-        }) {
-            if let Some(id) = s.pro.first() {
-                c.oppose(id.0.clone(), 0.25);
-            }
+        }) && let Some(id) = s.pro.first()
+        {
+            c.oppose(id.0.clone(), 0.25);
         }
         // Health checks that began failing after saturation are its effect.
         if let Some(h) = rivals.iter().find(|r| {
             r.category == Category::HealthCheckFailure
                 && r.onset_ms.zip(c.onset_ms).is_some_and(|(h, cpu)| h >= cpu)
-        }) {
-            if let Some(id) = h.pro.first() {
-                c.support(id.0.clone(), 0.1);
-            }
+        }) && let Some(id) = h.pro.first()
+        {
+            c.support(id.0.clone(), 0.1);
         }
     }
 }

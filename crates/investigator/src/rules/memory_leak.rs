@@ -193,10 +193,9 @@ impl Rule for MemoryLeak {
         if let Some(s) = rivals.iter().find(|r| {
             r.category == Category::TrafficSurge
                 && r.onset_ms.zip(c.onset_ms).is_some_and(|(s, m)| s <= m)
-        }) {
-            if let Some(id) = s.pro.first() {
-                c.oppose(id.0.clone(), 0.1);
-            }
+        }) && let Some(id) = s.pro.first()
+        {
+            c.oppose(id.0.clone(), 0.1);
         }
         let _ = cx;
     }

@@ -72,15 +72,13 @@ impl Rule for TrafficSurge {
         c.support(id, 0.3 + (0.15 * ratio.log2()).clamp(0.0, 0.3));
         // Effects that followed the surge.
         for name in ["CPUUtilization"] {
-            if let Some(cpu) = cx.svc(ns::ECS, name) {
-                if cpu
+            if let Some(cpu) = cx.svc(ns::ECS, name)
+                && cpu
                     .changed(true)
                     .is_some_and(|x| f.grid.time(x.onset) + f.period_ms >= onset)
-                {
-                    if let Some(id) = cx.ev.change(f, cpu, true) {
-                        c.support(id, 0.15);
-                    }
-                }
+                && let Some(id) = cx.ev.change(f, cpu, true)
+            {
+                c.support(id, 0.15);
             }
         }
         if let Some(id) = cx.change(ns::ALB, "TargetResponseTime", true) {
@@ -104,10 +102,10 @@ impl Rule for TrafficSurge {
 
     fn against(&self, cx: &mut Context<'_>, c: &mut Cand, _rivals: &[Cand]) {
         // Errors that are not timeouts are failures of their own, not load.
-        if cx.surged.iter().any(|t| !is_timeout(&t.template)) {
-            if let Some(id) = cx.template_ev.values().next() {
-                c.oppose(id.clone(), 0.1);
-            }
+        if cx.surged.iter().any(|t| !is_timeout(&t.template))
+            && let Some(id) = cx.template_ev.values().next()
+        {
+            c.oppose(id.clone(), 0.1);
         }
     }
 }

@@ -785,23 +785,24 @@ pub fn generate(
         .collect();
     for sec in 1..=s.duration_s {
         let now = T0 + sec * tick_ms;
-        if let Some(tr) = ev.evaluate(now, &alarm_samples) {
-            if tr.to == AlarmState::Alarm && sec >= s.alarm_after_s {
-                let mut t = AlarmTransition {
-                    id: 0,
-                    alarm: tr.alarm.clone(),
-                    from: tr.from.as_str().into(),
-                    to: tr.to.as_str().into(),
-                    at_ms: tr.at,
-                    reason: tr.reason.clone(),
-                    reason_data: serde_json::to_value(&tr.reason_data).unwrap(),
-                };
-                t.id = w.transition(t.clone()).unwrap();
-                return Generated {
-                    transition: t,
-                    lines,
-                };
-            }
+        if let Some(tr) = ev.evaluate(now, &alarm_samples)
+            && tr.to == AlarmState::Alarm
+            && sec >= s.alarm_after_s
+        {
+            let mut t = AlarmTransition {
+                id: 0,
+                alarm: tr.alarm.clone(),
+                from: tr.from.as_str().into(),
+                to: tr.to.as_str().into(),
+                at_ms: tr.at,
+                reason: tr.reason.clone(),
+                reason_data: serde_json::to_value(&tr.reason_data).unwrap(),
+            };
+            t.id = w.transition(t.clone()).unwrap();
+            return Generated {
+                transition: t,
+                lines,
+            };
         }
     }
     panic!(
