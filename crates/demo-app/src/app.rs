@@ -6,11 +6,17 @@
 //!    counted and logged exactly once. It sits inside routing (`Router::layer`) so it sees
 //!    `MatchedPath` and labels metrics by route template, never by raw path. A declared
 //!    `Content-Length` over the body limit is answered 413 here, before any body is read.
-//! 2. `CatchPanicLayer` — a bug in a handler becomes a 500 (not a dropped connection),
-//!    which `observe` then counts on its route like any other 5xx. The panic itself is
-//!    logged once at ERROR by the panic hook (`cli::serve`).
-//! 3. Body limit (`DefaultBodyLimit`) — oversized bodies are refused before parsing.
-//! 4. Handlers; the `/error/*` routes additionally pass the `gate` (FAULTS, token).
+//!    Inside it, `catch_panic`: a bug in a handler becomes a 500 (not a dropped
+//!    connection), which `observe` then counts on its route like any other 5xx. The panic
+//!    itself is logged once at ERROR by the panic hook (`cli::serve`).
+//! 2. Body limit (`DefaultBodyLimit`) on the one route that reads a body (`/api/quote`):
+//!    oversized bodies are refused before parsing.
+//! 3. Handlers; the `/error/*` routes additionally pass the `gate` (FAULTS, token).
+//!
+//! Every `Router::layer` wraps each route in one more boxed service that is cloned, and
+//! whose future is boxed, on every request. Panic catching and the body limit used to
+//! be two such layers around every route; they now live inside `observe` and on the
+//! route that needs them (docs/PERFORMANCE.md, "The service").
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,7 +32,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api;
 use crate::config::{Config, FaultMode};
@@ -34,7 +39,7 @@ use crate::error::AppError;
 use crate::extract::ValidQuery;
 use crate::faults::{ErrorRate, Faults, Latency};
 use crate::log::{Logger, now_rfc3339};
-use crate::metrics::{self, HttpMetrics, Info, ProcessSampler, ProcessStats};
+use crate::metrics::{self, HttpMetrics, Info, MemorySampler, ProcessSampler};
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const FAULT_TOKEN_HEADER: &str = "x-fault-token";
@@ -52,6 +57,8 @@ pub struct AppState {
     pub connections: Arc<demo_netlimits::ConnStats>,
     info: Info,
     process: ProcessSampler,
+    /// Resident memory for `/health` (see `MemorySampler`).
+    memory: MemorySampler,
 }
 
 impl AppState {
@@ -73,6 +80,7 @@ impl AppState {
             start_time,
             connections: Arc::default(),
             process: ProcessSampler::new(Duration::from_secs(1)),
+            memory: MemorySampler::new(HEALTH_MEMORY_MAX_AGE),
         })
     }
 }
@@ -114,24 +122,38 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/api/products", get(api::list_products))
         .route("/api/products/{id}", get(api::get_product))
-        .route("/api/quote", post(api::quote))
+        .route(
+            "/api/quote",
+            post(api::quote).layer(DefaultBodyLimit::max(limit)),
+        )
         .route("/api/reports/sales", get(api::sales_report))
         .merge(faults)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    // The panic message itself was printed by the panic hook (see main); keep the body clean.
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"error": "internal_error", "message": "internal error"})),
-    )
-        .into_response()
+/// Runs `work`, turning a panic in it into a clean 500. The panic message itself was
+/// logged by the panic hook (see `cli::serve`); the body stays clean. Unlike a
+/// `CatchPanicLayer` this neither boxes nor clones anything per request.
+async fn catch_panic(work: impl Future<Output = Response>) -> Response {
+    let mut work = std::pin::pin!(work);
+    let caught = std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    })
+    .await;
+    caught.unwrap_or_else(|()| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "internal_error", "message": "internal error"})),
+        )
+            .into_response()
+    })
 }
 
 /// Logs and counts a request exactly once, even when its future is dropped (client gone).
@@ -173,8 +195,7 @@ impl RequestRecord {
         st.log
             .line(level, "request completed")
             .str("request_id", self.request_id.to_str().unwrap_or(""))
-            .str("trace_id", &self.trace.trace_id_hex())
-            .str("span_id", &self.trace.span_id_hex())
+            .trace(&self.trace)
             .str("method", method)
             .str("route", route)
             .capped("path", self.uri.path(), crate::log::MAX_LOGGED_PATH)
@@ -316,7 +337,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
             return AppError::Injected("injected failure (error-rate fault)".into())
                 .into_response();
         }
-        next.run(req).await
+        catch_panic(next.run(req)).await
     };
     // Every line logged while the request is served carries its trace (see crate::trace).
     let mut response = match with_timeout(timeout, crate::trace::scope(record.trace, work)).await {
@@ -326,8 +347,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
                 .log
                 .error("Request timed out")
                 .str("request_id", record.request_id.to_str().unwrap_or(""))
-                .str("trace_id", &record.trace.trace_id_hex())
-                .str("span_id", &record.trace.span_id_hex())
+                .trace(&record.trace)
                 .str(
                     "route",
                     record
@@ -435,6 +455,25 @@ async fn root(State(st): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
+/// How old `/health`'s `memory_rss_bytes` may be: a figure a tenth of a second old
+/// tells a health checker (every 30 s) nothing less, and costs one `/proc` read per
+/// 100 ms however many checks arrive.
+const HEALTH_MEMORY_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// `/health`'s body. Fields in the alphabetical order the earlier `json!` map wrote,
+/// so the bytes on the wire are unchanged.
+#[derive(serde::Serialize)]
+struct HealthBody<'a> {
+    git_sha: &'a str,
+    in_flight: u64,
+    leaked_bytes: u64,
+    memory_rss_bytes: u64,
+    status: &'static str,
+    task_id: &'a str,
+    uptime_s: f64,
+    version: &'a str,
+}
+
 async fn health(State(st): State<Arc<AppState>>) -> Response {
     if !st.faults.health_enabled() {
         return (
@@ -447,17 +486,16 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    let rss = ProcessStats::memory().map_or(0, |(rss, _)| rss);
-    Json(json!({
-        "status": "healthy",
-        "uptime_s": st.started.elapsed().as_secs_f64(),
-        "memory_rss_bytes": rss,
-        "leaked_bytes": st.faults.leaked_bytes(),
-        "version": st.config.version,
-        "git_sha": st.config.git_sha,
-        "task_id": st.config.task_id,
-        "in_flight": st.http.in_flight(),
-    }))
+    Json(HealthBody {
+        git_sha: &st.config.git_sha,
+        in_flight: st.http.in_flight(),
+        leaked_bytes: st.faults.leaked_bytes(),
+        memory_rss_bytes: st.memory.resident_bytes(),
+        status: "healthy",
+        task_id: &st.config.task_id,
+        uptime_s: st.started.elapsed().as_secs_f64(),
+        version: &st.config.version,
+    })
     .into_response()
 }
 
@@ -549,6 +587,8 @@ async fn fault_leak(
     let result = tokio::task::spawn_blocking(move || st2.faults.leak(mb))
         .await
         .map_err(|e| AppError::Unavailable(format!("leak task failed: {e}")))?;
+    // Resident memory changed on purpose: /health must show it now, not in 100 ms.
+    st.memory.invalidate();
     match result {
         Ok(total) => {
             st.log
@@ -572,6 +612,7 @@ async fn fault_leak(
 
 async fn fault_clear(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {
     let freed = st.faults.clear_memory();
+    st.memory.invalidate();
     st.log
         .warn("Leaked memory cleared")
         .str("fault", "memory-leak")
@@ -758,6 +799,7 @@ async fn fault_panic(_: ValidQuery<NoParams>) -> Response {
 
 async fn fault_reset(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {
     let freed = st.faults.reset();
+    st.memory.invalidate();
     st.log
         .warn("All faults reset")
         .str("fault", "reset")

@@ -131,17 +131,14 @@ impl Logger {
         buf.extend_from_slice(level.as_str().as_bytes());
         buf.extend_from_slice(b"\",\"message\":");
         push_json_str(&mut buf, message);
-        // Inside a request: its trace (see crate::trace).
-        if let Some(t) = crate::trace::current() {
-            let _ = write!(
-                buf,
-                ",\"trace_id\":\"{:032x}\",\"span_id\":\"{:016x}\"",
-                t.trace_id, t.span_id
-            );
-        }
-        Line {
+        let line = Line {
             logger: self,
             buf: Some(buf),
+        };
+        // Inside a request: its trace (see crate::trace).
+        match crate::trace::current() {
+            Some(t) => line.trace(&t),
+            None => line,
         }
     }
 
@@ -353,6 +350,19 @@ impl Line<'_> {
         self
     }
 
+    /// `trace_id` and `span_id` of `t`, as lowercase hex (32 and 16 digits), written
+    /// straight into the line: no temporary strings on the request path.
+    pub fn trace(mut self, t: &crate::trace::TraceContext) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            buf.extend_from_slice(b",\"trace_id\":\"");
+            push_hex(buf, t.trace_id, 32);
+            buf.extend_from_slice(b"\",\"span_id\":\"");
+            push_hex(buf, u128::from(t.span_id), 16);
+            buf.push(b'"');
+        }
+        self
+    }
+
     pub fn bool(mut self, key: &str, value: bool) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
@@ -385,6 +395,14 @@ impl Line<'_> {
     }
 }
 
+/// Appends the low `digits` hex digits of `v`, lowercase, zero-padded.
+fn push_hex(buf: &mut Vec<u8>, v: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        buf.push(HEX[((v >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
@@ -413,8 +431,13 @@ pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
-/// `2024-05-01T12:34:56.789Z`, computed without a calendar library; the
-/// date-and-seconds prefix is formatted once per second per thread.
+/// The date-and-seconds part of a timestamp: `2024-05-01T12:34:56.` (20 bytes).
+const SECOND_PREFIX: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].");
+
+/// `2024-05-01T12:34:56.789Z`. The calendar is the `time` crate's; the
+/// date-and-seconds prefix is formatted once per second per thread, so a line
+/// pays for four digits, not for a calendar conversion.
 pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
@@ -422,23 +445,16 @@ pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
-            let days = (secs / 86_400) as i64;
-            let sod = secs % 86_400;
-            let (y, m, day) = civil_from_days(days);
-            let prefix = format!(
-                "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.",
-                sod / 3600,
-                (sod % 3600) / 60,
-                sod % 60
-            );
-            if prefix.len() == 20 {
-                cached.1.copy_from_slice(prefix.as_bytes());
+            // Past year 9999 (beyond `time`'s range) the clock is broken: write the
+            // last representable second rather than an invalid timestamp.
+            let at = i64::try_from(secs)
+                .ok()
+                .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+                .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+            let mut prefix = Vec::with_capacity(20);
+            if at.format_into(&mut prefix, SECOND_PREFIX).is_ok() && prefix.len() == 20 {
+                cached.1.copy_from_slice(&prefix);
                 cached.0 = secs;
-            } else {
-                // Years past 9999 do not fit the cache; format directly.
-                buf.extend_from_slice(prefix.as_bytes());
-                let _ = write!(buf, "{ms:03}Z");
-                return;
             }
         }
         buf.extend_from_slice(&cached.1);
@@ -449,21 +465,6 @@ pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
             b'Z',
         ]);
     });
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// RFC 3339 timestamp of now, for response bodies.
@@ -542,12 +543,39 @@ mod tests {
 
     #[test]
     fn calendar_conversion_matches_known_dates() {
-        let mut b = Vec::new();
-        write_rfc3339_ms(&mut b, UNIX_EPOCH + Duration::from_millis(951_782_400_123));
-        assert_eq!(String::from_utf8(b).unwrap(), "2000-02-29T00:00:00.123Z");
-        let mut b = Vec::new();
-        write_rfc3339_ms(&mut b, UNIX_EPOCH + Duration::from_secs(4_102_444_799));
-        assert_eq!(String::from_utf8(b).unwrap(), "2099-12-31T23:59:59.000Z");
+        let fmt = |t: SystemTime| {
+            let mut b = Vec::new();
+            write_rfc3339_ms(&mut b, t);
+            String::from_utf8(b).unwrap()
+        };
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(fmt(at(951_782_400_123)), "2000-02-29T00:00:00.123Z");
+        assert_eq!(fmt(at(4_102_444_799_000)), "2099-12-31T23:59:59.000Z");
+        // The same second twice (the cached prefix), then the next second.
+        assert_eq!(fmt(at(1_700_000_000_007)), "2023-11-14T22:13:20.007Z");
+        assert_eq!(fmt(at(1_700_000_000_999)), "2023-11-14T22:13:20.999Z");
+        assert_eq!(fmt(at(1_700_000_001_000)), "2023-11-14T22:13:21.000Z");
+        assert_eq!(fmt(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // A clock past year 9999 writes the last representable second, still valid.
+        assert_eq!(fmt(at(300_000_000_000_000)), "9999-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn trace_ids_are_written_as_fixed_width_hex() {
+        let sink = Sink::default();
+        let log = Logger::new(Level::Info, "1", "t", sink.clone());
+        let t = crate::trace::TraceContext {
+            trace_id: 0xab,
+            span_id: 0x1234_5678_9abc_def0,
+            parent_id: None,
+            flags: 1,
+        };
+        log.info("x").trace(&t).emit();
+        log.shutdown();
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["trace_id"], format!("{:032x}", 0xab));
+        assert_eq!(v["span_id"], "123456789abcdef0");
     }
 
     #[test]

@@ -203,6 +203,65 @@ impl ProcessSampler {
     }
 }
 
+/// Resident memory for `/health`, read from `/proc/self/statm` at most once per
+/// `max_age`. Health checks arrive every few seconds, but a load test or a
+/// misconfigured prober can send thousands a second, and reading `/proc` costs five
+/// syscalls (open, statx, two reads, close): uncached, `/health` answered at half the
+/// rate of `GET /`. Readers never wait: an atomic time stamp picks the one request
+/// that refreshes the figure, the others answer with the previous one.
+///
+/// `invalidate` forces the next read to refresh: the memory-leak fault calls it, so a
+/// caller who leaks memory then asks `/health` sees the new figure at once.
+#[derive(Debug)]
+pub struct MemorySampler {
+    max_age: Duration,
+    origin: std::time::Instant,
+    /// Resident bytes of the last read (0 before the first).
+    rss: AtomicU64,
+    /// Microseconds after `origin` of the last read; `u64::MAX`: never read, or invalidated.
+    read_at_us: AtomicU64,
+}
+
+impl MemorySampler {
+    /// Reads once now, so no request ever sees the "not read yet" 0.
+    pub fn new(max_age: Duration) -> MemorySampler {
+        let sampler = MemorySampler {
+            max_age,
+            origin: std::time::Instant::now(),
+            rss: AtomicU64::new(0),
+            read_at_us: AtomicU64::new(u64::MAX),
+        };
+        sampler.resident_bytes();
+        sampler
+    }
+
+    /// Resident bytes, at most `max_age` old; 0 if `/proc` cannot be read.
+    pub fn resident_bytes(&self) -> u64 {
+        let now = self.origin.elapsed().as_micros() as u64;
+        let at = self.read_at_us.load(Ordering::Acquire);
+        let fresh = at != u64::MAX && now.saturating_sub(at) < self.max_age.as_micros() as u64;
+        // One refresher: whoever moves the stamp reads; a concurrent reader keeps the old figure.
+        if !fresh
+            && self
+                .read_at_us
+                .compare_exchange(at, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let rss = ProcessStats::memory().map_or(0, |(rss, _)| rss);
+            // The stamp moved before the read, so an `invalidate` during the read
+            // still forces the next request to read again.
+            self.rss.store(rss, Ordering::Release);
+            return rss;
+        }
+        self.rss.load(Ordering::Acquire)
+    }
+
+    /// The next `resident_bytes` reads `/proc` again.
+    pub fn invalidate(&self) {
+        self.read_at_us.store(u64::MAX, Ordering::Release);
+    }
+}
+
 /// Gauges describing injected faults, sampled at render time.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct FaultGauges {
@@ -541,6 +600,29 @@ mod tests {
         // Method names are case-sensitive (RFC 9110 §9.1): "get" is not GET.
         assert_eq!(methods, vec!["other", "PATCH"]);
         assert_eq!(routes[UNMATCHED][0].1.count.load(Ordering::Relaxed), 501);
+    }
+
+    #[test]
+    fn memory_sampler_reuses_its_figure_until_max_age_or_invalidation() {
+        let sampler = MemorySampler::new(Duration::from_secs(3600));
+        let first = sampler.resident_bytes();
+        assert!(first > 0, "read at construction");
+        // 32 MiB touched: resident memory really grows, but the figure is kept.
+        let big = vec![1u8; 32 << 20];
+        assert_eq!(sampler.resident_bytes(), first, "cached for max_age");
+        sampler.invalidate();
+        let grown = sampler.resident_bytes();
+        assert!(grown >= first + (30 << 20), "{first} -> {grown}");
+        drop(big);
+
+        let always = MemorySampler::new(Duration::ZERO);
+        let before = always.resident_bytes();
+        let big = vec![1u8; 32 << 20];
+        assert!(
+            always.resident_bytes() >= before + (30 << 20),
+            "max_age 0 reads each time"
+        );
+        drop(big);
     }
 
     #[test]

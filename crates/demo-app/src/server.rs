@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use demo_netlimits::{Budget, ConnLimits, Drained, Event};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tower_service::Service;
 
 use crate::app::{AppState, app};
 
@@ -66,7 +66,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
         let router = router.clone();
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req)
+            // A Router is always ready (`poll_ready` returns `Ready`), so no `oneshot`.
+            router.clone().call(req)
         })
     };
     let drained = demo_netlimits::serve(

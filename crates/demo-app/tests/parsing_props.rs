@@ -15,7 +15,7 @@ use demo_app::faults::{ErrorRate, Faults, Latency};
 use demo_app::log::Logger;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use tower::ServiceExt;
+use tower_service::Service;
 
 fn state() -> Arc<AppState> {
     let env: HashMap<String, String> = [
@@ -95,7 +95,9 @@ fn call(uri: &str) -> (StatusCode, Vec<u8>) {
     let router = app(st.clone());
     let out = rt.block_on(async move {
         let req = Request::get(uri).body(Body::empty()).unwrap();
-        let resp = router.oneshot(req).await.unwrap();
+        let mut router = router;
+        // A Router is always ready: `call` directly (no `tower::ServiceExt::oneshot`).
+        let resp = router.call(req).await.unwrap();
         let status = resp.status();
         let body = resp
             .into_body()
