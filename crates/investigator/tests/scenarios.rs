@@ -351,6 +351,26 @@ fn cpu_saturation_before_health_check_failures_is_the_cause() {
     assert!(hc.score < r.root_cause.confidence, "{:#?}", r.hypotheses);
 }
 
+/// Starved tasks leave rotation and cool down before unhealthy-targets fires:
+/// CPU is low inside the incident window, yet its saturation came first.
+#[test]
+fn cpu_saturation_that_ended_as_the_targets_went_unhealthy_is_still_the_cause() {
+    let (r, _d) = run("cpu_starved_health");
+    let hc = r
+        .hypotheses
+        .iter()
+        .find(|h| h.category == Category::HealthCheckFailure)
+        .expect("the health-check failure is listed as a symptom");
+    assert!(hc.score < 0.5, "{:#?}", r.hypotheses);
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.summary.contains("began before the first failed health check")),
+        "{:#?}",
+        r.evidence
+    );
+}
+
 #[test]
 fn latency_on_one_route_only_is_that_routes_dependency() {
     let (r, _d) = run("latency_one_route");

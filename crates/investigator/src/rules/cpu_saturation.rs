@@ -7,7 +7,11 @@
 //!
 //! Why: saturation is a shared cause: it slows every route and makes health
 //! checks time out. It steps back when a traffic surge began first (the
-//! surge is the cause, saturation its effect).
+//! surge is the cause, saturation its effect). Its peak counts from where
+//! the rise began when that was shortly (a few alarm periods) before the
+//! incident window: tasks starved long enough fail their health checks and
+//! leave rotation, and their CPU falls before the unhealthy-targets alarm
+//! opens the window; the saturation is still the cause.
 //!
 //! Example: a busy thread per task takes CPU from 20 % to 95 %; p99 latency
 //! of every route doubles; health checks start failing → cpu_saturation
@@ -27,6 +31,23 @@ pub struct CpuSaturation;
 const BUSY_MEAN: f64 = 50.0;
 /// Peak CPU that counts as at the limit.
 const AT_LIMIT: f64 = 80.0;
+/// How many alarm periods before the incident's onset saturation may begin
+/// and still count as its cause.
+const LEAD_PERIODS: usize = 5;
+
+/// Where the saturation's peak is read from: the rise's onset when it began
+/// shortly before the incident window (a cause precedes the symptoms that
+/// open the window: starved tasks fail their health checks, leave rotation
+/// and cool down before unhealthy-targets fires), else the window itself.
+fn peak_from(cx: &Context<'_>, onset: usize) -> usize {
+    let s0 = cx.f.split;
+    let lead = LEAD_PERIODS * cx.buckets_per_period();
+    if onset < s0 && onset + lead >= s0 {
+        onset
+    } else {
+        s0
+    }
+}
 
 impl Rule for CpuSaturation {
     fn category(&self) -> Category {
@@ -42,7 +63,7 @@ impl Rule for CpuSaturation {
         let Some(cp) = s.changed(true).copied() else {
             return Vec::new();
         };
-        let inc_max = s.max(s0, len).unwrap_or(cp.after);
+        let inc_max = s.max(peak_from(cx, cp.onset), len).unwrap_or(cp.after);
         if cp.after < BUSY_MEAN && inc_max < AT_LIMIT {
             return Vec::new();
         }

@@ -41,13 +41,20 @@ struct Growth<'a> {
 }
 
 /// Sustained growth of `s`: from its change onset if it changed upward,
-/// else over the whole range (a slow leak may have no clean change point).
+/// else over the whole range (a slow leak may have no clean change point);
+/// failing that, over its trailing rise (a leak that began after an earlier,
+/// larger step — a cache filled at start-up — which the change point finds
+/// first).
 fn growth<'a>(cx: &Context<'_>, s: &'a SeriesAnalysis) -> Option<Growth<'a>> {
     let f = cx.f;
-    let from = s
-        .changed(true)
-        .map_or(f.base_from, |c| c.onset)
-        .min(f.grid.len.saturating_sub(4));
+    let from = s.changed(true).map_or(f.base_from, |c| c.onset);
+    growth_from(cx, s, from)
+        .or_else(|| growth_from(cx, s, trailing_rise(&s.values, cx.buckets_per_period())))
+}
+
+fn growth_from<'a>(cx: &Context<'_>, s: &'a SeriesAnalysis, from: usize) -> Option<Growth<'a>> {
+    let f = cx.f;
+    let from = from.min(f.grid.len.saturating_sub(4));
     let tr = s.trend_from(f.grid, from)?;
     let span_s = (f.grid.end_ms() - f.grid.time(from)) as f64 / 1000.0;
     let rise = tr.slope_per_s * span_s;
@@ -60,6 +67,27 @@ fn growth<'a>(cx: &Context<'_>, s: &'a SeriesAnalysis) -> Option<Growth<'a>> {
         from,
         rise,
     })
+}
+
+/// Where the rise that ends the series began: walking back from the last
+/// value while each value is higher than the one an alarm period
+/// (`per_period` buckets) before it. A leak that grows in steps rises over
+/// every period even when two buckets in a row are equal; a flat series
+/// stops at once.
+fn trailing_rise(values: &[Option<f64>], per_period: usize) -> usize {
+    let pts: Vec<(usize, f64)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    let Some(mut i) = pts.len().checked_sub(1) else {
+        return values.len();
+    };
+    let k = per_period.max(1);
+    while i >= k && pts[i - k].1 < pts[i].1 {
+        i -= 1;
+    }
+    pts[i].0
 }
 
 impl Rule for MemoryLeak {
@@ -198,5 +226,33 @@ impl Rule for MemoryLeak {
             c.oppose(id.0.clone(), 0.1);
         }
         let _ = cx;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trailing_rise;
+
+    #[test]
+    fn the_trailing_rise_starts_after_an_earlier_step_and_its_plateau() {
+        // Start-up cache (1 → 76), flat, then a leak in steps (two buckets a period).
+        let v: Vec<Option<f64>> = [
+            1.0, 1.0, 26.0, 76.0, 76.0, 76.0, 76.0, 76.0, 77.6, 77.6, 80.2, 82.3, 82.3, 84.9,
+        ]
+        .iter()
+        .map(|x| Some(*x))
+        .collect();
+        assert_eq!(
+            trailing_rise(&v, 2),
+            7,
+            "the rise begins at the last plateau value"
+        );
+        // A flat series has no trailing rise: it starts at its last value.
+        let flat = vec![Some(76.0); 10];
+        assert_eq!(trailing_rise(&flat, 2), 9);
+        // Missing buckets are skipped; an empty series has none.
+        let gaps = vec![Some(1.0), None, Some(2.0), None, Some(3.0), Some(4.0)];
+        assert_eq!(trailing_rise(&gaps, 1), 0);
+        assert_eq!(trailing_rise(&[None, None], 2), 2);
     }
 }

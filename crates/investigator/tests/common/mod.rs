@@ -103,9 +103,12 @@ pub enum Fault {
         pct_per_s: f64,
         from_s: i64,
     },
+    /// Service CPU at `to_pct` from `from_s` (until `until_s`, if given).
     Cpu {
         to_pct: f64,
         from_s: i64,
+        #[serde(default)]
+        until_s: Option<i64>,
     },
     /// The task's health check fails (the process keeps serving).
     Unhealthy {
@@ -426,7 +429,11 @@ pub fn generate(
         for f in &s.faults {
             match f {
                 Fault::Traffic { multiplier, from_s } if sec >= *from_s => mult = *multiplier,
-                Fault::Cpu { to_pct, from_s } if sec >= *from_s => cpu_base = *to_pct,
+                Fault::Cpu {
+                    to_pct,
+                    from_s,
+                    until_s,
+                } if sec >= *from_s && until_s.is_none_or(|u| sec < u) => cpu_base = *to_pct,
                 Fault::Unhealthy { task, from_s } if sec >= *from_s => {
                     if sec == *from_s {
                         w.task_event(TaskEvent {
