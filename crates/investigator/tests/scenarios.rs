@@ -363,9 +363,9 @@ fn cpu_saturation_that_ended_as_the_targets_went_unhealthy_is_still_the_cause() 
         .expect("the health-check failure is listed as a symptom");
     assert!(hc.score < 0.5, "{:#?}", r.hypotheses);
     assert!(
-        r.evidence
-            .iter()
-            .any(|e| e.summary.contains("began before the first failed health check")),
+        r.evidence.iter().any(|e| e
+            .summary
+            .contains("began before the first failed health check")),
         "{:#?}",
         r.evidence
     );

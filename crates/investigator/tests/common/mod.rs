@@ -111,10 +111,7 @@ pub enum Fault {
         until_s: Option<i64>,
     },
     /// The task's health check fails (the process keeps serving).
-    Unhealthy {
-        task: String,
-        from_s: i64,
-    },
+    Unhealthy { task: String, from_s: i64 },
     /// The task exits with code 1 every `every_s` (a replacement starts).
     Crash {
         task: String,
@@ -122,15 +119,9 @@ pub enum Fault {
         from_s: i64,
     },
     /// Request rate multiplied; CPU follows the traffic.
-    Traffic {
-        multiplier: f64,
-        from_s: i64,
-    },
+    Traffic { multiplier: f64, from_s: i64 },
     /// Steady ERROR lines at `per_s` on average, from the start (normal noise).
-    NoiseErrors {
-        message: String,
-        per_s: f64,
-    },
+    NoiseErrors { message: String, per_s: f64 },
 }
 
 #[derive(Debug, Clone, Deserialize)]
