@@ -184,6 +184,10 @@ fn a_refused_deployment_answers_the_status_of_its_reason() {
     // takes seconds: the second request comes well within it).
     let (status, first) = deploy(json!({"env": {"GREETING": "one"}}));
     assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        first["id"], "d-0002",
+        "refused requests take no id: {first}"
+    );
     let (status, body) = deploy(json!({"env": {"GREETING": "two"}}));
     assert_eq!(status, 409, "{body}");
     assert!(

@@ -367,12 +367,13 @@ impl Service {
             next.binary = b.binary;
             next.args.clear();
         }
-        let id = self.next_deployment_id();
-        next.deployment_id = id.clone();
+        // Changes first: a refused request takes no deployment id.
         let changes = diff(&prev, &next);
         if changes.is_empty() {
             return Err(DeployError::BadRequest("nothing to deploy: the request changes neither configuration, version, commit nor binary".into()));
         }
+        let id = self.next_deployment_id();
+        next.deployment_id = id.clone();
         let d = Deployment {
             id: id.clone(),
             started_ms: now_ms(),
