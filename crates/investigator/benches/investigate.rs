@@ -6,18 +6,26 @@
 //!
 //! Measures transition → report written (JSON, Markdown, HTML) through the
 //! public `Investigator::investigate`, then repeats the analysis + write 4
-//! more times to show the spread. Run:
+//! more times to show the spread. Then how the cost grows:
+//!
+//! * with the window: the same store investigated at time scales 1, 2 and 4
+//!   (the analysis range is 60 alarm periods: 1 h, 30 min, 15 min);
+//! * with the store: the same hour inside a store that also holds 5 or 23
+//!   hours before it (access lines at `HISTORY_LINES_PER_S`, every series of
+//!   the hour at one sample per `HISTORY_SAMPLE_EVERY_S`), size cap off.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-inv cargo bench -p demo-investigator --bench investigate
+//! cargo bench -p demo-investigator --bench investigate
 //! ```
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::Path;
 use std::time::Instant;
 
 use demo_model::Catalog;
+use demo_model::events::{LogRecord, MetricSample, Stream, Window};
 use investigator::sources::local_store::LocalStore;
 use investigator::sources::{CodeSource, Sources, git::Git};
 use investigator::{Investigator, InvestigatorConfig};
@@ -44,6 +52,11 @@ expect:
   top1: code_change
 "#;
 
+/// Access lines a second written into the hours before the incident's hour.
+const HISTORY_LINES_PER_S: i64 = 40;
+/// One sample of every series of the hour every this many seconds before it.
+const HISTORY_SAMPLE_EVERY_S: i64 = 10;
+
 fn main() {
     let s: common::Scenario = serde_yaml_ng::from_str(SCENARIO).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -52,6 +65,7 @@ fn main() {
     std::fs::create_dir_all(&repo).unwrap();
     let t = Instant::now();
     let (store, g) = common::build(&s, &state, Some(&repo));
+    store.writer().set_size_cap(None).unwrap();
     eprintln!(
         "setup: {} log lines written in {:.1} s; alarm {} at +{} s",
         g.lines,
@@ -73,33 +87,171 @@ fn main() {
     let mut times = vec![first.as_secs_f64()];
     let mut lines = 0;
     for i in 0..4 {
-        let t = Instant::now();
-        let store_src = LocalStore::open(&state).unwrap();
-        let git = Git::new(&repo);
-        let sources = Sources {
-            logs: &store_src,
-            metrics: &store_src,
-            deployments: &store_src,
-            tasks: &store_src,
-            code: Some(&git as &dyn CodeSource),
-        };
-        let mut r = investigator::investigate::investigate(
-            &sources,
+        let (secs, n) = run_once(
+            &state,
+            &repo,
             &cfg.catalog,
             cfg.time_scale,
             &g.transition,
-            &format!("bench-{i}"),
-            0,
+            i,
         );
-        r.id = format!("bench-{i}");
-        investigator::write_report(&state, &r).unwrap();
-        lines = r.stats.log_lines;
-        times.push(t.elapsed().as_secs_f64());
+        lines = n;
+        times.push(secs);
     }
+    let series = store
+        .reader()
+        .unwrap()
+        .series(Window::new(common::T0, common::T0 + 3_700_000))
+        .unwrap();
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     println!(
         "investigation of {} log lines: first {:.3} s (through Investigator::investigate), median of 5 {:.3} s, max {:.3} s; top: {} {:?} {:.2}",
         lines, times[0], sorted[2], sorted[4], out.top.category, out.top.entity, out.top.confidence
     );
+
+    println!("\n| analysis window (alarm period) | log lines read | median of 3 (s) | vs 60 min |");
+    println!("|---|---:|---:|---:|");
+    let mut hour = 0.0;
+    for (period_s, label) in [(60, "60 min"), (30, "30 min"), (15, "15 min")] {
+        // The analysis range is a fixed number of the alarm's periods, taken
+        // from the period the transition recorded.
+        let mut tr = g.transition.clone();
+        assert!(
+            tr.reason_data.get("period_ms").is_some(),
+            "reason data has period_ms"
+        );
+        tr.reason_data["period_ms"] = serde_json::json!(period_s * 1000);
+        let (secs, n) = median3(|i| run_once(&state, &repo, &cfg.catalog, 1.0, &tr, i));
+        if period_s == 60 {
+            hour = secs;
+        }
+        println!(
+            "| {label} ({period_s} s) | {n} | {secs:.3} | {:.2} |",
+            secs / hour
+        );
+    }
+
+    // The same hour inside bigger stores: the same scenario (its own
+    // repository, same commits' content), then hours of history before it.
+    drop(inv);
+    drop(store);
+    println!(
+        "\n| store holds | log lines in store | database MiB | median of 3 (s) | vs 1 h store |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| 1 h | {} | {} | {hour:.3} | 1.00 |",
+        g.lines,
+        db_mib(&state)
+    );
+    for extra_h in [5i64, 23] {
+        let big = dir.path().join(format!("state-{}h", extra_h + 1));
+        let big_repo = dir.path().join(format!("repo-{}h", extra_h + 1));
+        std::fs::create_dir_all(&big_repo).unwrap();
+        let t = Instant::now();
+        let (big_store, big_g) = common::build(&s, &big, Some(&big_repo));
+        drop(big_store);
+        // After the hour (a store whose cap is off: nothing pruned).
+        let added = fill_history(&big, extra_h, &series);
+        eprintln!(
+            "the hour, then history: {added} lines and {extra_h} h of samples, written in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let (secs, n) =
+            median3(|i| run_once(&big, &big_repo, &cfg.catalog, 1.0, &big_g.transition, i));
+        assert_eq!(n, lines, "the same hour is read");
+        println!(
+            "| {} h | {} | {} | {secs:.3} | {:.2} |",
+            extra_h + 1,
+            big_g.lines + added,
+            db_mib(&big),
+            secs / hour
+        );
+    }
+}
+
+/// One investigation through the sources (analysis + report written):
+/// seconds and log lines read.
+fn run_once(
+    state: &Path,
+    repo: &Path,
+    catalog: &Catalog,
+    time_scale: f64,
+    transition: &demo_model::events::AlarmTransition,
+    i: usize,
+) -> (f64, u64) {
+    let t = Instant::now();
+    let store_src = LocalStore::open(state).unwrap();
+    let git = Git::new(repo);
+    let sources = Sources {
+        logs: &store_src,
+        metrics: &store_src,
+        deployments: &store_src,
+        tasks: &store_src,
+        code: Some(&git as &dyn CodeSource),
+    };
+    let id = format!("bench-{time_scale}-{i}");
+    let mut r =
+        investigator::investigate::investigate(&sources, catalog, time_scale, transition, &id, 0);
+    r.id = id;
+    investigator::write_report(state, &r).unwrap();
+    (t.elapsed().as_secs_f64(), r.stats.log_lines)
+}
+
+fn median3(mut f: impl FnMut(usize) -> (f64, u64)) -> (f64, u64) {
+    let mut runs: Vec<(f64, u64)> = (0..3).map(&mut f).collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    runs[1]
+}
+
+fn db_mib(state: &Path) -> u64 {
+    ["state.db", "state.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(state.join(f)).ok())
+        .map(|m| m.len())
+        .sum::<u64>()
+        >> 20
+}
+
+/// Writes `hours` of history before the bench's hour into the store at
+/// `state` (size cap off): access lines and samples of every series of the hour.
+fn fill_history(state: &Path, hours: i64, series: &[(String, String, String)]) -> u64 {
+    let store = demo_store::Store::open(state).unwrap();
+    let w = store.writer();
+    w.set_size_cap(None).unwrap();
+    let from = common::T0 - hours * 3_600_000;
+    let mut lines = 0u64;
+    for sec in 0..hours * 3600 {
+        let ts = from + sec * 1000;
+        for i in 0..HISTORY_LINES_PER_S {
+            let task = if i % 2 == 0 { "t-a" } else { "t-b" };
+            let line = format!(
+                r#"{{"level":"INFO","message":"request completed","method":"GET","route":"/api/items","path":"/api/items","status":200,"latency_ms":3,"task_id":"{task}","request_id":"h-{sec}-{i}"}}"#
+            );
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+            w.log(LogRecord::from_parsed(
+                ts + i * 1000 / HISTORY_LINES_PER_S,
+                task,
+                Stream::Stdout,
+                line,
+                Some(&json),
+            ));
+            lines += 1;
+        }
+        if sec % HISTORY_SAMPLE_EVERY_S == 0 {
+            for (namespace, name, dimension) in series {
+                w.metric(MetricSample {
+                    ts_ms: ts,
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    dimension: dimension.clone(),
+                    value: 1.0,
+                    count: 1.0,
+                });
+            }
+        }
+    }
+    w.flush();
+    lines
 }
