@@ -31,6 +31,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::upstream::Upstreams;
+
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -72,8 +74,6 @@ impl Health {
 pub struct Target {
     pub task_id: String,
     pub addr: SocketAddr,
-    /// The target's address as a URI authority, parsed once: every upstream URI is built from it.
-    authority: hyper::http::uri::Authority,
     /// `Health` as a number: read on every request without a lock.
     state: AtomicU8,
     reason: Mutex<String>,
@@ -199,7 +199,6 @@ pub struct LoadBalancer {
     targets: RwLock<Vec<Arc<Target>>>,
     rr: AtomicUsize,
     pub counters: LbCounters,
-    client: Client<HttpConnector, Incoming>,
     health: HealthCheckConfig,
     changes: mpsc::UnboundedSender<HealthChange>,
     /// Upstream request timeout (the ALB idle timeout).
@@ -233,12 +232,8 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Upstream connections idle longer than this are not reused. Below `demo-app`'s header
-/// read timeout (10 s), which closes idle keep-alive connections: reusing one the target
-/// is closing at that moment would fail the request.
-const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(4);
-
-/// Descriptors one client connection costs: its socket and an upstream one.
+/// Descriptors one client connection costs: its socket and, typically, one upstream
+/// connection (it opens one per target it is routed to: see [`crate::upstream`]).
 const FDS_PER_CONNECTION: u64 = 2;
 
 impl LoadBalancer {
@@ -266,18 +261,10 @@ impl LoadBalancer {
         changes: mpsc::UnboundedSender<HealthChange>,
         limits: ConnLimits,
     ) -> Arc<LoadBalancer> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-            .pool_max_idle_per_host(256)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
         Arc::new(LoadBalancer {
             targets: RwLock::new(Vec::new()),
             rr: AtomicUsize::new(0),
             counters: LbCounters::default(),
-            client,
             health,
             changes,
             upstream_timeout: Duration::from_secs(60),
@@ -313,10 +300,6 @@ impl LoadBalancer {
         let target = Arc::new(Target {
             task_id: task_id.to_string(),
             addr,
-            authority: addr
-                .to_string()
-                .parse()
-                .expect("a socket address is a valid URI authority"),
             state: AtomicU8::new(Health::Initial as u8),
             reason: Mutex::new("registered".into()),
             in_flight: AtomicU64::new(0),
@@ -358,29 +341,26 @@ impl LoadBalancer {
             .cloned()
     }
 
-    /// Forwards one request; `peer_ip` is the client's address as a header value
-    /// (made once per connection).
+    /// Forwards one request on the client connection's own upstream connections;
+    /// `peer_ip` is the client's address as a header value (made once per connection).
     async fn proxy(
         self: Arc<Self>,
         mut req: Request<Incoming>,
         peer_ip: HeaderValue,
+        upstreams: Upstreams,
     ) -> Response<Body> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let Some(target) = self.pick() else {
             self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy targets");
         };
+        // Origin form: the path and query only (the client's Host header is kept).
         let path = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
-        let Ok(uri) = hyper::Uri::builder()
-            .scheme("http")
-            .authority(target.authority.clone())
-            .path_and_query(path)
-            .build()
-        else {
+        let Ok(uri) = hyper::Uri::builder().path_and_query(path).build() else {
             self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
             return error_response(StatusCode::BAD_REQUEST, "invalid request target");
         };
@@ -416,7 +396,8 @@ impl LoadBalancer {
 
         target.in_flight.fetch_add(1, Ordering::AcqRel);
         let start = Instant::now();
-        let result = tokio::time::timeout(self.upstream_timeout, self.client.request(req)).await;
+        let result =
+            tokio::time::timeout(self.upstream_timeout, upstreams.send(&target, req)).await;
         target.in_flight.fetch_sub(1, Ordering::AcqRel);
         match result {
             Ok(Ok(resp)) => {
@@ -474,10 +455,12 @@ impl LoadBalancer {
             let lb = lb.clone();
             let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value");
+            let upstreams = Upstreams::default();
             hyper::service::service_fn(move |req| {
                 let lb = lb.clone();
                 let peer_ip = peer_ip.clone();
-                async move { Ok::<_, Infallible>(lb.proxy(req, peer_ip).await) }
+                let upstreams = upstreams.clone();
+                async move { Ok::<_, Infallible>(lb.proxy(req, peer_ip, upstreams).await) }
             })
         };
         let stats = self.conn_stats.clone();

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod service;
 pub mod supervision;
 pub mod task;
+pub mod upstream;
 
 pub use config::RuntimeConfig;
 pub use runtime::{Runtime, RuntimeError};
