@@ -13,6 +13,7 @@ pub mod faults;
 pub mod healthcheck;
 pub mod log;
 pub mod metrics;
+pub mod observe;
 pub mod server;
 pub mod supervised;
 pub mod trace;
