@@ -1,5 +1,6 @@
 //! The descriptor budget: a server that may hold `max_connections` sockets needs that
-//! many descriptors (twice that for a proxy) plus some for itself. Checked once at
+//! many descriptors (more for a proxy: the caller says how many one connection may
+//! hold, e.g. its socket plus its upstream connections) plus some for itself. Checked once at
 //! start-up so the shortfall is a clear message, not EMFILE under load.
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};

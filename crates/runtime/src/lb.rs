@@ -31,7 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::upstream::Upstreams;
+use crate::upstream::{self, Upstreams};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -220,21 +220,23 @@ impl std::fmt::Debug for LoadBalancer {
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static TRACEPARENT: HeaderName = HeaderName::from_static(demo_tracecontext::TRACEPARENT);
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Headers that belong to one connection and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+/// Named, not strings: a removal by `&str` parses the name again on every request.
+static HOP_BY_HOP: [HeaderName; 6] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::UPGRADE,
 ];
 
-/// Descriptors one client connection costs: its socket and, typically, one upstream
-/// connection (it opens one per target it is routed to: see [`crate::upstream`]).
-const FDS_PER_CONNECTION: u64 = 2;
+/// Descriptors one client connection may cost: its socket and the upstream connections
+/// it holds, one per target it was routed to, at most [`upstream::MAX_PER_CLIENT`].
+pub const FDS_PER_CONNECTION: u64 = 1 + upstream::MAX_PER_CLIENT as u64;
 
 impl LoadBalancer {
     pub fn new(
@@ -390,9 +392,7 @@ impl LoadBalancer {
         if trace.parent_id.is_none() {
             headers.remove(demo_tracecontext::TRACESTATE);
         }
-        if let Ok(v) = HeaderValue::from_str(&trace.header()) {
-            headers.insert(demo_tracecontext::TRACEPARENT, v);
-        }
+        headers.insert(TRACEPARENT.clone(), traceparent_value(&trace));
 
         target.in_flight.fetch_add(1, Ordering::AcqRel);
         let start = Instant::now();
@@ -490,6 +490,12 @@ async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
 /// Removes the headers that belong to one connection (RFC 9110 §7.6.1): the fixed
 /// list, and every header the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    if !headers.contains_key(hyper::header::CONNECTION) {
+        for h in &HOP_BY_HOP[1..] {
+            headers.remove(h);
+        }
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(hyper::header::CONNECTION)
         .iter()
@@ -500,9 +506,26 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
     }
+}
+
+/// `trace.header()` written into a stack buffer: the same 55 bytes without a
+/// `String` and `format!`'s machinery for a u128 on every request.
+fn traceparent_value(trace: &demo_tracecontext::TraceContext) -> HeaderValue {
+    fn put_hex(out: &mut [u8], mut v: u128) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for b in out.iter_mut().rev() {
+            *b = DIGITS[(v & 0xf) as usize];
+            v >>= 4;
+        }
+    }
+    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    put_hex(&mut buf[3..35], trace.trace_id);
+    put_hex(&mut buf[36..52], u128::from(trace.span_id));
+    put_hex(&mut buf[53..55], u128::from(trace.flags));
+    HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header value")
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response<Body> {
@@ -616,5 +639,29 @@ mod tests {
             assert!((secs / want - 1.0).abs() < 0.026, "{secs} vs {want}");
         }
         assert!(c.take().response_times.is_empty(), "take resets");
+    }
+
+    #[test]
+    fn traceparent_value_is_the_trace_contexts_own_header() {
+        for incoming in [
+            None,
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("00-0000000000000000000000000000000a-000000000000000b-00"),
+        ] {
+            let t = demo_tracecontext::TraceContext::continue_or_start(incoming);
+            assert_eq!(traceparent_value(&t).to_str().unwrap(), t.header());
+        }
+    }
+
+    #[test]
+    fn without_a_connection_header_the_fixed_hop_by_hop_list_is_still_removed() {
+        let mut h = hyper::HeaderMap::new();
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("proxy-connection", HeaderValue::from_static("close"));
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-request-id"]);
     }
 }

@@ -12,6 +12,11 @@
 //! A connection idle longer than [`IDLE_REUSE`] is not reused (the target may be
 //! closing it), nor is one whose target left rotation: both are dropped, which
 //! closes them.
+//!
+//! A client connection keeps at most [`MAX_PER_CLIENT`] upstream connections: past
+//! that, the least recently used one is closed before another is opened. That bound
+//! is what the load balancer's descriptor budget counts per client connection
+//! (`1 + MAX_PER_CLIENT`), so the budget holds however many targets there are.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +33,11 @@ use crate::lb::{Health, Target};
 /// read timeout (10 s), which closes idle keep-alive connections: reusing one the target
 /// is closing at that moment would fail the request.
 pub const IDLE_REUSE: Duration = Duration::from_secs(4);
+
+/// Upstream connections one client connection may hold at once (one per target it
+/// was routed to, least recently used closed first). 8: `up --count 8` keeps full
+/// reuse under round robin; more targets than that cost reconnects, not descriptors.
+pub const MAX_PER_CLIENT: usize = 8;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +74,23 @@ impl Upstreams {
         target: &Arc<Target>,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let reusable = {
+        let (reusable, evicted) = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            idle.iter()
-                .position(|i| Arc::ptr_eq(&i.target, target))
-                .map(|at| idle.swap_remove(at))
+            match idle.iter().position(|i| Arc::ptr_eq(&i.target, target)) {
+                Some(at) => (Some(idle.swap_remove(at)), None),
+                // A new connection will be opened: make room for it first, so that
+                // this client connection never holds more than MAX_PER_CLIENT.
+                None if idle.len() >= MAX_PER_CLIENT => {
+                    let oldest = (0..idle.len())
+                        .min_by_key(|&k| idle[k].since)
+                        .expect("the list is full, so not empty");
+                    (None, Some(idle.swap_remove(oldest)))
+                }
+                None => (None, None),
+            }
         };
+        // Dropping the sender closes that connection (outside the lock).
+        drop(evicted);
         let mut sender = match reusable {
             Some(i) if !i.sender.is_closed() && i.since.elapsed() < IDLE_REUSE => i.sender,
             _ => connect(target).await?,
