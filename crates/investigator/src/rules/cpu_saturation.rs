@@ -21,6 +21,8 @@ use demo_model::events::{SERVICE_DIMENSION, ns};
 use serde_json::json;
 
 use super::{Cand, Context, Rule};
+use crate::analyze::metrics::SeriesAnalysis;
+use crate::analyze::series::{ChangePoint, change_point_rel};
 use crate::hypothesis::evidence::{cite, f2};
 use crate::hypothesis::{CMD_FAULTS_RESET, cmd_scale};
 use crate::report::Category;
@@ -34,6 +36,17 @@ const AT_LIMIT: f64 = 80.0;
 /// How many alarm periods before the incident's onset saturation may begin
 /// and still count as its cause.
 const LEAD_PERIODS: usize = 5;
+
+/// A significant rise of `s` in the buckets up to the incident's start,
+/// beginning at most [`LEAD_PERIODS`] before it.
+fn rise_before(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
+    let s0 = cx.f.split;
+    let cp = change_point_rel(&s.values[..s0.min(s.values.len())], 5.0, 0.0)?;
+    (cp.significant
+        && cp.after > cp.before
+        && cp.onset + LEAD_PERIODS * cx.buckets_per_period() >= s0)
+        .then_some(cp)
+}
 
 /// Where the saturation's peak is read from: the rise's onset when it began
 /// shortly before the incident window (a cause precedes the symptoms that
@@ -60,8 +73,15 @@ impl Rule for CpuSaturation {
         let Some(s) = cx.svc(ns::ECS, "CPUUtilization") else {
             return Vec::new();
         };
-        let Some(cp) = s.changed(true).copied() else {
-            return Vec::new();
+        // The series' own change, or — when the saturation ended as the tasks
+        // left rotation, so over the whole range CPU rose and fell and no
+        // single shift stands out — the rise before the incident began.
+        let (cp, before_incident) = match s.changed(true).copied() {
+            Some(cp) => (cp, false),
+            None => match rise_before(cx, s) {
+                Some(cp) => (cp, true),
+                None => return Vec::new(),
+            },
         };
         let inc_max = s.max(peak_from(cx, cp.onset), len).unwrap_or(cp.after);
         if cp.after < BUSY_MEAN && inc_max < AT_LIMIT {
@@ -89,6 +109,23 @@ impl Rule for CpuSaturation {
         c.onset_ms = Some(f.grid.time(cp.onset));
         c.explains_tasks = hot;
         if let Some(id) = cx.ev.change(f, s, true) {
+            c.support(id, 0.3);
+        } else if before_incident {
+            let id = cx.ev.add(
+                &format!("rise-before:{}", s.key),
+                "metric_change",
+                format!(
+                    "{}/{} [{}] rose at {}: {}% → {}% before the incident began, then fell as the tasks stopped serving",
+                    s.key.namespace,
+                    s.key.name,
+                    s.key.dimension,
+                    crate::report::fmt_time(f.grid.time(cp.onset)),
+                    f2(cp.before),
+                    f2(cp.after)
+                ),
+                Some(f.grid.time(cp.onset)),
+                json!({"series": s.key, "before": cp.before, "after": cp.after}),
+            );
             c.support(id, 0.3);
         }
         if inc_max >= AT_LIMIT {
