@@ -6,9 +6,10 @@
 //! A representative subset, one test per scenario, to keep CI short: every
 //! root-cause category the environment can produce, red herrings both ways
 //! (an innocent deployment whose key shares no word, and one whose key does),
-//! two faults, both crash loops. Left to `scenario bench`: the git-revision
-//! and unrelated-key deployments (each builds demo-app, minutes on 2 cores),
-//! the 34-minute slow leak and the false alarm after 30 steady minutes.
+//! two faults, both crash loops, a traffic surge on one route. Left to
+//! `scenario bench`: the git-revision and unrelated-key deployments (each
+//! builds demo-app, minutes on 2 cores), the 34-minute slow leak and the
+//! false alarm after 30 steady minutes.
 
 use std::process::Command;
 
@@ -166,6 +167,13 @@ fn crash_loop_all_tasks() {
         r["traffic"]["server_errors"].as_u64().unwrap() > 20,
         "the load balancer answered 5xx with no healthy target: {r:#}"
     );
+}
+
+/// Requests cost CPU (the cpu-cost fault) and quotes alone surge: CPU follows
+/// to its limit; the surge, confined to one route, is named as the cause.
+#[test]
+fn traffic_surge_quotes() {
+    scenario("traffic-surge-quotes", &["cpu-high"]);
 }
 
 #[test]
