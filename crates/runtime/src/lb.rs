@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use demo_netlimits::{Budget, Event};
 pub use demo_netlimits::{ConnLimits, ConnStats};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -33,10 +32,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::upstream::{self, Upstreams};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// A response body: the target's, streamed as it arrives (not re-boxed: no
+/// allocation and no dynamic dispatch per response), or the load balancer's own.
+pub type Body = Either<Incoming, Full<Bytes>>;
 
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
+    Either::Right(Full::new(b.into()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,7 +410,7 @@ impl LoadBalancer {
                     400..=499 => c.target_4xx.fetch_add(1, Ordering::Relaxed),
                     _ => c.target_5xx.fetch_add(1, Ordering::Relaxed),
                 };
-                resp.map(|b| b.boxed())
+                resp.map(Either::Left)
             }
             Ok(Err(e)) => {
                 self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
