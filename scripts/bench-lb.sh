@@ -13,6 +13,7 @@
 # all run on core 0, wrk on core 1. The tasks log every request in every measurement, so the
 # runtime ingests logs while both proxies are measured.
 # Usage: scripts/bench-lb.sh [DURATION_SECONDS] [REPS]   (defaults 10, 3)
+#        SCALE=0 scripts/bench-lb.sh ...   skips part 2 (the load balancer vs haproxy table only)
 set -euo pipefail
 
 DURATION="${1:-10}"
@@ -172,6 +173,7 @@ for c in 50 200; do
   printf '| 2 | %s | %.0f | %.0f | **%s** | %s | %s | **%s** | %s/%s |\n' "$c" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$(ratio "$lp" "$hp")" "$L_E" "$H_E"
 done
 stop_haproxy
+[ "${SCALE:-1}" = 0 ] && exit 0
 
 printf '\n## scale-out: c=50, one %ss run per proxy per count\n' "$DURATION"
 printf '\n| tasks | local LB req/s | haproxy req/s | ratio | LB p99 ms | haproxy p99 ms | collector ticks | mean tick ms | every tick ≤ ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
