@@ -378,6 +378,13 @@ pub fn status(state_dir: &Path, json_out: bool) -> Result<()> {
     } else if store["ok"] == true {
         println!("store ok");
     }
+    // Ingestion behind the writer: nothing is dropped, it waits in memory (and is counted).
+    if let Some(backlog) = store["backlog_records"].as_u64().filter(|b| *b > 0) {
+        println!(
+            "store backlog   {backlog} records waiting to be written (peak {})",
+            store["peak_backlog_records"]
+        );
+    }
     if let Some(started) = Reader::open(state_dir)
         .and_then(|r| r.runtime_events(10))
         .ok()

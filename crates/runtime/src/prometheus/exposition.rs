@@ -293,6 +293,21 @@ pub fn render(s: &Snapshot<'_>) -> String {
         family(&mut out, &metric, "counter", help);
         let _ = writeln!(out, "{metric} {v}");
     }
+    for (name, v, help) in [
+        (
+            "devops_agent_store_backlog_records",
+            s.store.backlog_records,
+            "Records sent to the store's writer and not yet committed (they wait, never dropped).",
+        ),
+        (
+            "devops_agent_store_peak_backlog_records",
+            s.store.peak_backlog_records,
+            "The highest writer backlog since the store opened.",
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
     let m = s.metrics;
     family(
         &mut out,
@@ -401,10 +416,22 @@ mod tests {
             ],
             desired: 2,
             running: 2,
-            store: demo_store::WriterHealth::default(),
+            store: demo_store::WriterHealth {
+                backlog_records: 1200,
+                peak_backlog_records: 50_000,
+                ..Default::default()
+            },
             metrics: &m,
         };
         let text = render(&s);
+        assert!(
+            text.contains("devops_agent_store_backlog_records 1200"),
+            "{text}"
+        );
+        assert!(
+            text.contains("devops_agent_store_peak_backlog_records 50000"),
+            "{text}"
+        );
         assert!(text.contains("devops_agent_alarm_datapoint{alarm=\"cpu-high\",namespace=\"AWS/ECS\",metric_name=\"CPUUtilization\",statistic=\"Average\"} 91.5"), "{text}");
         // A period without samples is absent, not 0.
         assert!(!text.contains("alarm=\"memory-high\",namespace"), "{text}");
