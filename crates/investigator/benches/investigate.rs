@@ -110,6 +110,11 @@ fn main() {
         lines, times[0], sorted[2], sorted[4], out.top.category, out.top.entity, out.top.confidence
     );
 
+    where_time_goes(&state, &g.transition, &cfg.catalog.health_check.path);
+    if std::env::var("INVESTIGATE_BENCH_GROWTH").as_deref() == Ok("0") {
+        return;
+    }
+
     println!("\n| analysis window (alarm period) | log lines read | median of 3 (s) | vs 60 min |");
     println!("|---|---:|---:|---:|");
     let mut hour = 0.0;
@@ -169,6 +174,38 @@ fn main() {
             secs / hour
         );
     }
+}
+
+/// Where the time of the hour goes: SQLite stepping alone (`scan_logs` with
+/// an empty callback), the log analysis, and the whole investigation.
+fn where_time_goes(state: &Path, tr: &demo_model::events::AlarmTransition, health_path: &str) {
+    use investigator::analyze::{logs, series::Grid};
+    let src = LocalStore::open(state).unwrap();
+    let start = tr.at_ms - 3_600_000;
+    let baseline = Window::new(start, tr.at_ms - 300_000);
+    let incident = Window::new(tr.at_ms - 300_000, tr.at_ms);
+    let grid = Grid {
+        start_ms: start,
+        bucket_ms: 30_000,
+        len: 120,
+    };
+    let scan = median3(|_| {
+        let t = Instant::now();
+        let n = src
+            .reader()
+            .scan_logs(Window::new(start, tr.at_ms), |_| {})
+            .unwrap();
+        (t.elapsed().as_secs_f64(), n)
+    });
+    let analyze = median3(|_| {
+        let t = Instant::now();
+        let a = logs::analyze(&src, baseline, incident, grid, health_path).unwrap();
+        (t.elapsed().as_secs_f64(), a.lines)
+    });
+    println!(
+        "\nwhere the hour's time goes (median of 3): scan_logs alone {:.3} s ({} lines), logs::analyze {:.3} s ({} lines)",
+        scan.0, scan.1, analyze.0, analyze.1
+    );
 }
 
 /// One investigation through the sources (analysis + report written):

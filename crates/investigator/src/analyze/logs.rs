@@ -135,7 +135,12 @@ pub fn analyze(
     let masker = Masker::with_defaults();
     let mut miner = Miner::new(MinerConfig::default()).expect("default miner config is valid");
     let mut cache: HashMap<Box<str>, ClusterId> = HashMap::new();
-    let mut accs: HashMap<ClusterId, Acc> = HashMap::new();
+    // Accumulators in first-seen order, found through `acc_slots`.
+    let mut accs: Vec<(ClusterId, Acc)> = Vec::new();
+    let mut acc_slots: HashMap<ClusterId, usize> = HashMap::new();
+    // The previous line's text (a reused buffer) and its cluster.
+    let mut last_text: (String, Option<ClusterId>) = (String::new(), None);
+    let mut last_acc: Option<(ClusterId, usize)> = None;
     let mut access: BTreeMap<String, AccessCounts> = BTreeMap::new();
     // Few tasks, many lines: a short list searched from the last hit.
     let mut per_task: Vec<(Box<str>, TaskTraffic)> = Vec::new();
@@ -152,21 +157,46 @@ pub fn analyze(
             }
             text = &text[..cut];
         }
-        let id = match cache.get(text) {
-            Some(id) => *id,
-            None => {
-                let masked = masker.mask(text);
-                let id = miner.add(&masked);
-                cache.insert(text.into(), id);
+        // Consecutive lines mostly share their message (access lines): compare
+        // with the previous one before hashing.
+        let id = match last_text.1 {
+            Some(id) if last_text.0 == text => id,
+            _ => {
+                let id = match cache.get(text) {
+                    Some(id) => *id,
+                    None => {
+                        let masked = masker.mask(text);
+                        let id = miner.add(&masked);
+                        cache.insert(text.into(), id);
+                        id
+                    }
+                };
+                last_text.0.clear();
+                last_text.0.push_str(text);
+                last_text.1 = Some(id);
                 id
             }
         };
         let inc = incident.contains(e.ts_ms);
-        let a = accs.entry(id).or_insert_with(|| Acc {
-            buckets: vec![0; grid.len],
-            example: text.to_owned(),
-            ..Acc::default()
-        });
+        let slot = match last_acc {
+            Some((lid, slot)) if lid == id => slot,
+            _ => {
+                let slot = *acc_slots.entry(id).or_insert_with(|| {
+                    accs.push((
+                        id,
+                        Acc {
+                            buckets: vec![0; grid.len],
+                            example: text.to_owned(),
+                            ..Acc::default()
+                        },
+                    ));
+                    accs.len() - 1
+                });
+                last_acc = Some((id, slot));
+                slot
+            }
+        };
+        let a = &mut accs[slot].1;
         if inc {
             a.inc += 1;
             ni += 1;
