@@ -59,10 +59,21 @@ pub struct AppState {
     process: ProcessSampler,
     /// Resident memory for `/health` (see `MemorySampler`).
     memory: MemorySampler,
+    /// OTLP span export, when `OTEL_EXPORTER_OTLP_ENDPOINT` asks for it (off: `None`, no cost).
+    pub spans: Option<demo_otlp::Exporter>,
 }
 
 impl AppState {
     pub fn new(config: Config, log: Logger) -> Arc<AppState> {
+        AppState::with_spans(config, log, None)
+    }
+
+    /// The state of a service that exports a span per request to `spans`.
+    pub fn with_spans(
+        config: Config,
+        log: Logger,
+        spans: Option<demo_otlp::Exporter>,
+    ) -> Arc<AppState> {
         let start_time = SystemTime::now();
         Arc::new(AppState {
             info: Info {
@@ -81,6 +92,7 @@ impl AppState {
             connections: Arc::default(),
             process: ProcessSampler::new(Duration::from_secs(1)),
             memory: MemorySampler::new(HEALTH_MEMORY_MAX_AGE),
+            spans,
         })
     }
 }

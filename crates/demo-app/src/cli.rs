@@ -87,7 +87,26 @@ fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let state = AppState::new(config, log.clone());
+    // Optional OTLP span export: off unless the standard OTEL_* variables ask for it;
+    // a wrong one stops the start with its name, like any other bad configuration.
+    let spans = match demo_otlp::Exporter::from_env(
+        "demo-app",
+        vec![
+            ("service.version", config.version.clone()),
+            ("service.instance.id", config.task_id.clone()),
+            ("deployment.environment.name", config.environment.clone()),
+        ],
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo-app: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if spans.is_some() {
+        log.info("OTLP span export enabled").emit();
+    }
+    let state = AppState::with_spans(config, log.clone(), spans);
     let code = runtime.block_on(async {
         let listener = match server::bind(&state).await {
             Ok(l) => l,

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
@@ -162,6 +162,45 @@ impl RequestRecord {
                     .unwrap_or(""),
             )
             .emit();
+        if let Some(spans) = &st.spans {
+            spans.record(self.span(method, route, status, latency));
+        }
+    }
+
+    /// This request as an OTLP server span, with the ids its log lines carry and
+    /// attributes named by OpenTelemetry's HTTP semantic conventions.
+    fn span(&self, method: &str, route: &str, status: u16, latency: Duration) -> demo_otlp::Span {
+        use demo_otlp::Value;
+        let end = SystemTime::now();
+        let mut attributes = vec![
+            // The conventions' name for a method outside the standard set.
+            (
+                "http.request.method",
+                Value::from(if method == "other" { "_OTHER" } else { method }.to_string()),
+            ),
+            ("url.path", Value::from(self.uri.path().to_string())),
+            ("http.response.status_code", Value::I64(i64::from(status))),
+            ("client.address", Value::from(self.client_ip.to_string())),
+            (
+                "http.request.header.x-request-id",
+                Value::from(self.request_id.to_str().unwrap_or("").to_string()),
+            ),
+        ];
+        if self.route.is_some() {
+            attributes.push(("http.route", Value::from(route.to_string())));
+        }
+        demo_otlp::Span {
+            trace: self.trace,
+            name: match &self.route {
+                Some(_) => format!("{method} {route}"),
+                None => method.to_string(),
+            },
+            kind: demo_otlp::Kind::Server,
+            start: end.checked_sub(latency).unwrap_or(end),
+            end,
+            error: status >= 500,
+            attributes,
+        }
     }
 }
 

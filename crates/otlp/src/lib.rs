@@ -22,6 +22,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod receiver;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,51 +1,15 @@
 //! Spans reach a real HTTP receiver as OTLP/JSON with the hop's own ids, and
 //! the environment decides whether export is on at all.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use demo_otlp::{Error, Exporter, Kind, Span, Value};
 use demo_tracecontext::TraceContext;
 
-/// A one-thread OTLP/HTTP receiver: answers 200 to every POST and hands over (path, body).
-fn receiver() -> (String, mpsc::Receiver<(String, String)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            conn.set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut len = 0;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    if h == "\r\n" || h.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let _ = tx.send((path, String::from_utf8_lossy(&body).into_owned()));
-                conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-                    .unwrap();
-            }
-        }
-    });
-    (url, rx)
+fn receiver() -> (String, demo_otlp::receiver::Receiver) {
+    let r = demo_otlp::receiver::Receiver::start().unwrap();
+    (r.url.clone(), r)
 }
 
 fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -93,7 +57,7 @@ fn a_span_arrives_with_the_ids_the_hop_logs() {
         ],
     });
     let (path, body) = bodies
-        .recv_timeout(Duration::from_secs(15))
+        .next(Duration::from_secs(15))
         .expect("an export request");
     assert_eq!(path, "/v1/traces");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
