@@ -195,7 +195,20 @@ pub fn investigate(
         grid,
         &catalog.health_check.path,
     ) {
-        Ok(l) => {
+        Ok(mut l) => {
+            // Example traces for the error templates the report cites (the same
+            // top 8 as the evidence), so a reader can follow one request end to end.
+            for t in l
+                .templates
+                .iter_mut()
+                .filter(|t| t.surged && t.error_like)
+                .take(8)
+            {
+                match sources.logs.trace_ids(incident, &t.example, 3) {
+                    Ok(ids) => t.trace_ids = ids,
+                    Err(e) => gap(&mut gaps, sources.logs.name(), e.to_string()),
+                }
+            }
             if l.lines == 0 {
                 gap(
                     &mut gaps,

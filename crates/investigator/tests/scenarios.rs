@@ -173,6 +173,22 @@ fn bad_deploy_names_the_deployment_commit_and_diff_lines() {
         .unwrap();
     assert!(md.contains(&cc.commits[0].sha[..10]));
     assert!(md.contains("Quote engine v2 rejected item"));
+    // The surged error template links to example traces of its own lines.
+    let template = r
+        .evidence
+        .iter()
+        .find(|e| e.kind == "log_template" && e.summary.contains("Quote engine v2 rejected item"))
+        .expect("the template's evidence");
+    let traces = template.data["trace_ids"].as_array().expect("trace_ids");
+    assert!(!traces.is_empty() && traces.len() <= 3, "{traces:?}");
+    for t in traces {
+        let t = t.as_str().unwrap();
+        assert!(
+            t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{t}"
+        );
+        assert!(template.summary.contains(t), "{}", template.summary);
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use demo_model::events::Window;
 use rusqlite::Connection;
 
 use crate::reader::{
-    LogQuery, SAMPLES_SQL, SCAN_LOGS_SQL, SERIES_SQL, TASK_EVENTS_SQL, log_query_sql,
+    LogQuery, SAMPLES_SQL, SCAN_LOGS_SQL, SERIES_SQL, TASK_EVENTS_SQL, TRACE_IDS_SQL, log_query_sql,
 };
 
 /// The `detail` column of each step of the plan.
@@ -74,6 +74,12 @@ fn the_investigators_window_queries_search_an_index() {
         window(),
         "task_events_ts",
     );
+    let mut trace_args = window();
+    trace_args.extend([
+        rusqlite::types::Value::Text("Database query failed".into()),
+        rusqlite::types::Value::Integer(3),
+    ]);
+    assert_indexed(&conn, "trace_ids", TRACE_IDS_SQL, trace_args, "logs_ts");
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub struct LogRow<'a> {
 pub(crate) const SCAN_LOGS_SQL: &str = "SELECT ts_ms, task_id, level, message, route, status, CASE WHEN message IS NULL THEN line END FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
 pub(crate) const SAMPLES_SQL: &str = "SELECT ts_ms, value, count FROM metrics WHERE namespace = ?1 AND name = ?2 AND dimension = ?3 AND ts_ms >= ?4 AND ts_ms < ?5 ORDER BY ts_ms";
 pub(crate) const SERIES_SQL: &str = "SELECT DISTINCT namespace, name, dimension FROM metrics WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY 1, 2, 3";
+pub(crate) const TRACE_IDS_SQL: &str = "SELECT json_extract(line, '$.trace_id') AS t FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2 AND message = ?3 AND t IS NOT NULL ORDER BY ts_ms, id LIMIT ?4";
 pub(crate) const TASK_EVENTS_SQL: &str = "SELECT ts_ms, task_id, kind, exit_code, reason, deployment_id FROM task_events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
 
 /// The SQL and arguments of [`Reader::logs`].
@@ -167,6 +168,23 @@ impl Reader {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// The `trace_id` of up to `limit` lines in the window whose message is
+    /// exactly `message`, oldest first (lines without one are skipped): the
+    /// example traces an investigation cites for a log template.
+    pub fn trace_ids(&self, w: Window, message: &str, limit: usize) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(TRACE_IDS_SQL)
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params![w.start_ms, w.end_ms, message, limit as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
     /// Count of log lines per task (all time).

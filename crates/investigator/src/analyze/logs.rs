@@ -43,6 +43,9 @@ pub struct TemplateStat {
     /// Lines per bucket of the analysis grid.
     pub buckets: Vec<u64>,
     pub example: String,
+    /// Trace ids of example incident lines with the `example` message (filled by
+    /// the investigation for the templates it cites; empty when the source has none).
+    pub trace_ids: Vec<String>,
 }
 
 /// Access-line counts for one route.
@@ -361,6 +364,7 @@ pub fn analyze(
                 tasks: sort(a.tasks),
                 buckets: a.buckets,
                 example: a.example,
+                trace_ids: Vec::new(),
             }
         })
         .collect();

@@ -91,7 +91,7 @@ fn context(f: &Findings) -> Context<'_> {
             &format!("template:{}", t.template),
             "log_template",
             format!(
-                "{} log template \"{}\" {}: {} lines in the incident window ({}/min) vs {}/min before{}",
+                "{} log template \"{}\" {}: {} lines in the incident window ({}/min) vs {}/min before{}{}",
                 t.level,
                 t.template,
                 if t.is_new { "is new" } else { "surged" },
@@ -101,13 +101,19 @@ fn context(f: &Findings) -> Context<'_> {
                 t.routes
                     .first()
                     .map(|(r, n)| format!(", {n} of them on route {r}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if t.trace_ids.is_empty() {
+                    String::new()
+                } else {
+                    format!("; example traces {}", t.trace_ids.join(", "))
+                }
             ),
             t.first_incident_ms,
             json!({"template": t.template, "level": t.level, "baseline_count": t.baseline_count,
                    "incident_count": t.incident_count, "is_new": t.is_new, "z": t.z,
                    "routes": t.routes.iter().take(5).collect::<Vec<_>>(),
-                   "tasks": t.tasks.iter().take(5).collect::<Vec<_>>(), "example": t.example}),
+                   "tasks": t.tasks.iter().take(5).collect::<Vec<_>>(), "example": t.example,
+                   "trace_ids": t.trace_ids}),
         );
         template_ev.insert(t.template.clone(), id);
     }

@@ -58,6 +58,12 @@ impl LogSource for LocalStore {
             })
             .map_err(|e| unavailable("logs", e))
     }
+
+    fn trace_ids(&self, w: Window, message: &str, limit: usize) -> SourceResult<Vec<String>> {
+        self.reader
+            .trace_ids(w, message, limit)
+            .map_err(|e| unavailable("logs", e))
+    }
 }
 
 impl MetricSource for LocalStore {

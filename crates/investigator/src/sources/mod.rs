@@ -45,6 +45,12 @@ pub trait LogSource {
     fn name(&self) -> &str;
     /// Calls `f` for every line in `w`, oldest first; returns how many.
     fn scan(&self, w: Window, f: &mut dyn FnMut(LogEntry<'_>)) -> SourceResult<u64>;
+    /// Trace ids of up to `limit` lines in `w` whose message is exactly
+    /// `message` (the examples a log template's evidence cites). A source that
+    /// keeps no trace ids answers none.
+    fn trace_ids(&self, _w: Window, _message: &str, _limit: usize) -> SourceResult<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Identifies one metric series.

@@ -252,13 +252,16 @@ pub fn make_repo(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// One JSON log line as demo-app writes it, each with a trace id of its own.
 fn line(level: &str, msg: &str, route: &str, status: Option<u16>, extra: &str) -> String {
+    static TRACES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let trace = TRACES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match status {
         Some(s) => format!(
-            r#"{{"timestamp":"t","level":"{level}","message":"{msg}","route":"{route}","status":{s},"latency_ms":3.1{extra}}}"#
+            r#"{{"timestamp":"t","level":"{level}","message":"{msg}","route":"{route}","status":{s},"latency_ms":3.1,"trace_id":"{trace:032x}"{extra}}}"#
         ),
         None => format!(
-            r#"{{"timestamp":"t","level":"{level}","message":"{msg}","route":"{route}"{extra}}}"#
+            r#"{{"timestamp":"t","level":"{level}","message":"{msg}","route":"{route}","trace_id":"{trace:032x}"{extra}}}"#
         ),
     }
 }
