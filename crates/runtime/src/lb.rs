@@ -210,6 +210,9 @@ pub struct LoadBalancer {
     pub conn_stats: Arc<ConnStats>,
     /// Where health checks run: the data path's runtime in `up`.
     runtime: tokio::runtime::Handle,
+    /// OTLP span export of this hop, when asked for (`export_spans`); unset, a
+    /// request pays one check.
+    spans: std::sync::OnceLock<demo_otlp::Exporter>,
 }
 
 impl std::fmt::Debug for LoadBalancer {
@@ -274,7 +277,15 @@ impl LoadBalancer {
             limits,
             conn_stats: Arc::default(),
             runtime,
+            spans: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on every proxied request is also exported as a span of this hop
+    /// (its trace context: the one forwarded to the target as parent). Once only:
+    /// false if an exporter was already set.
+    pub fn export_spans(&self, exporter: demo_otlp::Exporter) -> bool {
+        self.spans.set(exporter).is_ok()
     }
 
     pub fn targets(&self) -> Vec<Arc<Target>> {
@@ -394,12 +405,36 @@ impl LoadBalancer {
             headers.remove(demo_tracecontext::TRACESTATE);
         }
         headers.insert(TRACEPARENT.clone(), traceparent_value(&trace));
+        // Only with span export on: what the span needs of the request, before it moves.
+        let span = self.spans.get().map(|x| {
+            (
+                x,
+                std::time::SystemTime::now(),
+                req.method().as_str().to_owned(),
+                req.uri().path().to_owned(),
+            )
+        });
 
         target.in_flight.fetch_add(1, Ordering::AcqRel);
         let start = Instant::now();
         let result =
             tokio::time::timeout(self.upstream_timeout, upstreams.send(&target, req)).await;
         target.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some((exporter, started, method, path)) = span {
+            let status = match &result {
+                Ok(Ok(resp)) => resp.status().as_u16(),
+                Ok(Err(_)) => 502,
+                Err(_) => 504,
+            };
+            exporter.record(hop_span(
+                trace,
+                started,
+                method,
+                path,
+                status,
+                &target.task_id,
+            ));
+        }
         match result {
             Ok(Ok(resp)) => {
                 self.counters.observe_response_time(start.elapsed());
@@ -509,6 +544,36 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     }
     for h in &HOP_BY_HOP {
         headers.remove(h);
+    }
+}
+
+/// This hop as an OTLP server span: named by its method (a load balancer knows no
+/// routes), with the HTTP semantic-convention attributes and the target it chose.
+fn hop_span(
+    trace: demo_tracecontext::TraceContext,
+    start: std::time::SystemTime,
+    method: String,
+    path: String,
+    status: u16,
+    task_id: &str,
+) -> demo_otlp::Span {
+    use demo_otlp::Value;
+    demo_otlp::Span {
+        trace,
+        name: method.clone(),
+        kind: demo_otlp::Kind::Server,
+        start,
+        end: std::time::SystemTime::now(),
+        error: status >= 500,
+        attributes: vec![
+            ("http.request.method", Value::from(method)),
+            ("url.path", Value::from(path)),
+            ("http.response.status_code", Value::I64(i64::from(status))),
+            (
+                "devops_agent.target.task_id",
+                Value::from(task_id.to_owned()),
+            ),
+        ],
     }
 }
 

@@ -168,6 +168,22 @@ impl Runtime {
             health_tx,
             ConnLimits::default(),
         );
+        // Optional OTLP export of the load balancer's spans (off unless the standard
+        // OTEL_* variables ask for it; a wrong one stops the start with its name).
+        match demo_otlp::Exporter::from_env(
+            "devops-agent-lb",
+            vec![("service.instance.id", lb_addr.to_string())],
+        ) {
+            Ok(Some(exporter)) => {
+                lb.export_spans(exporter);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(RuntimeError::Other(format!(
+                    "load balancer span export: {e}"
+                )));
+            }
+        }
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (last_deployment, last_task) = {
             let reader = store.reader()?;
