@@ -698,12 +698,9 @@ mod tests {
 
     /// CPU time of the calling thread (Linux `/proc/thread-self/stat`, utime + stime).
     fn thread_cpu_seconds() -> f64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-        ticks / 100.0
+        demo_procfs::Stat::read(demo_procfs::Proc::CurrentThread)
+            .unwrap()
+            .cpu_seconds()
     }
 
     #[test]

@@ -130,24 +130,13 @@ pub struct ProcessStats {
 impl ProcessStats {
     /// Resident and virtual memory from `/proc/self/statm` (one small read).
     pub fn memory() -> Option<(u64, u64)> {
-        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let mut f = statm.split_whitespace().map(|v| v.parse::<u64>().ok());
-        let page = rustix::param::page_size() as u64;
-        let virt = f.next()??;
-        let resident = f.next()??;
-        Some((resident * page, virt * page))
+        let m = demo_procfs::Statm::read(demo_procfs::Proc::Current)?;
+        Some((m.resident_bytes, m.virtual_bytes))
     }
 
     pub fn read() -> Option<ProcessStats> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // Fields after the parenthesised command name; utime and stime are 14 and 15 (1-based).
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime count clock ticks: the kernel's USER_HZ, asked for, not assumed.
-        let user_hz = rustix::param::clock_ticks_per_second() as f64;
-        let utime: f64 = f.get(11)?.parse().ok()?;
-        let stime: f64 = f.get(12)?.parse().ok()?;
-        let threads: u64 = f.get(17)?.parse().ok()?;
+        // CPU time in the kernel's real clock ticks (see demo_procfs).
+        let stat = demo_procfs::Stat::read(demo_procfs::Proc::Current)?;
         let (resident_bytes, virtual_bytes) = ProcessStats::memory()?;
         let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
         // The limit is set at exec and practically never changes: read it once.
@@ -163,12 +152,12 @@ impl ProcessStats {
                 })
         });
         Some(ProcessStats {
-            cpu_seconds: (utime + stime) / user_hz,
+            cpu_seconds: stat.cpu_seconds(),
             resident_bytes,
             virtual_bytes,
             open_fds,
             max_fds,
-            threads,
+            threads: stat.threads,
         })
     }
 }

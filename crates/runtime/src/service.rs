@@ -774,10 +774,8 @@ fn is_cur_ref(cur: &TaskSpec) -> impl Fn(&Arc<Task>) -> bool + '_ {
 }
 
 fn zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(true)
+    // Gone counts as reaped, like a zombie.
+    demo_procfs::Stat::read(demo_procfs::Proc::Pid(pid)).is_none_or(|s| s.is_zombie())
 }
 
 /// Configuration keys (and version/commit/binary) that differ between two specs.

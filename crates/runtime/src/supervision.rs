@@ -99,10 +99,7 @@ impl StateLock {
 /// `/proc/<pid>/stat` field 22: when the process started, in clock ticks
 /// since boot. With the pid, it names one process: a reused pid has another.
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Some(demo_procfs::Stat::read(demo_procfs::Proc::Pid(pid))?.start_ticks)
 }
 
 /// The binary a process runs (without the " (deleted)" a rebuilt file gets).
@@ -119,10 +116,7 @@ pub fn is_same_process(p: &TaskProcess) -> bool {
 
 fn alive(pid: u32) -> bool {
     // A zombie has exited; it only waits for its (dead) parent's replacement to reap it.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| !s[i + 2..].starts_with('Z')))
-        .unwrap_or(false)
+    demo_procfs::Stat::read(demo_procfs::Proc::Pid(pid)).is_some_and(|s| !s.is_zombie())
 }
 
 /// Signals a task's process group (each task leads its own), or the process
