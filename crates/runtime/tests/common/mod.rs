@@ -1,0 +1,166 @@
+//! The load balancer on loopback with real HTTP targets, for the `lb_*` tests:
+//! targets that record what reaches them, a load balancer serving them once
+//! they are healthy, and requests over one client connection.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use demo_runtime::lb::{ConnLimits, Health, HealthCheckConfig, LoadBalancer};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// What reached a target (or several sharing one record), health checks aside.
+#[derive(Default)]
+pub struct Seen {
+    /// Connections that carried a proxied request, ever.
+    pub connections: AtomicU64,
+    /// Such connections open now.
+    pub open: AtomicU64,
+    /// The `traceparent` of every proxied request.
+    pub traceparents: Mutex<Vec<String>>,
+}
+
+/// A target answering 200 "ok" to everything, recording in `seen`.
+pub async fn target(seen: Arc<Seen>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let proxied = Arc::new(AtomicBool::new(false));
+                let (p, s) = (proxied.clone(), seen.clone());
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    if req.uri().path() != "/health" {
+                        if !p.swap(true, Ordering::AcqRel) {
+                            s.connections.fetch_add(1, Ordering::AcqRel);
+                            s.open.fetch_add(1, Ordering::AcqRel);
+                        }
+                        if let Some(v) = req.headers().get("traceparent") {
+                            let v = v.to_str().unwrap_or("").to_string();
+                            s.traceparents.lock().unwrap().push(v);
+                        }
+                    }
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                if proxied.load(Ordering::Acquire) {
+                    seen.open.fetch_sub(1, Ordering::AcqRel);
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Health changes the load balancer reports (kept open; the tests do not read them).
+pub type Changes = tokio::sync::mpsc::UnboundedReceiver<demo_runtime::lb::HealthChange>;
+
+/// A load balancer with fast health checks on the current runtime.
+pub fn load_balancer() -> (Arc<LoadBalancer>, Changes) {
+    let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let lb = LoadBalancer::with_limits(
+        HealthCheckConfig {
+            path: "/health".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+        },
+        changes,
+        ConnLimits::default(),
+    );
+    (lb, changes_rx)
+}
+
+/// `lb` serving on loopback with `targets` registered and healthy.
+pub struct Serving {
+    pub lb: Arc<LoadBalancer>,
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    pub async fn start(lb: Arc<LoadBalancer>, targets: &[SocketAddr]) -> Serving {
+        for (i, t) in targets.iter().enumerate() {
+            lb.register(&format!("task-{i}"), *t);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let serving = tokio::spawn(lb.clone().serve(listener, stop_rx));
+        let start = Instant::now();
+        while lb.targets().iter().any(|t| t.state() != Health::Healthy) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "targets never healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Serving {
+            lb,
+            addr,
+            stop,
+            serving,
+        }
+    }
+
+    /// A new client connection to the load balancer.
+    pub async fn connect(&self) -> Client {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Client {
+            sender,
+            host: self.addr.to_string(),
+        }
+    }
+
+    /// Stops serving; open connections get their in-flight requests done.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(35), self.serving)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// One client connection.
+pub struct Client {
+    sender: SendRequest<Empty<Bytes>>,
+    host: String,
+}
+
+impl Client {
+    /// GET `path` with `headers`; the status once the body is read.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> u16 {
+        self.sender.ready().await.unwrap();
+        let mut req = hyper::Request::get(path).header("host", &self.host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .sender
+            .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.unwrap();
+        status
+    }
+}
