@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use demo_model::events::{AlarmTransition, LogRecord, Stream};
+use demo_model::events::{AlarmTransition, LogRecord, Stream, now_ms};
 use serde_json::Value;
 
 fn cli(state: &Path, args: &[&str]) -> Output {
@@ -30,13 +30,6 @@ fn json(state: &Path, args: &[&str]) -> Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A state directory with an error-count-high episode and a few log lines.
