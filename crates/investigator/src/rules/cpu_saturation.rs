@@ -37,15 +37,18 @@ const AT_LIMIT: f64 = 80.0;
 /// and still count as its cause.
 const LEAD_PERIODS: usize = 5;
 
-/// A significant rise of `s` in the buckets up to the incident's start,
-/// beginning at most [`LEAD_PERIODS`] before it.
-fn rise_before(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
+/// Whether bucket `onset` lies before the incident window by at most
+/// [`LEAD_PERIODS`] alarm periods.
+fn shortly_before(cx: &Context<'_>, onset: usize) -> bool {
     let s0 = cx.f.split;
-    let cp = change_point_rel(&s.values[..s0.min(s.values.len())], 5.0, 0.0)?;
-    (cp.significant
-        && cp.after > cp.before
-        && cp.onset + LEAD_PERIODS * cx.buckets_per_period() >= s0)
-        .then_some(cp)
+    onset < s0 && onset + LEAD_PERIODS * cx.buckets_per_period() >= s0
+}
+
+/// A significant rise of `s` in the buckets up to the incident's start that
+/// began [`shortly_before`] it.
+fn rise_before(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
+    let cp = change_point_rel(&s.values[..cx.f.split.min(s.values.len())], 5.0, 0.0)?;
+    (cp.significant && cp.after > cp.before && shortly_before(cx, cp.onset)).then_some(cp)
 }
 
 /// Where the saturation's peak is read from: the rise's onset when it began
@@ -53,12 +56,10 @@ fn rise_before(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
 /// open the window: starved tasks fail their health checks, leave rotation
 /// and cool down before unhealthy-targets fires), else the window itself.
 fn peak_from(cx: &Context<'_>, onset: usize) -> usize {
-    let s0 = cx.f.split;
-    let lead = LEAD_PERIODS * cx.buckets_per_period();
-    if onset < s0 && onset + lead >= s0 {
+    if shortly_before(cx, onset) {
         onset
     } else {
-        s0
+        cx.f.split
     }
 }
 
