@@ -8,7 +8,8 @@ use demo_model::events::Window;
 use rusqlite::Connection;
 
 use crate::reader::{
-    LogQuery, SAMPLES_SQL, SCAN_LOGS_SQL, SERIES_SQL, TASK_EVENTS_SQL, TRACE_IDS_SQL, log_query_sql,
+    LOG_ID_RANGE_SQL, LogQuery, METRIC_ID_RANGE_SQL, SAMPLES_SQL, SCAN_LOG_IDS_SQL, SCAN_LOGS_SQL,
+    SCAN_METRIC_IDS_SQL, SERIES_SQL, TASK_EVENTS_SQL, TRACE_IDS_SQL, log_query_sql,
 };
 
 /// The `detail` column of each step of the plan.
@@ -80,6 +81,50 @@ fn the_investigators_window_queries_search_an_index() {
         rusqlite::types::Value::Integer(3),
     ]);
     assert_indexed(&conn, "trace_ids", TRACE_IDS_SQL, trace_args, "logs_ts");
+}
+
+#[test]
+fn the_investigators_rowid_walks_search_a_range() {
+    let (_dir, conn) = db();
+    let window = || vec![w().start_ms.into(), w().end_ms.into()];
+    let ids = || {
+        let mut a = window();
+        a.extend([
+            rusqlite::types::Value::Integer(10),
+            rusqlite::types::Value::Integer(20),
+        ]);
+        a
+    };
+    // The id range of the window comes from the index alone.
+    assert_indexed(
+        &conn,
+        "log id range",
+        LOG_ID_RANGE_SQL,
+        window(),
+        "COVERING INDEX logs_ts",
+    );
+    assert_indexed(
+        &conn,
+        "metric id range",
+        METRIC_ID_RANGE_SQL,
+        window(),
+        "COVERING INDEX metrics_ts",
+    );
+    // The rows come from a rowid range of the table, not through the index.
+    assert_indexed(
+        &conn,
+        "scan_logs_unordered",
+        SCAN_LOG_IDS_SQL,
+        ids(),
+        "INTEGER PRIMARY KEY",
+    );
+    assert_indexed(
+        &conn,
+        "window_samples",
+        SCAN_METRIC_IDS_SQL,
+        ids(),
+        "INTEGER PRIMARY KEY",
+    );
 }
 
 #[test]

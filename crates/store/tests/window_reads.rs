@@ -1,0 +1,117 @@
+//! The investigator's whole-window reads (`Reader::scan_logs_unordered`,
+//! `Reader::window_samples`) return exactly what the ordered per-row and
+//! per-series reads return, when rows were stored out of time order and at
+//! the window's edges.
+
+use demo_model::events::{LogRecord, MetricSample, Stream, Window};
+use demo_store::Store;
+
+/// Times stored in an order that is not time order: a late batch of old
+/// lines, lines on both edges of the window and just outside it.
+const TIMES: [i64; 12] = [5, 10, 11, 59, 60, 30, 9, 10, 61, 20, 59, 10];
+
+fn line(i: usize) -> String {
+    match i % 3 {
+        0 => format!(
+            r#"{{"level":"INFO","message":"m{}","route":"/r","status":200}}"#,
+            i % 2
+        ),
+        1 => format!(r#"{{"level":"ERROR","message":"boom","task":"{i}"}}"#),
+        _ => format!("plain text {i}"),
+    }
+}
+
+#[test]
+fn unordered_scan_visits_the_same_rows_as_the_ordered_scan_with_their_order_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    for (i, ts) in TIMES.iter().enumerate() {
+        let task = if i % 2 == 0 { "a" } else { "b" };
+        w.log(LogRecord::from_line(*ts, task, Stream::Stdout, line(i)));
+    }
+    w.flush();
+    let r = store.reader().unwrap();
+    let window = Window::new(10, 60);
+    type Row = (
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<u16>,
+        Option<String>,
+    );
+    let own = |row: demo_store::LogRow<'_>| -> Row {
+        (
+            row.ts_ms,
+            row.task_id.to_owned(),
+            row.level.map(str::to_owned),
+            row.message.map(str::to_owned),
+            row.route.map(str::to_owned),
+            row.status,
+            row.line.map(str::to_owned),
+        )
+    };
+    let mut ordered = Vec::new();
+    let n = r.scan_logs(window, |row| ordered.push(own(row))).unwrap();
+    let mut unordered = Vec::new();
+    let m = r
+        .scan_logs_unordered(window, |id, row| unordered.push((row.ts_ms, id, own(row))))
+        .unwrap();
+    assert_eq!(n, 8, "10, 11, 59, 30, 10, 20, 59, 10 are in [10, 60)");
+    assert_eq!(m, n);
+    // Visited in stored order, which here is not time order.
+    assert!(unordered.windows(2).any(|p| p[0].0 > p[1].0));
+    // Sorted by (ts, id), the rows are the ordered scan's, one for one.
+    unordered.sort_by_key(|(ts, id, _)| (*ts, *id));
+    let sorted: Vec<Row> = unordered.into_iter().map(|(_, _, row)| row).collect();
+    assert_eq!(sorted, ordered);
+    // An empty window visits nothing.
+    assert_eq!(
+        r.scan_logs_unordered(Window::new(100, 200), |_, _| panic!("no row"))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn window_samples_are_the_series_and_their_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    for (i, ts) in TIMES.iter().enumerate() {
+        for (ns, name, dim) in [
+            ("AWS/ECS", "CPUUtilization", "svc"),
+            ("AWS/ECS", "CPUUtilization", "task-1"),
+            ("App", "RequestCount", "route=/r,status=200"),
+        ] {
+            // Two samples with the same time in one series keep their stored order.
+            for k in 0..(1 + i % 2) {
+                w.metric(MetricSample {
+                    count: 1.0 + k as f64,
+                    ..MetricSample::new(*ts, ns, name, dim, i as f64)
+                });
+            }
+        }
+        if i == 3 {
+            w.metric(MetricSample::new(
+                *ts,
+                "AWS/ApplicationELB",
+                "RequestCount",
+                "svc",
+                1.0,
+            ));
+        }
+    }
+    w.flush();
+    let r = store.reader().unwrap();
+    let window = Window::new(10, 60);
+    let mut expected = Vec::new();
+    for (ns, name, dim) in r.series(window).unwrap() {
+        expected.push(r.samples(&ns, &name, &dim, window).unwrap());
+    }
+    assert_eq!(expected.len(), 4);
+    assert_eq!(r.window_samples(window).unwrap(), expected);
+    assert!(r.window_samples(Window::new(100, 200)).unwrap().is_empty());
+}
