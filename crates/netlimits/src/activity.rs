@@ -1,6 +1,15 @@
-//! The idle timeout, as the ALB defines it: a connection on which no byte has moved
-//! in either direction for the idle timeout is closed. A socket wrapper stamps every
-//! read and write; a watchdog beside the connection checks the stamp.
+//! The connection's two clocks, watched by one timer per connection rather than one
+//! per request:
+//!
+//! - **Idle timeout**, as the ALB defines it: a connection on which no byte has moved
+//!   in either direction for the idle timeout is closed. A socket wrapper (`Tracked`)
+//!   stamps every read and write.
+//! - **Header read deadline**: while hyper waits for a request head it holds a deadline
+//!   (`head_timer::HeadTimer` records it here). hyper's own tokio timer would register and
+//!   cancel a timer-wheel entry on every request; here arming it is one atomic store.
+//!
+//! `Activity::expired` is the watchdog beside the connection: it sleeps until the
+//! earlier of the two deadlines and reports which one passed.
 
 use std::io;
 use std::pin::Pin;
@@ -9,15 +18,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+/// No header read deadline is armed.
+const UNARMED: u64 = u64::MAX;
 
-/// When bytes last moved, as milliseconds since `origin`.
+/// When bytes last moved, and the header read deadline if one is armed, as
+/// milliseconds since `origin`.
 #[derive(Debug)]
 pub struct Activity {
     origin: Instant,
     last_ms: AtomicU64,
+    head_deadline_ms: AtomicU64,
+}
+
+/// Which limit `Activity::expired` found passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Nothing moved for the idle timeout.
+    Idle,
+    /// A request head was not complete by its deadline.
+    Header,
 }
 
 impl Activity {
@@ -25,27 +47,87 @@ impl Activity {
         Arc::new(Activity {
             origin: Instant::now(),
             last_ms: AtomicU64::new(0),
+            head_deadline_ms: AtomicU64::new(UNARMED),
         })
     }
 
+    /// Milliseconds since `origin`, now.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// `at` as milliseconds since `origin`, rounded up (a deadline never comes early).
+    pub(crate) fn ms_of(&self, at: Instant) -> u64 {
+        let d = at.saturating_duration_since(self.origin);
+        let ms = d.as_millis() as u64;
+        if d > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.origin + Duration::from_millis(ms)
+    }
+
     fn touch(&self) {
-        let ms = self.origin.elapsed().as_millis() as u64;
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        self.last_ms.fetch_max(self.now_ms(), Ordering::Relaxed);
     }
 
     fn last(&self) -> Instant {
-        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        self.at(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Arms the header read deadline (milliseconds since `origin`).
+    pub(crate) fn arm_head(&self, deadline_ms: u64) {
+        self.head_deadline_ms.store(deadline_ms, Ordering::Relaxed);
+    }
+
+    /// Disarms the header read deadline if it is still `deadline_ms`.
+    pub(crate) fn disarm_head(&self, deadline_ms: u64) {
+        let _ = self.head_deadline_ms.compare_exchange(
+            deadline_ms,
+            UNARMED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Completes once nothing has moved for `idle`, or once an armed header read
+    /// deadline has passed (only with `header`: the longest deadline a head can get).
+    ///
+    /// With no deadline armed it still wakes within `header`, because a deadline armed
+    /// meanwhile is at least `header` away: one wake per `header` at most, however many
+    /// requests the connection serves.
+    pub async fn expired(&self, idle: Duration, header: Option<Duration>) -> Expiry {
+        let sleep = tokio::time::sleep_until(self.last() + idle);
+        let mut sleep = std::pin::pin!(sleep);
+        loop {
+            let now = Instant::now();
+            let idle_at = self.last() + idle;
+            if now >= idle_at {
+                return Expiry::Idle;
+            }
+            let mut wake = idle_at;
+            if let Some(header) = header {
+                let head_at = match self.head_deadline_ms.load(Ordering::Relaxed) {
+                    UNARMED => now + header,
+                    ms => self.at(ms),
+                };
+                if now >= head_at {
+                    return Expiry::Header;
+                }
+                wake = wake.min(head_at);
+            }
+            sleep.as_mut().reset(wake);
+            sleep.as_mut().await;
+        }
     }
 
     /// Completes once nothing has moved for `idle`.
     pub async fn idle_for(&self, idle: Duration) {
-        loop {
-            let deadline = self.last() + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
+        self.expired(idle, None).await;
     }
 }
 

@@ -5,6 +5,8 @@
 //! - **Header read timeout** (hyper's own, which needs a timer): a connection that has not
 //!   sent a complete request head within it is closed. hyper starts this timer whenever
 //!   the connection waits for a request head, so it also ends idle keep-alive connections.
+//!   The timer is `head_timer::HeadTimer`: arming it per request is an atomic store, and
+//!   the idle watchdog's one timer per connection enforces it.
 //! - **Idle timeout** (the ALB's): no byte in either direction for this long closes the
 //!   connection, whatever state it is in (slow body, a client that stopped reading).
 //! - **Connection cap**: a semaphore permit is taken *before* `accept`, so over the cap
@@ -19,6 +21,7 @@
 
 pub mod activity;
 pub mod budget;
+mod head_timer;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,14 +31,15 @@ use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
 use hyper::service::HttpService;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use budget::{Budget, Shortfall};
 
-use activity::{Activity, Tracked};
+use activity::{Activity, Expiry, Tracked};
+use head_timer::HeadTimer;
 
 /// The limits one server applies to its client connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,17 +210,22 @@ where
         let activity = Activity::new();
         let io = TokioIo::new(Tracked::new(stream, activity.clone()));
         let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
+            .timer(HeadTimer::new(activity.clone()))
             .header_read_timeout(limits.header_read_timeout)
             .serve_connection(io, service(peer));
         let conn = graceful.watch(conn);
         let stats = stats.clone();
         let idle = limits.idle_timeout;
+        let header = limits.header_read_timeout;
+        // The watchdog must share the connection's task: it is what wakes `HeadTimer`'s
+        // deadlines (see `head_timer`).
         tokio::spawn(async move {
             tokio::select! {
                 _ = conn => {}
-                () = activity.idle_for(idle) => {
-                    stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                expiry = activity.expired(idle, Some(header)) => {
+                    if expiry == Expiry::Idle {
+                        stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
