@@ -385,6 +385,15 @@ fn cpu_saturation_that_ended_as_the_targets_went_unhealthy_is_still_the_cause() 
         "{:#?}",
         r.evidence
     );
+    // Over the whole range CPU rose and then fell below its baseline as the
+    // tasks left rotation, so only the rise before the incident shows it.
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.summary.contains("before the incident began")),
+        "{:#?}",
+        r.evidence
+    );
 }
 
 #[test]
