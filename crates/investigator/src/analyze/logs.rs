@@ -18,6 +18,10 @@ use serde::Serialize;
 use super::series::Grid;
 use crate::sources::{LogEntry, LogSource, SourceResult};
 
+mod groups;
+#[cfg(test)]
+mod reference;
+
 /// One template's statistics.
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateStat {
@@ -128,6 +132,13 @@ fn is_error_level(l: &str) -> bool {
 /// Mines the logs of `baseline ∪ incident` (adjacent windows). Requests
 /// to `health_path` are not counted as traffic a task served (a task is
 /// health-checked before it takes any).
+///
+/// Lines are read in whatever order the source reads fastest and grouped
+/// ([`groups`]): lines that differ only in time within one grid bucket count
+/// the same everywhere. The groups are then tallied in the order of their
+/// first line, which is the order a line-by-line pass would have met them
+/// in, so the miner sees the distinct messages in the same order and the
+/// result is the same as tallying every line oldest first.
 pub fn analyze(
     src: &dyn LogSource,
     baseline: Window,
@@ -135,257 +146,325 @@ pub fn analyze(
     grid: Grid,
     health_path: &str,
 ) -> SourceResult<LogAnalysis> {
-    let masker = Masker::with_defaults();
-    let mut miner = Miner::new(MinerConfig::default()).expect("default miner config is valid");
-    let mut cache: HashMap<Box<str>, ClusterId> = HashMap::new();
-    // Accumulators in first-seen order, found through `acc_slots`.
-    let mut accs: Vec<(ClusterId, Acc)> = Vec::new();
-    let mut acc_slots: HashMap<ClusterId, usize> = HashMap::new();
-    // The previous line's text (a reused buffer) and its cluster.
-    let mut last_text: (String, Option<ClusterId>) = (String::new(), None);
-    let mut last_acc: Option<(ClusterId, usize)> = None;
-    let mut access: BTreeMap<String, AccessCounts> = BTreeMap::new();
-    // Few tasks, many lines: a short list searched from the last hit.
-    let mut per_task: Vec<(Box<str>, TaskTraffic)> = Vec::new();
-    let mut last_task = 0usize;
-    let (mut nb, mut ni) = (0u64, 0u64);
     let range = Window::new(baseline.start_ms, incident.end_ms);
-    let lines = src.scan(range, &mut |e: LogEntry<'_>| {
-        // Long raw lines (stack traces) are mined on their first 512 bytes.
-        let mut text = e.text;
-        if text.len() > 512 {
-            let mut cut = 512;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text = &text[..cut];
+    let mut grouping = groups::Grouping::new(incident, grid);
+    let lines = src.scan_unordered(range, &mut |key, e| grouping.add(key, &e))?;
+    let mut tally = Tally::new(baseline, incident, grid, health_path);
+    grouping.for_each_in_order(|e, n| tally.add(&e, n));
+    Ok(tally.finish(lines))
+}
+
+/// Counts lines into templates, routes and tasks. Fed oldest first, `n`
+/// identical lines at a time (same text, task, level, route, status, grid
+/// bucket and side of the incident start; `e.ts_ms` the first one's time).
+struct Tally<'h> {
+    baseline: Window,
+    incident: Window,
+    grid: Grid,
+    health_path: &'h str,
+    masker: Masker,
+    miner: Miner,
+    cache: HashMap<Box<str>, ClusterId>,
+    // Accumulators in first-seen order, found through `acc_slots`.
+    accs: Vec<(ClusterId, Acc)>,
+    acc_slots: HashMap<ClusterId, usize>,
+    // The previous line's text (a reused buffer) and its cluster.
+    last_text: (String, Option<ClusterId>),
+    last_acc: Option<(ClusterId, usize)>,
+    access: BTreeMap<String, AccessCounts>,
+    // Few tasks, many lines: a short list searched from the last hit.
+    per_task: Vec<(Box<str>, TaskTraffic)>,
+    last_task: usize,
+    nb: u64,
+    ni: u64,
+}
+
+/// Long raw lines (stack traces) are mined on their first 512 bytes.
+fn mined_text(text: &str) -> &str {
+    if text.len() <= 512 {
+        return text;
+    }
+    let mut cut = 512;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
+impl<'h> Tally<'h> {
+    fn new(baseline: Window, incident: Window, grid: Grid, health_path: &'h str) -> Tally<'h> {
+        Tally {
+            baseline,
+            incident,
+            grid,
+            health_path,
+            masker: Masker::with_defaults(),
+            miner: Miner::new(MinerConfig::default()).expect("default miner config is valid"),
+            cache: HashMap::new(),
+            accs: Vec::new(),
+            acc_slots: HashMap::new(),
+            last_text: (String::new(), None),
+            last_acc: None,
+            access: BTreeMap::new(),
+            per_task: Vec::new(),
+            last_task: 0,
+            nb: 0,
+            ni: 0,
         }
+    }
+
+    /// Counts `n` lines like `e`.
+    fn add(&mut self, e: &LogEntry<'_>, n: u64) {
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        let text = mined_text(e.text);
         // Consecutive lines mostly share their message (access lines): compare
         // with the previous one before hashing.
-        let id = match last_text.1 {
-            Some(id) if last_text.0 == text => id,
+        let id = match self.last_text.1 {
+            Some(id) if self.last_text.0 == text => id,
             _ => {
-                let id = match cache.get(text) {
+                let id = match self.cache.get(text) {
                     Some(id) => *id,
                     None => {
-                        let masked = masker.mask(text);
-                        let id = miner.add(&masked);
-                        cache.insert(text.into(), id);
+                        let masked = self.masker.mask(text);
+                        let id = self.miner.add(&masked);
+                        self.cache.insert(text.into(), id);
                         id
                     }
                 };
-                last_text.0.clear();
-                last_text.0.push_str(text);
-                last_text.1 = Some(id);
+                self.last_text.0.clear();
+                self.last_text.0.push_str(text);
+                self.last_text.1 = Some(id);
                 id
             }
         };
-        let inc = incident.contains(e.ts_ms);
-        let slot = match last_acc {
+        let inc = self.incident.contains(e.ts_ms);
+        let slot = match self.last_acc {
             Some((lid, slot)) if lid == id => slot,
             _ => {
-                let slot = *acc_slots.entry(id).or_insert_with(|| {
+                let (accs, len) = (&mut self.accs, self.grid.len);
+                let slot = *self.acc_slots.entry(id).or_insert_with(|| {
                     accs.push((
                         id,
                         Acc {
-                            buckets: vec![0; grid.len],
+                            buckets: vec![0; len],
                             example: text.to_owned(),
                             ..Acc::default()
                         },
                     ));
                     accs.len() - 1
                 });
-                last_acc = Some((id, slot));
+                self.last_acc = Some((id, slot));
                 slot
             }
         };
-        let a = &mut accs[slot].1;
+        let a = &mut self.accs[slot].1;
         if inc {
-            a.inc += 1;
-            ni += 1;
+            a.inc += n;
+            self.ni += n;
             a.first_inc.get_or_insert(e.ts_ms);
             if let Some(r) = e.route {
                 match a.routes.get_mut(r) {
-                    Some(n) => *n += 1,
+                    Some(c) => *c += n,
                     None => {
-                        a.routes.insert(r.to_owned(), 1);
+                        a.routes.insert(r.to_owned(), n);
                     }
                 }
             }
             match a.tasks.get_mut(e.task_id) {
-                Some(n) => *n += 1,
+                Some(c) => *c += n,
                 None => {
-                    a.tasks.insert(e.task_id.to_owned(), 1);
+                    a.tasks.insert(e.task_id.to_owned(), n);
                 }
             }
         } else {
-            a.base += 1;
-            nb += 1;
+            a.base += n;
+            self.nb += n;
         }
         if let Some(l) = e.level {
             if is_error_level(l) {
-                a.errorish += 1;
+                a.errorish += n;
             }
             match a.levels.get_mut(l) {
-                Some(n) => *n += 1,
+                Some(c) => *c += n,
                 None => {
-                    a.levels.insert(l.to_owned(), 1);
+                    a.levels.insert(l.to_owned(), n);
                 }
             }
         }
-        let bucket = grid.index(e.ts_ms);
+        let bucket = self.grid.index(e.ts_ms);
         if let Some(i) = bucket {
-            a.buckets[i] += 1;
+            a.buckets[i] += n;
         }
         if let Some(i) = bucket {
-            let is_access = e.status.is_some() && e.route.is_some_and(|r| r != health_path);
+            let is_access = e.status.is_some() && e.route.is_some_and(|r| r != self.health_path);
             let is_error = e.level.is_some_and(|l| {
                 l.eq_ignore_ascii_case("ERROR") || l.eq_ignore_ascii_case("FATAL")
             });
             if is_access || is_error {
-                if per_task.get(last_task).is_none_or(|t| &*t.0 != e.task_id) {
-                    last_task = match per_task.iter().position(|t| &*t.0 == e.task_id) {
+                let per_task = &mut self.per_task;
+                if per_task
+                    .get(self.last_task)
+                    .is_none_or(|t| &*t.0 != e.task_id)
+                {
+                    self.last_task = match per_task.iter().position(|t| &*t.0 == e.task_id) {
                         Some(i) => i,
                         None => {
-                            per_task.push((e.task_id.into(), TaskTraffic::new(grid.len)));
+                            per_task.push((e.task_id.into(), TaskTraffic::new(self.grid.len)));
                             per_task.len() - 1
                         }
                     };
                 }
-                let t = &mut per_task[last_task].1;
+                let t = &mut per_task[self.last_task].1;
                 if is_error {
-                    t.error_lines[i] += 1;
+                    t.error_lines[i] += n32;
                 }
                 if let (Some(r), Some(s)) = (e.route.filter(|_| is_access), e.status) {
-                    t.requests[i] += 1;
-                    t.errors_5xx[i] += u32::from(s >= 500);
+                    let failed = if s >= 500 { n } else { 0 };
+                    t.requests[i] += n32;
+                    t.errors_5xx[i] += if s >= 500 { n32 } else { 0 };
                     if inc {
                         let rc = match t.routes.get_mut(r) {
                             Some(rc) => rc,
                             None => t.routes.entry(r.to_owned()).or_default(),
                         };
-                        rc.0 += 1;
-                        rc.1 += u64::from(s >= 500);
+                        rc.0 += n;
+                        rc.1 += failed;
                     }
                 }
             }
         }
         if let (Some(r), Some(s)) = (e.route, e.status) {
-            let c = match access.get_mut(r) {
+            let failed = if s >= 500 { n } else { 0 };
+            let c = match self.access.get_mut(r) {
                 Some(c) => c,
-                None => access.entry(r.to_owned()).or_default(),
+                None => self.access.entry(r.to_owned()).or_default(),
             };
             if inc {
-                c.incident_requests += 1;
-                c.incident_5xx += u64::from(s >= 500);
+                c.incident_requests += n;
+                c.incident_5xx += failed;
             } else {
-                c.baseline_requests += 1;
-                c.baseline_5xx += u64::from(s >= 500);
-            }
-        }
-    })?;
-    miner.finish();
-    // Merge accumulators of clusters the merge pass joined.
-    let mut merged: BTreeMap<ClusterId, Acc> = BTreeMap::new();
-    for (id, a) in accs {
-        let root = miner.resolve(id);
-        match merged.get_mut(&root) {
-            None => {
-                merged.insert(root, a);
-            }
-            Some(m) => {
-                m.base += a.base;
-                m.inc += a.inc;
-                m.errorish += a.errorish;
-                for (k, v) in a.levels {
-                    *m.levels.entry(k).or_default() += v;
-                }
-                for (k, v) in a.routes {
-                    *m.routes.entry(k).or_default() += v;
-                }
-                for (k, v) in a.tasks {
-                    *m.tasks.entry(k).or_default() += v;
-                }
-                for (x, y) in m.buckets.iter_mut().zip(a.buckets) {
-                    *x += y;
-                }
-                m.first_inc = match (m.first_inc, a.first_inc) {
-                    (Some(x), Some(y)) => Some(x.min(y)),
-                    (x, y) => x.or(y),
-                };
+                c.baseline_requests += n;
+                c.baseline_5xx += failed;
             }
         }
     }
-    let base_min = (baseline.duration_ms().max(1) as f64) / 60_000.0;
-    let inc_min = (incident.duration_ms().max(1) as f64) / 60_000.0;
-    let mut templates: Vec<TemplateStat> = merged
-        .into_iter()
-        .map(|(id, a)| {
-            let c = miner.cluster(id);
-            let tokens = c.tokens();
-            let total = a.base + a.inc;
-            let level = a
-                .levels
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(l, _)| l.clone())
-                .unwrap_or_else(|| "-".into());
-            // Expected incident count at the baseline rate; a baseline with
-            // no occurrence still allows half a line (it might have been unlucky).
-            let base_rate = if a.base == 0 {
-                0.5 / base_min
-            } else {
-                a.base as f64 / base_min
-            };
-            let expected = base_rate * inc_min;
-            let z = (a.inc as f64 - expected) / (expected + 1.0).sqrt();
-            let is_new = a.base == 0 && a.inc >= 3 && baseline.duration_ms() > 0;
-            let ratio = (a.inc as f64 / inc_min) / base_rate;
-            let surged = a.inc >= 3 && z >= 4.0 && ratio >= 2.0;
-            let sort = |m: HashMap<String, u64>| {
-                let mut v: Vec<(String, u64)> = m.into_iter().collect();
-                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                v
-            };
-            TemplateStat {
-                template: c.template(),
-                phrases: phrases(&tokens),
-                level,
-                error_like: total > 0 && a.errorish * 2 >= total,
-                baseline_count: a.base,
-                incident_count: a.inc,
-                baseline_per_min: a.base as f64 / base_min,
-                incident_per_min: a.inc as f64 / inc_min,
-                is_new,
-                surged,
-                z,
-                first_incident_ms: a.first_inc,
-                routes: sort(a.routes),
-                tasks: sort(a.tasks),
-                buckets: a.buckets,
-                example: a.example,
-                trace_ids: Vec::new(),
+
+    /// The templates, strongest first, with everything counted.
+    fn finish(self, lines: u64) -> LogAnalysis {
+        let Tally {
+            baseline,
+            incident,
+            mut miner,
+            accs,
+            access,
+            per_task,
+            nb,
+            ni,
+            ..
+        } = self;
+        miner.finish();
+        // Merge accumulators of clusters the merge pass joined.
+        let mut merged: BTreeMap<ClusterId, Acc> = BTreeMap::new();
+        for (id, a) in accs {
+            let root = miner.resolve(id);
+            match merged.get_mut(&root) {
+                None => {
+                    merged.insert(root, a);
+                }
+                Some(m) => {
+                    m.base += a.base;
+                    m.inc += a.inc;
+                    m.errorish += a.errorish;
+                    for (k, v) in a.levels {
+                        *m.levels.entry(k).or_default() += v;
+                    }
+                    for (k, v) in a.routes {
+                        *m.routes.entry(k).or_default() += v;
+                    }
+                    for (k, v) in a.tasks {
+                        *m.tasks.entry(k).or_default() += v;
+                    }
+                    for (x, y) in m.buckets.iter_mut().zip(a.buckets) {
+                        *x += y;
+                    }
+                    m.first_inc = match (m.first_inc, a.first_inc) {
+                        (Some(x), Some(y)) => Some(x.min(y)),
+                        (x, y) => x.or(y),
+                    };
+                }
             }
-        })
-        .collect();
-    templates.sort_by(|a, b| {
-        b.surged
-            .cmp(&a.surged)
-            .then(b.error_like.cmp(&a.error_like))
-            .then(b.z.total_cmp(&a.z))
-            .then_with(|| a.template.cmp(&b.template))
-    });
-    Ok(LogAnalysis {
-        lines,
-        baseline_lines: nb,
-        incident_lines: ni,
-        templates,
-        access,
-        per_task: per_task
+        }
+        let base_min = (baseline.duration_ms().max(1) as f64) / 60_000.0;
+        let inc_min = (incident.duration_ms().max(1) as f64) / 60_000.0;
+        let mut templates: Vec<TemplateStat> = merged
             .into_iter()
-            .map(|(k, v)| (k.into_string(), v))
-            .collect(),
-    })
+            .map(|(id, a)| {
+                let c = miner.cluster(id);
+                let tokens = c.tokens();
+                let total = a.base + a.inc;
+                let level = a
+                    .levels
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(l, _)| l.clone())
+                    .unwrap_or_else(|| "-".into());
+                // Expected incident count at the baseline rate; a baseline with
+                // no occurrence still allows half a line (it might have been unlucky).
+                let base_rate = if a.base == 0 {
+                    0.5 / base_min
+                } else {
+                    a.base as f64 / base_min
+                };
+                let expected = base_rate * inc_min;
+                let z = (a.inc as f64 - expected) / (expected + 1.0).sqrt();
+                let is_new = a.base == 0 && a.inc >= 3 && baseline.duration_ms() > 0;
+                let ratio = (a.inc as f64 / inc_min) / base_rate;
+                let surged = a.inc >= 3 && z >= 4.0 && ratio >= 2.0;
+                let sort = |m: HashMap<String, u64>| {
+                    let mut v: Vec<(String, u64)> = m.into_iter().collect();
+                    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    v
+                };
+                TemplateStat {
+                    template: c.template(),
+                    phrases: phrases(&tokens),
+                    level,
+                    error_like: total > 0 && a.errorish * 2 >= total,
+                    baseline_count: a.base,
+                    incident_count: a.inc,
+                    baseline_per_min: a.base as f64 / base_min,
+                    incident_per_min: a.inc as f64 / inc_min,
+                    is_new,
+                    surged,
+                    z,
+                    first_incident_ms: a.first_inc,
+                    routes: sort(a.routes),
+                    tasks: sort(a.tasks),
+                    buckets: a.buckets,
+                    example: a.example,
+                    trace_ids: Vec::new(),
+                }
+            })
+            .collect();
+        templates.sort_by(|a, b| {
+            b.surged
+                .cmp(&a.surged)
+                .then(b.error_like.cmp(&a.error_like))
+                .then(b.z.total_cmp(&a.z))
+                .then_with(|| a.template.cmp(&b.template))
+        });
+        LogAnalysis {
+            lines,
+            baseline_lines: nb,
+            incident_lines: ni,
+            templates,
+            access,
+            per_task: per_task
+                .into_iter()
+                .map(|(k, v)| (k.into_string(), v))
+                .collect(),
+        }
+    }
 }
 
 /// Maximal runs of constant tokens (no `<*>`), joined by spaces; a run of one

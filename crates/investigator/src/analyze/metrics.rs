@@ -135,12 +135,9 @@ pub fn analyze(
     let w = Window::new(grid.start_ms, grid.end_ms());
     let mut raw: Vec<(SeriesKey, Kind, Vec<MetricSample>)> = Vec::new();
     let mut alarm_samples = Vec::new();
-    for key in src.series(w)? {
+    let wanted = |key: &SeriesKey| kind_of(key, error_namespace).is_some() || key == alarm_key;
+    for (key, samples) in src.wanted_samples(w, &wanted)? {
         let kind = kind_of(&key, error_namespace);
-        if kind.is_none() && &key != alarm_key {
-            continue;
-        }
-        let samples = src.samples(&key, w)?;
         if &key == alarm_key {
             alarm_samples = samples.clone();
         }
@@ -187,6 +184,68 @@ pub fn labels(dimension: &str) -> BTreeMap<&str, &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::sources::local_store::LocalStore;
+    use demo_model::events::SERVICE_DIMENSION;
+
+    /// A source that reads series by series (`MetricSource::wanted_samples`'s default).
+    struct PerSeries<'a>(&'a LocalStore);
+
+    impl MetricSource for PerSeries<'_> {
+        fn name(&self) -> &str {
+            "per series"
+        }
+        fn series(&self, w: Window) -> SourceResult<Vec<SeriesKey>> {
+            self.0.series(w)
+        }
+        fn samples(&self, key: &SeriesKey, w: Window) -> SourceResult<Vec<MetricSample>> {
+            self.0.samples(key, w)
+        }
+    }
+
+    #[test]
+    fn whole_window_read_gives_the_per_series_analysis() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = demo_store::Store::open(dir.path()).unwrap();
+        let w = store.writer();
+        let grid = Grid {
+            start_ms: 10_000,
+            bucket_ms: 1_000,
+            len: 60,
+        };
+        // Samples around and on the grid's edges, a late one, an unknown
+        // series (not read), the alarm's own series (kept raw).
+        for t in (8_000..72_000)
+            .step_by(500)
+            .chain([30_250, 10_000, 69_999, 70_000])
+        {
+            let step = if t >= 50_000 { 40.0 } else { 10.0 };
+            for (ns, name, dim, v) in [
+                (
+                    ns::ECS,
+                    "CPUUtilization",
+                    SERVICE_DIMENSION,
+                    step + (t % 7) as f64,
+                ),
+                (ns::ALB, "RequestCount", SERVICE_DIMENSION, 100.0 + step),
+                (ns::APP, "RequestCount", "route=/a,status=500", step),
+                ("Custom", "Unknown", "x", 1.0),
+                ("Custom", "AlarmOnly", SERVICE_DIMENSION, step),
+            ] {
+                w.metric(MetricSample::new(t, ns, name, dim, v));
+            }
+        }
+        w.flush();
+        let src = LocalStore::open(dir.path()).unwrap();
+        let alarm = SeriesKey::new("Custom", "AlarmOnly", SERVICE_DIMENSION);
+        let dump = |m: &MetricAnalysis| format!("{m:?}");
+        let whole = analyze(&src, grid, 2_000, "DevOpsAgentDemo", &alarm).unwrap();
+        let per_series = analyze(&PerSeries(&src), grid, 2_000, "DevOpsAgentDemo", &alarm).unwrap();
+        assert_eq!(whole.series.len(), 3);
+        assert!(!whole.alarm_samples.is_empty());
+        assert!(whole.series.values().any(|s| s.change.is_some()));
+        assert_eq!(dump(&whole), dump(&per_series));
+    }
 
     #[test]
     fn app_dimensions_split_into_labels() {

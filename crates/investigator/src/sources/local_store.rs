@@ -59,6 +59,26 @@ impl LogSource for LocalStore {
             .map_err(|e| unavailable("logs", e))
     }
 
+    /// A walk along the window's rowid range (`Reader::scan_logs_unordered`),
+    /// keyed by row id, which is `scan`'s tie-break after the time.
+    fn scan_unordered(&self, w: Window, f: &mut dyn FnMut(i64, LogEntry<'_>)) -> SourceResult<u64> {
+        self.reader
+            .scan_logs_unordered(w, |id, r| {
+                f(
+                    id,
+                    LogEntry {
+                        ts_ms: r.ts_ms,
+                        task_id: r.task_id,
+                        level: r.level,
+                        text: r.message.or(r.line).unwrap_or(""),
+                        route: r.route,
+                        status: r.status,
+                    },
+                )
+            })
+            .map_err(|e| unavailable("logs", e))
+    }
+
     fn trace_ids(&self, w: Window, message: &str, limit: usize) -> SourceResult<Vec<String>> {
         self.reader
             .trace_ids(w, message, limit)
@@ -90,6 +110,27 @@ impl MetricSource for LocalStore {
         self.reader
             .samples(&key.namespace, &key.name, &key.dimension, w)
             .map_err(|e| unavailable("metrics", e))
+    }
+
+    /// Every sample of the window in one walk (`Reader::window_samples`),
+    /// then the unwanted series dropped.
+    fn wanted_samples(
+        &self,
+        w: Window,
+        wanted: &dyn Fn(&SeriesKey) -> bool,
+    ) -> SourceResult<Vec<(SeriesKey, Vec<MetricSample>)>> {
+        let all = self
+            .reader
+            .window_samples(w)
+            .map_err(|e| unavailable("metrics", e))?;
+        Ok(all
+            .into_iter()
+            .filter_map(|samples| {
+                let first = samples.first()?;
+                let key = SeriesKey::new(&first.namespace, &first.name, &first.dimension);
+                wanted(&key).then_some((key, samples))
+            })
+            .collect())
     }
 }
 

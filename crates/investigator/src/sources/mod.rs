@@ -45,6 +45,19 @@ pub trait LogSource {
     fn name(&self) -> &str;
     /// Calls `f` for every line in `w`, oldest first; returns how many.
     fn scan(&self, w: Window, f: &mut dyn FnMut(LogEntry<'_>)) -> SourceResult<u64>;
+    /// Calls `f` for every line in `w` exactly once, in any order, with a
+    /// key that places the line in [`LogSource::scan`]'s order: lines sorted
+    /// by `(ts_ms, key)` are in the order `scan` visits them. For a caller that
+    /// only counts (the log analysis groups lines, then orders the groups), so a
+    /// source may read in whatever order is cheapest; by default this is `scan`
+    /// with a counter as the key.
+    fn scan_unordered(&self, w: Window, f: &mut dyn FnMut(i64, LogEntry<'_>)) -> SourceResult<u64> {
+        let mut seq = 0i64;
+        self.scan(w, &mut |e| {
+            f(seq, e);
+            seq += 1;
+        })
+    }
     /// Trace ids of up to `limit` lines in `w` whose message is exactly
     /// `message` (the examples a log template's evidence cites). A source that
     /// keeps no trace ids answers none.
@@ -84,6 +97,24 @@ pub trait MetricSource {
     fn series(&self, w: Window) -> SourceResult<Vec<SeriesKey>>;
     /// Samples of one series in `w`, oldest first.
     fn samples(&self, key: &SeriesKey, w: Window) -> SourceResult<Vec<MetricSample>>;
+    /// The series of `w` that `wanted` accepts, in [`MetricSource::series`]'s
+    /// order, each with its [`MetricSource::samples`]. By default exactly
+    /// that, one request per wanted series; a source that can read the whole
+    /// window at once more cheaply (the local store) does so.
+    fn wanted_samples(
+        &self,
+        w: Window,
+        wanted: &dyn Fn(&SeriesKey) -> bool,
+    ) -> SourceResult<Vec<(SeriesKey, Vec<MetricSample>)>> {
+        let mut out = Vec::new();
+        for key in self.series(w)? {
+            if wanted(&key) {
+                let samples = self.samples(&key, w)?;
+                out.push((key, samples));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Deployment records (SSM parameters, the local store, ...).
