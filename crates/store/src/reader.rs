@@ -9,6 +9,7 @@ use demo_model::events::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::textsearch::{self, Narrowed};
 use crate::{
     DB_FILE, InvestigationRow, Result, RuntimeEvent, StoreError, TaskProcess, open_conn, sql_err,
 };
@@ -56,11 +57,12 @@ pub(crate) const METRIC_ID_RANGE_SQL: &str =
 pub(crate) const SCAN_METRIC_IDS_SQL: &str = "SELECT namespace, name, dimension, ts_ms, value, count FROM metrics WHERE rowid >= ?3 AND rowid <= ?4 AND +ts_ms >= ?1 AND +ts_ms < ?2";
 pub(crate) const TASK_EVENTS_SQL: &str = "SELECT ts_ms, task_id, kind, exit_code, reason, deployment_id FROM task_events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
 
-/// The SQL and arguments of [`Reader::logs`].
-pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
-    let cols = "logs.ts_ms, logs.task_id, logs.stream, logs.level, logs.message, logs.route, logs.status, logs.line";
-    let mut sql = format!("SELECT {cols} FROM logs WHERE logs.ts_ms >= ?1 AND logs.ts_ms < ?2");
-    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
+const LOG_COLS: &str = "logs.ts_ms, logs.task_id, logs.stream, logs.level, logs.message, logs.route, logs.status, logs.line";
+
+/// The conditions of a log query after its window (`?1`, `?2`), whose
+/// arguments are pushed onto `args`.
+fn log_filters(q: &LogQuery, args: &mut Vec<rusqlite::types::Value>) -> String {
+    let mut sql = String::new();
     if let Some(t) = &q.task_id {
         args.push(t.clone().into());
         sql.push_str(&format!(" AND logs.task_id = ?{}", args.len()));
@@ -73,6 +75,16 @@ pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::t
         args.push(c.clone().into());
         sql.push_str(&format!(" AND instr(logs.line, ?{}) > 0", args.len()));
     }
+    sql
+}
+
+/// The SQL and arguments of [`Reader::logs`] without the text index.
+pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let cols = LOG_COLS;
+    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
+    let filters = log_filters(q, &mut args);
+    let mut sql =
+        format!("SELECT {cols} FROM logs WHERE logs.ts_ms >= ?1 AND logs.ts_ms < ?2{filters}");
     match q.limit {
         // The newest `n`, returned oldest first.
         Some(n) => {
@@ -82,6 +94,47 @@ pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::t
         }
         None => sql.push_str(" ORDER BY logs.ts_ms, logs.id"),
     }
+    (sql, args)
+}
+
+/// The same query reading only the rowid ranges the text index keeps
+/// (`textsearch::narrow`), plus the rows older than the index through the
+/// `ts_ms` index: the same conditions, order and limit over fewer rows.
+pub(crate) fn narrowed_log_query_sql(
+    w: Window,
+    q: &LogQuery,
+    n: &Narrowed,
+) -> (String, Vec<rusqlite::types::Value>) {
+    let cols = LOG_COLS;
+    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
+    let filters = log_filters(q, &mut args);
+    let mut values = Vec::with_capacity(n.ranges.len());
+    for &(lo, hi) in &n.ranges {
+        args.push(lo.into());
+        args.push(hi.into());
+        values.push(format!("(?{}, ?{})", args.len() - 1, args.len()));
+    }
+    let window = "logs.ts_ms >= ?1 AND logs.ts_ms < ?2";
+    // NOT INDEXED: each range is read by rowid, never through `logs_ts` over the window.
+    let mut arms = format!(
+        "SELECT logs.id AS id, {cols} FROM r JOIN logs NOT INDEXED ON logs.id BETWEEN r.lo AND r.hi WHERE {window}{filters}"
+    );
+    if let Some(p) = n.prefix {
+        args.push(p.into());
+        arms.push_str(&format!(
+            " UNION ALL SELECT logs.id AS id, {cols} FROM logs WHERE {window} AND logs.id <= ?{}{filters}",
+            args.len()
+        ));
+    }
+    let out = "ts_ms, task_id, stream, level, message, route, status, line";
+    let with = format!("WITH r(lo, hi) AS (VALUES {})", values.join(", "));
+    let sql = match q.limit {
+        // As in `log_query_sql`: the newest `n`, returned oldest first.
+        Some(limit) => format!(
+            "{with} SELECT {out} FROM (SELECT * FROM ({arms}) ORDER BY ts_ms DESC, id DESC LIMIT {limit}) ORDER BY ts_ms"
+        ),
+        None => format!("{with} SELECT {out} FROM ({arms}) ORDER BY ts_ms, id"),
+    };
     (sql, args)
 }
 
@@ -143,25 +196,41 @@ impl Reader {
     }
 
     /// Log records in the window, oldest first, through the `ts_ms` index (or
-    /// `level, ts_ms` with a level); `contains` is checked on each line.
+    /// `level, ts_ms` with a level); `contains` is checked on each line, of
+    /// the blocks the text index keeps only when it narrows the search
+    /// (`textsearch`), with the same result.
     pub fn logs(&self, w: Window, q: &LogQuery) -> Result<Vec<LogRecord>> {
-        let (sql, args) = log_query_sql(w, q);
-        let mut stmt = self.conn.prepare(&sql).map_err(self.err())?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| {
-                Ok(LogRecord {
-                    ts_ms: r.get(0)?,
-                    task_id: r.get(1)?,
-                    stream: parse_stream(&r.get::<_, String>(2)?),
-                    level: r.get(3)?,
-                    message: r.get(4)?,
-                    route: r.get(5)?,
-                    status: r.get(6)?,
-                    line: r.get(7)?,
-                })
+        let narrowed = match &q.contains {
+            Some(text) => textsearch::narrow(&self.conn, w, text).map_err(self.err())?,
+            None => None,
+        };
+        let (sql, args) = match &narrowed {
+            Some(n) => narrowed_log_query_sql(w, q, n),
+            None => log_query_sql(w, q),
+        };
+        Reader::query_logs(&self.conn, &sql, args).map_err(self.err())
+    }
+
+    /// Runs a query of [`LOG_COLS`] into records.
+    pub(crate) fn query_logs(
+        conn: &Connection,
+        sql: &str,
+        args: Vec<rusqlite::types::Value>,
+    ) -> rusqlite::Result<Vec<LogRecord>> {
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(LogRecord {
+                ts_ms: r.get(0)?,
+                task_id: r.get(1)?,
+                stream: parse_stream(&r.get::<_, String>(2)?),
+                level: r.get(3)?,
+                message: r.get(4)?,
+                route: r.get(5)?,
+                status: r.get(6)?,
+                line: r.get(7)?,
             })
-            .map_err(self.err())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+        })?;
+        rows.collect()
     }
 
     /// Calls `f` for every log record in the window, oldest first, without
@@ -202,21 +271,42 @@ impl Reader {
     /// that only aggregates: the table is walked along its rowids instead of
     /// being searched once per line from the `ts_ms` index. Returns how many
     /// records were visited.
-    pub fn scan_logs_unordered(
+    pub fn scan_logs_unordered(&self, w: Window, f: impl FnMut(i64, LogRow<'_>)) -> Result<u64> {
+        // One read transaction: the id range and the rows from one snapshot.
+        let _txn = self.conn.unchecked_transaction().map_err(self.err())?;
+        match self.log_id_range(w)? {
+            Some(ids) => self.scan_logs_ids(w, ids, f),
+            None => Ok(0),
+        }
+    }
+
+    /// The smallest and the largest id of the window's log lines (`None`: the
+    /// window has none), from the `ts_ms` index alone. Every line of the
+    /// window has an id in this range; splitting it lets several readers
+    /// walk one window at once ([`Reader::scan_logs_ids`]).
+    pub fn log_id_range(&self, w: Window) -> Result<Option<(i64, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(LOG_ID_RANGE_SQL)
+            .map_err(self.err())?;
+        let range: (Option<i64>, Option<i64>) = stmt
+            .query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        Ok(range.0.zip(range.1))
+    }
+
+    /// [`Reader::scan_logs_unordered`] restricted to the lines whose id is in
+    /// `lo..=hi`.
+    pub fn scan_logs_ids(
         &self,
         w: Window,
+        (lo, hi): (i64, i64),
         mut f: impl FnMut(i64, LogRow<'_>),
     ) -> Result<u64> {
-        // One read transaction: the id range and the rows from one snapshot.
-        let txn = self.conn.unchecked_transaction().map_err(self.err())?;
-        let range: (Option<i64>, Option<i64>) = txn
-            .prepare_cached(LOG_ID_RANGE_SQL)
-            .and_then(|mut s| s.query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?))))
+        let mut stmt = self
+            .conn
+            .prepare_cached(SCAN_LOG_IDS_SQL)
             .map_err(self.err())?;
-        let (Some(lo), Some(hi)) = range else {
-            return Ok(0);
-        };
-        let mut stmt = txn.prepare_cached(SCAN_LOG_IDS_SQL).map_err(self.err())?;
         let mut rows = stmt
             .query([w.start_ms, w.end_ms, lo, hi])
             .map_err(self.err())?;
@@ -241,6 +331,11 @@ impl Reader {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// The database file this reader reads (to open more readers on it).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Every sample in the window, by series (sorted by namespace, name,

@@ -67,6 +67,24 @@ fn unordered_scan_visits_the_same_rows_as_the_ordered_scan_with_their_order_key(
     unordered.sort_by_key(|(ts, id, _)| (*ts, *id));
     let sorted: Vec<Row> = unordered.into_iter().map(|(_, _, row)| row).collect();
     assert_eq!(sorted, ordered);
+    // Split in two id ranges read by two readers, the same rows again.
+    let (lo, hi) = r.log_id_range(window).unwrap().unwrap();
+    let mid = (lo + hi) / 2;
+    let other = demo_store::Reader::open(r.path()).unwrap();
+    let mut halves = Vec::new();
+    r.scan_logs_ids(window, (lo, mid), |id, row| {
+        halves.push((row.ts_ms, id, own(row)))
+    })
+    .unwrap();
+    other
+        .scan_logs_ids(window, (mid + 1, hi), |id, row| {
+            halves.push((row.ts_ms, id, own(row)))
+        })
+        .unwrap();
+    halves.sort_by_key(|(ts, id, _)| (*ts, *id));
+    let halves: Vec<Row> = halves.into_iter().map(|(_, _, row)| row).collect();
+    assert_eq!(halves, ordered);
+    assert_eq!(r.log_id_range(Window::new(100, 200)).unwrap(), None);
     // An empty window visits nothing.
     assert_eq!(
         r.scan_logs_unordered(Window::new(100, 200), |_, _| panic!("no row"))
