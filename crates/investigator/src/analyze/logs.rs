@@ -146,9 +146,70 @@ pub fn analyze(
     grid: Grid,
     health_path: &str,
 ) -> SourceResult<LogAnalysis> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    analyze_on(
+        src,
+        baseline,
+        incident,
+        grid,
+        health_path,
+        threads.min(MAX_THREADS),
+    )
+}
+
+/// Threads that read parts of the window at once, at most (SQLite stepping
+/// through rows is most of a log pass, and each part has a reader of its own).
+const MAX_THREADS: usize = 4;
+
+/// [`analyze`] with the window read in up to `threads` parts at once, when
+/// the source can split it ([`LogSource::parts`]).
+fn analyze_on(
+    src: &dyn LogSource,
+    baseline: Window,
+    incident: Window,
+    grid: Grid,
+    health_path: &str,
+    threads: usize,
+) -> SourceResult<LogAnalysis> {
     let range = Window::new(baseline.start_ms, incident.end_ms);
-    let mut grouping = groups::Grouping::new(incident, grid);
-    let lines = src.scan_unordered(range, &mut |key, e| grouping.add(key, &e))?;
+    let parts = if threads > 1 {
+        src.parts(range, threads)?
+    } else {
+        None
+    };
+    let (grouping, lines) = match parts {
+        None => {
+            let mut grouping = groups::Grouping::new(incident, grid);
+            let lines = src.scan_unordered(range, &mut |key, e| grouping.add(key, &e))?;
+            (grouping, lines)
+        }
+        Some(parts) => {
+            let read: Vec<SourceResult<(groups::Grouping, u64)>> = std::thread::scope(|s| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|part| {
+                        s.spawn(move || {
+                            let mut grouping = groups::Grouping::new(incident, grid);
+                            let lines = part(&mut |key, e| grouping.add(key, &e))?;
+                            Ok((grouping, lines))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            let mut all = groups::Grouping::new(incident, grid);
+            let mut lines = 0;
+            for r in read {
+                let (g, n) = r?;
+                all.merge(g);
+                lines += n;
+            }
+            (all, lines)
+        }
+    };
     let mut tally = Tally::new(baseline, incident, grid, health_path);
     grouping.for_each_in_order(|e, n| tally.add(&e, n));
     Ok(tally.finish(lines))

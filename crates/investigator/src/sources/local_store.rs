@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use demo_model::events::{Deployment, MetricSample, TaskEvent, Window};
-use demo_store::{Reader, StoreError};
+use demo_store::{LogRow, Reader, StoreError};
 
 use super::{
-    DeploymentSource, LogEntry, LogSource, MetricSource, SeriesKey, SourceError, SourceResult,
-    TaskSource,
+    DeploymentSource, LogEntry, LogPart, LogSource, MetricSource, SeriesKey, SourceError,
+    SourceResult, TaskSource,
 };
 
 /// Logs, metrics, deployments and task events from the local store.
@@ -39,6 +39,19 @@ impl LocalStore {
     }
 }
 
+/// A stored row as the analyzers see it: the message, or the raw line when
+/// it had none.
+fn entry(r: LogRow<'_>) -> LogEntry<'_> {
+    LogEntry {
+        ts_ms: r.ts_ms,
+        task_id: r.task_id,
+        level: r.level,
+        text: r.message.or(r.line).unwrap_or(""),
+        route: r.route,
+        status: r.status,
+    }
+}
+
 impl LogSource for LocalStore {
     fn name(&self) -> &str {
         "local store logs"
@@ -46,16 +59,7 @@ impl LogSource for LocalStore {
 
     fn scan(&self, w: Window, f: &mut dyn FnMut(LogEntry<'_>)) -> SourceResult<u64> {
         self.reader
-            .scan_logs(w, |r| {
-                f(LogEntry {
-                    ts_ms: r.ts_ms,
-                    task_id: r.task_id,
-                    level: r.level,
-                    text: r.message.or(r.line).unwrap_or(""),
-                    route: r.route,
-                    status: r.status,
-                })
-            })
+            .scan_logs(w, |r| f(entry(r)))
             .map_err(|e| unavailable("logs", e))
     }
 
@@ -63,20 +67,38 @@ impl LogSource for LocalStore {
     /// keyed by row id, which is `scan`'s tie-break after the time.
     fn scan_unordered(&self, w: Window, f: &mut dyn FnMut(i64, LogEntry<'_>)) -> SourceResult<u64> {
         self.reader
-            .scan_logs_unordered(w, |id, r| {
-                f(
-                    id,
-                    LogEntry {
-                        ts_ms: r.ts_ms,
-                        task_id: r.task_id,
-                        level: r.level,
-                        text: r.message.or(r.line).unwrap_or(""),
-                        route: r.route,
-                        status: r.status,
-                    },
-                )
-            })
+            .scan_logs_unordered(w, |id, r| f(id, entry(r)))
             .map_err(|e| unavailable("logs", e))
+    }
+
+    /// The window's id range cut into `n` consecutive id ranges, each read
+    /// by a reader of its own (a SQLite connection is used by one thread).
+    fn parts(&self, w: Window, n: usize) -> SourceResult<Option<Vec<LogPart<'_>>>> {
+        let Some((lo, hi)) = self
+            .reader
+            .log_id_range(w)
+            .map_err(|e| unavailable("logs", e))?
+        else {
+            return Ok(Some(Vec::new()));
+        };
+        let n = n.max(1) as i128;
+        let span = i128::from(hi) - i128::from(lo) + 1;
+        let cut = |i: i128| i64::try_from(i128::from(lo) + span * i / n).unwrap_or(hi);
+        let mut parts: Vec<LogPart<'_>> = Vec::new();
+        for i in 0..n {
+            let ids = (cut(i), cut(i + 1) - 1);
+            if ids.0 > ids.1 {
+                continue;
+            }
+            let path = self.reader.path().to_path_buf();
+            parts.push(Box::new(move |f: &mut dyn FnMut(i64, LogEntry<'_>)| {
+                let reader = Reader::open(&path).map_err(|e| unavailable("logs", e))?;
+                reader
+                    .scan_logs_ids(w, ids, |id, r| f(id, entry(r)))
+                    .map_err(|e| unavailable("logs", e))
+            }));
+        }
+        Ok(Some(parts))
     }
 
     fn trace_ids(&self, w: Window, message: &str, limit: usize) -> SourceResult<Vec<String>> {

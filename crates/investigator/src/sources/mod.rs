@@ -39,6 +39,12 @@ pub struct LogEntry<'a> {
     pub status: Option<u16>,
 }
 
+/// One part of a window's log lines, to be read on a thread of its own
+/// ([`LogSource::parts`]): called with the callback of
+/// [`LogSource::scan_unordered`], returns how many lines it visited.
+pub type LogPart<'a> =
+    Box<dyn FnOnce(&mut dyn FnMut(i64, LogEntry<'_>)) -> SourceResult<u64> + Send + 'a>;
+
 /// Log lines (CloudWatch Logs, the local store, ...).
 pub trait LogSource {
     /// A short name for gap messages (`local store logs`).
@@ -57,6 +63,13 @@ pub trait LogSource {
             f(seq, e);
             seq += 1;
         })
+    }
+    /// The lines of `w` as at most `n` parts that may be read at the same
+    /// time on different threads: together they visit every line of `w`
+    /// once, each with its [`LogSource::scan_unordered`] key. `None` (the
+    /// default): the source reads in one part, through `scan_unordered`.
+    fn parts(&self, _w: Window, _n: usize) -> SourceResult<Option<Vec<LogPart<'_>>>> {
+        Ok(None)
     }
     /// Trace ids of up to `limit` lines in `w` whose message is exactly
     /// `message` (the examples a log template's evidence cites). A source that

@@ -164,6 +164,26 @@ impl Grouping {
             .or_insert(Group { n: 1, first: here });
     }
 
+    /// Adds the groups of `other` (lines of another part of the same window).
+    pub(super) fn merge(&mut self, other: Grouping) {
+        for (k, g) in other.groups {
+            let key = Key {
+                text: self.texts.id(other.texts.name(k.text)),
+                task: self.tasks.id(other.tasks.name(k.task)),
+                level: self.levels.opt(other.levels.opt_name(k.level)),
+                route: self.routes.opt(other.routes.opt_name(k.route)),
+                ..k
+            };
+            self.groups
+                .entry(key)
+                .and_modify(|m| {
+                    m.n += g.n;
+                    m.first = m.first.min(g.first);
+                })
+                .or_insert(g);
+        }
+    }
+
     /// Calls `f` once per group, in the order of the groups' first lines,
     /// with that first line and the group's size.
     pub(super) fn for_each_in_order(self, mut f: impl FnMut(LogEntry<'_>, u64)) {

@@ -10,7 +10,8 @@ use demo_model::events::{LogRecord, Stream, Window};
 use logmine::{ClusterId, Masker, Miner, MinerConfig};
 
 use super::{
-    Acc, AccessCounts, LogAnalysis, TaskTraffic, TemplateStat, analyze, is_error_level, phrases,
+    Acc, AccessCounts, LogAnalysis, TaskTraffic, TemplateStat, analyze, analyze_on, is_error_level,
+    phrases,
 };
 use crate::analyze::series::Grid;
 use crate::sources::local_store::LocalStore;
@@ -431,7 +432,7 @@ fn grouped_analysis_equals_the_line_by_line_analysis() {
     ];
     for (baseline, incident, grid) in cases {
         let old = analyze_line_by_line(&src, baseline, incident, grid, HEALTH).unwrap();
-        let new = analyze(&src, baseline, incident, grid, HEALTH).unwrap();
+        let new = analyze_on(&src, baseline, incident, grid, HEALTH, 1).unwrap();
         let in_order = analyze(&InOrder(&src), baseline, incident, grid, HEALTH).unwrap();
         // The data exercises what it should.
         assert!(old.lines > 10_000, "{} lines", old.lines);
@@ -443,6 +444,11 @@ fn grouped_analysis_equals_the_line_by_line_analysis() {
         assert!(old.templates.iter().any(|t| t.surged || t.is_new));
         assert!(old.per_task.len() == 3 && old.access.len() >= 4);
         assert_eq!(json(&new), json(&old), "{baseline:?} {incident:?} {grid:?}");
+        // Read in parts on several threads (uneven parts with 3).
+        for threads in [2, 3] {
+            let parts = analyze_on(&src, baseline, incident, grid, HEALTH, threads).unwrap();
+            assert_eq!(json(&parts), json(&old), "{threads} threads");
+        }
         assert_eq!(
             json(&in_order),
             json(&old),
