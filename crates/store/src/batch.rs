@@ -12,6 +12,7 @@ use demo_model::events::Stream;
 
 use crate::StoreError;
 use crate::limits::{self, MAX_LINE_BYTES, MAX_MESSAGE_BYTES, MAX_ROUTE_BYTES};
+use crate::textindex::TextIndex;
 use crate::writer::{Op, Reply, WriterState, enforce_cap, now_ms};
 
 /// A reply waiting for the batch's fate: `None` once committed, else why it failed.
@@ -58,6 +59,9 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
             None
         }
     };
+    if let Some(txn) = &txn {
+        state.text.ensure(txn);
+    }
     for op in ops {
         let counts = matches!(op, Op::Log(_) | Op::Metric(_) | Op::TaskEvent(_));
         if counts {
@@ -71,7 +75,7 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
             }
             continue;
         };
-        match execute(txn, op, &path) {
+        match execute(txn, op, &path, &mut state.text) {
             Ok(Executed::Async) => wrote = true,
             Ok(Executed::Reply(p)) => {
                 wrote = true;
@@ -94,6 +98,10 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
         (None, None) => Ok(()),
     };
     let failed = result.is_err();
+    if failed {
+        // Its lines (and any block stored with them) were rolled back.
+        state.text.invalidate();
+    }
     let message = result.as_ref().err().map(|e| e.to_string());
     if let Some(cap) = new_cap.filter(|_| !failed) {
         state.cap = cap;
@@ -167,6 +175,7 @@ fn execute(
     txn: &rusqlite::Transaction<'_>,
     op: Op,
     path: &Path,
+    text: &mut TextIndex,
 ) -> Result<Executed, (rusqlite::Error, Option<Pending>)> {
     // An error of the operation's own (a duplicate id) goes to its caller; any
     // other error fails the batch.
@@ -217,6 +226,7 @@ fn execute(
                     r.line
                 ])
             })
+            .and_then(|_| text.add(txn, txn.last_insert_rowid(), r.ts_ms, &r.line))
             .map_err(batch)?;
             Ok(Executed::Async)
         }
@@ -247,8 +257,13 @@ fn execute(
             Ok(Executed::Async)
         }
         Op::Prune(before) => {
-            txn.execute("DELETE FROM logs WHERE ts_ms < ?1", [before])
-                .and_then(|_| txn.execute("DELETE FROM metrics WHERE ts_ms < ?1", [before]))
+            let logs = txn
+                .execute("DELETE FROM logs WHERE ts_ms < ?1", [before])
+                .map_err(batch)?;
+            if logs > 0 {
+                text.after_delete(txn, Some(before)).map_err(batch)?;
+            }
+            txn.execute("DELETE FROM metrics WHERE ts_ms < ?1", [before])
                 .map_err(batch)?;
             Ok(Executed::Async)
         }

@@ -9,6 +9,8 @@
 //! * [`reader`]: read connections, which never block the writer (WAL).
 //! * [`limits`]: the size cap, the hard limit and the cap on log text.
 //! * [`health`]: whether the writer can write, for `up` and `status`.
+//! * `textindex`, `textsearch`: a Bloom filter of each block of log lines,
+//!   kept by the writer, so a text search reads only the blocks that may match.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +25,10 @@ pub mod limits;
 mod query_plans;
 pub mod reader;
 pub mod schema;
+mod textindex;
+mod textsearch;
+#[cfg(test)]
+mod textsearch_tests;
 pub mod writer;
 
 pub use health::WriterHealth;

@@ -118,6 +118,7 @@ pub fn enforce_cap(conn: &mut Connection, cap: u64) -> rusqlite::Result<Option<P
             "DELETE FROM metrics WHERE rowid IN (SELECT rowid FROM metrics ORDER BY rowid LIMIT ?1)",
             [take_samples],
         )?;
+        crate::textindex::reconcile(&txn)?;
         txn.commit()?;
         p.logs += n_logs as u64;
         p.samples += n_samples as u64;

@@ -156,3 +156,61 @@ fn the_consoles_log_queries_search_an_index() {
         "logs_level_ts",
     );
 }
+
+#[test]
+fn the_text_indexs_queries_read_ranges_not_the_window() {
+    use crate::reader::narrowed_log_query_sql;
+    use crate::textsearch::{LAST_BLOCK_SQL, Narrowed, WINDOW_BLOCKS_SQL};
+    let (_dir, conn) = db();
+    let window = || vec![w().start_ms.into(), w().end_ms.into()];
+    assert_indexed(
+        &conn,
+        "blocks of the window",
+        WINDOW_BLOCKS_SQL,
+        window(),
+        "log_blocks_max_ts",
+    );
+    assert_indexed(&conn, "last block", LAST_BLOCK_SQL, vec![], "log_blocks");
+    let n = Narrowed {
+        ranges: vec![(1, 1024), (4097, 5120), (9000, i64::MAX)],
+        prefix: Some(500),
+        blocks: 9,
+        kept: 2,
+    };
+    for q in [
+        LogQuery {
+            contains: Some("r-1800-".into()),
+            limit: Some(200),
+            ..Default::default()
+        },
+        LogQuery {
+            contains: Some("r-1800-".into()),
+            level: Some("ERROR".into()),
+            task_id: Some("task-0001".into()),
+            limit: None,
+        },
+    ] {
+        let (sql, args) = narrowed_log_query_sql(w(), &q, &n);
+        let steps = plan(&conn, &sql, args);
+        // The ranges by rowid, the rows older than the index through a window index.
+        assert!(
+            steps
+                .iter()
+                .any(|s| s
+                    .starts_with("SEARCH logs USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
+            "{steps:#?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.starts_with("SEARCH logs USING INDEX logs_")),
+            "{steps:#?}"
+        );
+        for s in &steps {
+            assert!(
+                !s.starts_with("SCAN logs"),
+                "{s:?} reads the whole table; plan: {steps:#?}"
+            );
+        }
+    }
+}

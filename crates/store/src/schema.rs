@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[&str] = &[
     V1_INITIAL,
     V2_RUNTIME_EVENTS_AND_PROCESSES,
     V3_WINDOW_INDEXES,
+    V4_TEXT_INDEX,
 ];
 
 /// The version a database has once every migration of this build is applied.
@@ -117,11 +118,36 @@ CREATE TABLE task_processes (
 ///   window (`Reader::series`) come from the window's samples, not from a walk
 ///   of the whole series index, which grows with the store.
 ///
-/// No text index: an FTS5 trigram index of each line, kept in step by
-/// triggers, cut the writer from 76,000 to 3,500 lines/s (docs/PERFORMANCE.md).
+/// No text index here: an FTS5 trigram index of each line, kept in step by
+/// triggers, cut the writer from 76,000 to 3,500 lines/s (docs/PERFORMANCE.md);
+/// migration 4 adds a cheaper one.
 const V3_WINDOW_INDEXES: &str = r#"
 CREATE INDEX logs_level_ts ON logs(level, ts_ms);
 CREATE INDEX metrics_ts ON metrics(ts_ms, namespace, name, dimension);
+"#;
+
+/// The text index (`textindex.rs`): a Bloom filter of the 4-byte grams of
+/// each block of consecutive log lines, written by the writer with the lines.
+/// Rows already stored predate it: `log_index_prefix` records the last of
+/// them (and their newest timestamp), which searches read as before.
+const V4_TEXT_INDEX: &str = r#"
+CREATE TABLE log_blocks (
+    first_id INTEGER PRIMARY KEY,
+    last_id INTEGER NOT NULL,
+    min_ts INTEGER NOT NULL,
+    max_ts INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    filter BLOB NOT NULL
+);
+CREATE INDEX log_blocks_max_ts ON log_blocks(max_ts);
+CREATE TABLE log_index_prefix (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_id INTEGER NOT NULL,
+    max_ts INTEGER NOT NULL
+);
+INSERT INTO log_index_prefix (id, last_id, max_ts)
+    SELECT 1, (SELECT MAX(id) FROM logs), (SELECT MAX(ts_ms) FROM logs)
+    WHERE EXISTS (SELECT 1 FROM logs);
 "#;
 
 /// Why a database could not be brought to this build's version.

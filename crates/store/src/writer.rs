@@ -21,6 +21,7 @@ use rusqlite::Connection;
 
 use crate::health::WriterHealth;
 use crate::limits;
+use crate::textindex::TextIndex;
 use crate::{InvestigationRow, Result, RuntimeEvent, StoreError, TaskProcess};
 
 pub(crate) type Reply<T> = mpsc::Sender<Result<T>>;
@@ -97,6 +98,7 @@ impl Writer {
             over_cap_said: None,
             backlog: backlog.clone(),
             behind_said: None,
+            text: TextIndex::new(),
         };
         limits::set_hard_limit(&conn, state.cap).map_err(std::io::Error::other)?;
         // Checkpoint every 40 MiB of WAL instead of SQLite's 4 MiB: at tens of
@@ -230,6 +232,8 @@ pub(crate) struct WriterState {
     pub(crate) backlog: Arc<Backlog>,
     /// When "the writer is behind" was last said (said every 10 s at most).
     behind_said: Option<Instant>,
+    /// The text index's open block.
+    pub(crate) text: TextIndex,
 }
 
 impl WriterState {
@@ -290,6 +294,10 @@ pub(crate) fn enforce_cap(conn: &mut Connection, state: &mut WriterState) {
             return;
         }
     };
+    if p.logs > 0 {
+        // Its rows may be gone: read the open block back before the next line.
+        state.text.invalidate();
+    }
     if p.logs + p.samples > 0 {
         eprintln!(
             "store: {} over its size cap of {} KiB ({} KiB used): pruned the oldest {} log lines and {} metric samples (up to {} ms since the epoch); {} KiB used now",

@@ -1,0 +1,116 @@
+//! The reader's side of the text index ([`crate::textindex`]): which rowid
+//! ranges a text search over a window must read, and the query that reads only
+//! those. The query keeps every other condition of the plain one and re-checks
+//! each line with `instr`, so its rows, order and limit are the plain query's.
+
+use demo_model::events::Window;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::textindex::{may_contain, query_hashes};
+
+/// Where the lines of a window that may hold a text are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Narrowed {
+    /// Inclusive rowid ranges to read by rowid: the blocks whose filter has
+    /// every gram of the text, and the open block (rows after the last stored
+    /// block, up to `i64::MAX`).
+    pub(crate) ranges: Vec<(i64, i64)>,
+    /// Rows with `id <=` this predate the index (migration 4) and may be in
+    /// the window: read through the `ts_ms` index as before.
+    pub(crate) prefix: Option<i64>,
+    /// Blocks of the window, and how many of them are read.
+    pub(crate) blocks: usize,
+    pub(crate) kept: usize,
+}
+
+/// The index version: `log_blocks` exists from schema version 4.
+const INDEX_VERSION: u32 = 4;
+
+pub(crate) const LAST_BLOCK_SQL: &str =
+    "SELECT last_id FROM log_blocks WHERE first_id = (SELECT MAX(first_id) FROM log_blocks)";
+pub(crate) const WINDOW_BLOCKS_SQL: &str =
+    "SELECT first_id, last_id, filter FROM log_blocks WHERE max_ts >= ?1 AND min_ts < ?2";
+
+/// The ranges to read for `text` over `w`, or `None` when the index cannot
+/// narrow the search (text shorter than a gram, no stored block yet, a
+/// database of an older schema, or most blocks kept: the plain query, which
+/// stops at its limit in time order, is then as cheap).
+pub(crate) fn narrow(
+    conn: &Connection,
+    w: Window,
+    text: &str,
+) -> rusqlite::Result<Option<Narrowed>> {
+    let Some(hashes) = query_hashes(text) else {
+        return Ok(None);
+    };
+    if crate::schema::version(conn)? < INDEX_VERSION {
+        return Ok(None);
+    }
+    let Some(last) = conn
+        .prepare_cached(LAST_BLOCK_SQL)?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let prefix: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT last_id, max_ts FROM log_index_prefix WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut keep: Vec<(i64, i64)> = Vec::new();
+    let mut blocks = 0;
+    {
+        let mut stmt = conn.prepare_cached(WINDOW_BLOCKS_SQL)?;
+        let mut rows = stmt.query([w.start_ms, w.end_ms])?;
+        while let Some(r) = rows.next()? {
+            blocks += 1;
+            if !may_contain(r.get_ref(2)?.as_blob()?, &hashes) {
+                continue;
+            }
+            keep.push((r.get(0)?, r.get(1)?));
+        }
+    }
+    let kept = keep.len();
+    if kept * 2 > blocks {
+        return Ok(None);
+    }
+    // Through `log_blocks_max_ts`, not in rowid order.
+    keep.sort_unstable();
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for (lo, hi) in keep {
+        push_range(&mut ranges, lo, hi);
+    }
+    let tail_from = last.max(prefix.map_or(0, |p| p.0)) + 1;
+    push_range(&mut ranges, tail_from, i64::MAX);
+    Ok(Some(Narrowed {
+        ranges,
+        prefix: prefix
+            .filter(|&(_, max_ts)| max_ts >= w.start_ms)
+            .map(|p| p.0),
+        blocks,
+        kept,
+    }))
+}
+
+/// Appends `[lo, hi]`, joined to the previous range when adjacent.
+fn push_range(ranges: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
+    match ranges.last_mut() {
+        Some(prev) if prev.1.checked_add(1) == Some(lo) => prev.1 = hi,
+        _ => ranges.push((lo, hi)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_range;
+
+    #[test]
+    fn adjacent_ranges_join_and_others_stay_apart() {
+        let mut r = Vec::new();
+        push_range(&mut r, 1, 10);
+        push_range(&mut r, 11, 20);
+        push_range(&mut r, 30, 40);
+        push_range(&mut r, 41, i64::MAX);
+        assert_eq!(r, vec![(1, 20), (30, i64::MAX)]);
+    }
+}
