@@ -313,7 +313,7 @@ impl Line<'_> {
     pub fn u64(mut self, key: &str, value: u64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            let _ = write!(buf, "{value}");
+            push_u64(buf, value);
         }
         self
     }
@@ -321,7 +321,10 @@ impl Line<'_> {
     pub fn i64(mut self, key: &str, value: i64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            let _ = write!(buf, "{value}");
+            if value < 0 {
+                buf.push(b'-');
+            }
+            push_u64(buf, value.unsigned_abs());
         }
         self
     }
@@ -344,8 +347,15 @@ impl Line<'_> {
     pub fn millis(mut self, key: &str, d: Duration) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            let us = d.as_micros();
-            let _ = write!(buf, "{}.{:03}", us / 1000, us % 1000);
+            let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            push_u64(buf, us / 1000);
+            let frac = us % 1000;
+            buf.extend_from_slice(&[
+                b'.',
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ]);
         }
         self
     }
@@ -369,6 +379,28 @@ impl Line<'_> {
             buf.extend_from_slice(if value { b"true" } else { b"false" });
         }
         self
+    }
+
+    /// An IP address as a JSON string (`"127.0.0.1"`, `"::1"`); IPv4, the common
+    /// case, is written digit by digit rather than through `Display`.
+    pub fn ip(mut self, key: &str, value: std::net::IpAddr) -> Self {
+        match value {
+            std::net::IpAddr::V4(v4) => {
+                if let Some(buf) = self.buf.as_mut() {
+                    Self::key(buf, key);
+                    buf.push(b'"');
+                    for (i, octet) in v4.octets().into_iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b'.');
+                        }
+                        push_u64(buf, u64::from(octet));
+                    }
+                    buf.push(b'"');
+                }
+                self
+            }
+            v6 => self.display(key, v6),
+        }
     }
 
     /// Writes `value` with `Display`, unquoted escaping aside: for numbers and
@@ -395,36 +427,69 @@ impl Line<'_> {
     }
 }
 
-/// Appends the low `digits` hex digits of `v`, lowercase, zero-padded.
-fn push_hex(buf: &mut Vec<u8>, v: u128, digits: u32) {
+/// Appends `v` in decimal, without going through `fmt` (on every access line).
+fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Appends the low `digits` hex digits of `v` (an even number), lowercase, zero-padded:
+/// a byte at a time, not a 128-bit shift per digit.
+fn push_hex(buf: &mut Vec<u8>, v: u128, digits: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        buf.push(HEX[((v >> (4 * i)) & 0xf) as usize]);
+    for b in &v.to_be_bytes()[16 - digits / 2..] {
+        buf.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Which bytes a JSON string literal cannot hold as they are: `"`, `\`, control
+/// characters and DEL (escaped as well, so a log line stays printable).
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0x7f] = true;
+    t
+};
+
+/// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole; one
+/// table lookup per byte finds the next byte to escape.
 pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     buf.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => {
-                buf.extend_from_slice(&bytes[start..i]);
-                buf.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+    while let Some(off) = bytes[start..]
+        .iter()
+        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
+    {
+        let i = start + off;
         buf.extend_from_slice(&bytes[start..i]);
-        buf.extend_from_slice(esc);
+        match bytes[i] {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b => {
+                buf.extend_from_slice(b"\\u00");
+                buf.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            }
+        }
         start = i + 1;
     }
     buf.extend_from_slice(&bytes[start..]);
@@ -439,6 +504,11 @@ const SECOND_PREFIX: &[time::format_description::BorrowedFormatItem<'static>] =
 /// date-and-seconds prefix is formatted once per second per thread, so a line
 /// pays for four digits, not for a calendar conversion.
 pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
+    buf.extend_from_slice(&rfc3339_ms(t));
+}
+
+/// `write_rfc3339_ms`'s 24 bytes, on the stack.
+fn rfc3339_ms(t: SystemTime) -> [u8; 24] {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let ms = d.subsec_millis();
@@ -457,21 +527,44 @@ pub fn write_rfc3339_ms(buf: &mut Vec<u8>, t: SystemTime) {
                 cached.0 = secs;
             }
         }
-        buf.extend_from_slice(&cached.1);
-        buf.extend_from_slice(&[
+        let mut out = [0u8; 24];
+        out[..20].copy_from_slice(&cached.1);
+        out[20..].copy_from_slice(&[
             b'0' + (ms / 100) as u8,
             b'0' + (ms / 10 % 10) as u8,
             b'0' + (ms % 10) as u8,
             b'Z',
         ]);
-    });
+        out
+    })
 }
 
-/// RFC 3339 timestamp of now, for response bodies.
-pub fn now_rfc3339() -> String {
-    let mut buf = Vec::with_capacity(24);
-    write_rfc3339_ms(&mut buf, SystemTime::now());
-    String::from_utf8(buf).unwrap_or_default()
+/// An RFC 3339 timestamp with milliseconds for response bodies, formatted on the
+/// stack (no `String` per response); serialises as a JSON string.
+#[derive(Clone, Copy)]
+pub struct Timestamp([u8; 24]);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(rfc3339_ms(SystemTime::now()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Digits, '-', ':', 'T', '.', 'Z' only.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -519,6 +612,52 @@ mod tests {
         let ts = v["timestamp"].as_str().unwrap();
         assert_eq!(ts.len(), 24, "{ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.');
+    }
+
+    #[test]
+    fn numbers_durations_and_addresses_are_written_like_display() {
+        let sink = Sink::default();
+        let log = Logger::new(Level::Info, "1", "t", sink.clone());
+        let cases = [0u64, 7, 10, 99, 100, 12_345, u64::MAX];
+        let mut line = log.info("x");
+        for (i, v) in cases.iter().enumerate() {
+            line = line.u64(&format!("u{i}"), *v);
+        }
+        line.i64("neg", i64::MIN)
+            .i64("pos", 42)
+            .millis("zero_ms", Duration::ZERO)
+            .millis("small_ms", Duration::from_micros(7))
+            .millis("big_ms", Duration::from_micros(123_456_789))
+            .ip("v4", std::net::IpAddr::from([10, 0, 255, 1]))
+            .ip("v6", "2001:db8::1".parse().unwrap())
+            .emit();
+        log.shutdown();
+        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        for (i, n) in cases.iter().enumerate() {
+            assert_eq!(v[format!("u{i}")], *n, "{out}");
+        }
+        assert_eq!(v["neg"], i64::MIN);
+        assert_eq!(v["pos"], 42);
+        assert!(
+            out.contains(r#""zero_ms":0.000,"small_ms":0.007,"big_ms":123456.789,"#),
+            "{out}"
+        );
+        assert_eq!(v["v4"], "10.0.255.1");
+        assert_eq!(v["v6"], "2001:db8::1");
+    }
+
+    #[test]
+    fn every_byte_a_json_string_cannot_hold_is_escaped_and_the_rest_kept() {
+        let all: String = (0u8..=0x7f).map(char::from).chain("é€😀".chars()).collect();
+        for s in [all.as_str(), "", "plain", "\"", "a\\b", "\u{7f}x\u{1f}"] {
+            let mut buf = Vec::new();
+            push_json_str(&mut buf, s);
+            let text = String::from_utf8(buf).unwrap();
+            let back: String = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, s);
+            assert!(!text.bytes().any(|b| b < 0x20 || b == 0x7f), "{text:?}");
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //!
 //! It is a hand-written tower layer rather than `axum::middleware::from_fn`: `from_fn`
 //! clones the route, boxes it again as `Next` and boxes `Next`'s future on every
-//! request; here the route's own future is created directly and one box holds the
-//! whole request (docs/PERFORMANCE.md, "The service").
+//! request; here the route's own future is created directly, and `ObserveFuture` is a
+//! hand-written future holding it once: the box axum puts every route's future in is
+//! the only one, and a request without faults allocates nothing here beyond its
+//! generated id (docs/PERFORMANCE.md, "The service").
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -59,30 +61,25 @@ pub struct Observe<S> {
 impl<S> Service<Request> for Observe<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ObserveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let state = self.state.clone();
-        let (record, too_large) = begin(&state, &req);
-        // Built now, polled only if `observe` admits the request (dropped unpolled otherwise).
-        let next = self.inner.call(req);
-        Box::pin(async move {
-            let next = async {
-                match next.await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            };
-            Ok(observe(state, record, too_large, next).await)
-        })
+        let (record, too_large) = begin(&self.state, &req);
+        // Built now, polled only if the request is admitted (dropped unpolled otherwise).
+        ObserveFuture {
+            record,
+            too_large,
+            stage: Stage::Start(self.inner.call(req)),
+            timeout: None,
+        }
     }
 }
 
@@ -114,8 +111,7 @@ struct RequestRecord {
     method: Method,
     route: Option<MatchedPath>,
     uri: axum::http::Uri,
-    /// Always a valid header value: the caller's id if acceptable, else a generated one.
-    request_id: HeaderValue,
+    request_id: RequestId,
     client_ip: IpAddr,
     user_agent: Option<HeaderValue>,
     /// The request's trace (the caller's `traceparent` continued, or a new one).
@@ -146,14 +142,14 @@ impl RequestRecord {
         };
         st.log
             .line(level, "request completed")
-            .str("request_id", self.request_id.to_str().unwrap_or(""))
+            .str("request_id", self.request_id.as_str())
             .trace(&self.trace)
             .str("method", method)
             .str("route", route)
             .capped("path", self.uri.path(), crate::log::MAX_LOGGED_PATH)
             .u64("status", u64::from(status))
             .millis("latency_ms", latency)
-            .display("client_ip", self.client_ip)
+            .ip("client_ip", self.client_ip)
             .str(
                 "user_agent",
                 self.user_agent
@@ -183,7 +179,7 @@ impl RequestRecord {
             ("client.address", Value::from(self.client_ip.to_string())),
             (
                 "http.request.header.x-request-id",
-                Value::from(self.request_id.to_str().unwrap_or("").to_string()),
+                Value::from(self.request_id.as_str().to_string()),
             ),
         ];
         if self.route.is_some() {
@@ -213,6 +209,34 @@ impl Drop for RequestRecord {
     }
 }
 
+/// A request's id: the caller's `x-request-id` if acceptable, else 32 random hex digits.
+/// A generated id lives inline: it becomes a header value once, for the response,
+/// and the log line reads it from here (cloning a freshly built header value would
+/// allocate again).
+enum RequestId {
+    Given(HeaderValue),
+    New([u8; 32]),
+}
+
+impl RequestId {
+    fn as_str(&self) -> &str {
+        match self {
+            // `valid_request_id` admitted only visible ASCII.
+            RequestId::Given(v) => v.to_str().unwrap_or(""),
+            RequestId::New(hex) => std::str::from_utf8(hex).unwrap_or(""),
+        }
+    }
+
+    fn header(&self) -> HeaderValue {
+        match self {
+            RequestId::Given(v) => v.clone(),
+            RequestId::New(hex) => {
+                HeaderValue::from_bytes(hex).expect("hex digits are a valid header value")
+            }
+        }
+    }
+}
+
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
     !b.is_empty()
@@ -222,7 +246,7 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 }
 
 /// 32 random hex digits.
-fn new_request_id() -> HeaderValue {
+fn new_request_id() -> RequestId {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = fastrand::u128(..);
     let mut buf = [0u8; 32];
@@ -230,7 +254,19 @@ fn new_request_id() -> HeaderValue {
         *b = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    RequestId::New(buf)
+}
+
+tokio::task_local! {
+    /// The TCP peer of the connection serving this request (see `with_peer`).
+    static PEER: SocketAddr;
+}
+
+/// Serves one request of a connection from `peer`: `route` (the router's future for
+/// the request) runs with the peer at hand for `client_ip`. A task-local rather than
+/// a request extension, which would box the address on every request.
+pub async fn with_peer<F: Future>(peer: SocketAddr, route: F) -> F::Output {
+    PEER.scope(peer, route).await
 }
 
 /// The client as our load balancer saw it: the last (rightmost) `X-Forwarded-For` hop,
@@ -244,11 +280,7 @@ fn client_ip(req: &Request) -> IpAddr {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
         .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
-        .or_else(|| {
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-        })
+        .or_else(|| PEER.try_with(|p| p.ip()).ok())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
@@ -270,8 +302,7 @@ fn begin(state: &Arc<AppState>, req: &Request) -> (RequestRecord, bool) {
         .headers()
         .get(REQUEST_ID)
         .filter(|v| valid_request_id(v))
-        .cloned()
-        .unwrap_or_else(new_request_id);
+        .map_or_else(new_request_id, |v| RequestId::Given(v.clone()));
     let record = RequestRecord {
         state: state.clone(),
         method: req.method().clone(),
@@ -292,31 +323,111 @@ fn begin(state: &Arc<AppState>, req: &Request) -> (RequestRecord, bool) {
     (record, too_large)
 }
 
-/// Serves one request: faults, the timeout, the trace scope, panics, the response's
-/// request id, then the record. `next` is the route's future, built but not yet polled:
-/// it runs only if the request is admitted.
-async fn observe(
-    state: Arc<AppState>,
-    mut record: RequestRecord,
+/// One request through `Observe`: faults, the timeout, the trace scope, panics, the
+/// response's request id, then the record. A hand-written future, so that the route's
+/// future is held once and moved once (into axum's box), where nested `async` blocks
+/// held several copies of it and moved them on every request.
+pub struct ObserveFuture<F> {
+    record: RequestRecord,
     too_large: bool,
-    next: impl Future<Output = Response>,
-) -> Response {
-    let is_api = record
-        .route
-        .as_ref()
-        .is_some_and(|r| r.as_str().starts_with("/api/"));
-    let (fail, delay) = if let Some(route) = record.route.as_ref().filter(|_| is_api) {
-        state.faults.roll(route.as_str())
-    } else {
-        (false, None)
+    stage: Stage<F>,
+    /// Armed only when the work does not finish on its first poll (most requests do).
+    timeout: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+enum Stage<F> {
+    /// Not polled yet: faults are rolled on the first poll.
+    Start(F),
+    /// No fault applies: the route itself, panics caught on every poll.
+    Route(F),
+    /// A fault applies (CPU turn, delay, injected failure, refused body): the rare path,
+    /// boxed, as an `async` block.
+    Faulted(Pin<Box<dyn Future<Output = Response> + Send>>),
+    Done,
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Send + Unpin + 'static,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Stage::Start(_) = this.stage {
+            let Stage::Start(next) = std::mem::replace(&mut this.stage, Stage::Done) else {
+                unreachable!("matched above")
+            };
+            this.stage = admit(&this.record, this.too_large, next);
+        }
+        // Every line logged while the request is served carries its trace (see crate::trace).
+        let polled = crate::trace::in_scope(this.record.trace, || match &mut this.stage {
+            Stage::Route(next) => poll_catching_panics(Pin::new(next), cx),
+            Stage::Faulted(work) => work.as_mut().poll(cx),
+            Stage::Start(_) | Stage::Done => panic!("ObserveFuture polled after completion"),
+        });
+        let response = match polled {
+            Poll::Ready(response) => response,
+            Poll::Pending => {
+                let limit = this.record.state.config.request_timeout;
+                let timer = this
+                    .timeout
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                // Dropped inside its trace, like every other end of the work.
+                crate::trace::in_scope(this.record.trace, || this.stage = Stage::Done);
+                timed_out(&this.record, limit)
+            }
+        };
+        this.stage = Stage::Done;
+        Poll::Ready(Ok(complete(&mut this.record, response)))
+    }
+}
+
+/// Polls the route, turning a panic in it into a clean 500 (see `catch_panic`).
+fn poll_catching_panics<F>(next: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<Response>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(Ok(response))) => Poll::Ready(response),
+        Ok(Poll::Ready(Err(never))) => match never {},
+        Err(_) => Poll::Ready(panic_response()),
+    }
+}
+
+fn panic_response() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "internal_error", "message": "internal error"})),
+    )
+        .into_response()
+}
+
+/// Decides how the request is served, on its first poll: straight to the route, or
+/// through the faults that apply to it (and the declared-size refusal).
+fn admit<F>(record: &RequestRecord, too_large: bool, next: F) -> Stage<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    let state = record.state.clone();
+    let route = record.route.as_ref().map(|r| r.as_str());
+    let is_api = route.is_some_and(|r| r.starts_with("/api/"));
+    let (fail, delay) = match route.filter(|_| is_api) {
+        Some(route) => state.faults.roll(route),
+        None => (false, None),
     };
     // The CPU-cost fault: this request waits its turn on the task's CPU (see crate::faults).
-    let cpu_turn = record
-        .route
-        .as_ref()
-        .and_then(|r| state.faults.cpu_turn(r.as_str()));
-    let timeout = state.config.request_timeout;
-    let work = async {
+    let cpu_turn = route.and_then(|r| state.faults.cpu_turn(r));
+    if !fail && delay.is_none() && cpu_turn.is_none() && !too_large {
+        return Stage::Route(next);
+    }
+    let request_id = record.request_id.as_str().to_owned();
+    let route = route.unwrap_or("").to_owned();
+    Stage::Faulted(Box::pin(async move {
         if let Some(turn) = cpu_turn {
             state.faults.take_cpu_turn(turn).await;
         }
@@ -334,43 +445,53 @@ async fn observe(
             state
                 .log
                 .error("Injected failure on API request")
-                .str("request_id", record.request_id.to_str().unwrap_or(""))
-                .str("route", record.route.as_ref().map_or("", |r| r.as_str()))
+                .str("request_id", &request_id)
+                .str("route", &route)
                 .str("fault", "error-rate")
                 .emit();
             return AppError::Injected("injected failure (error-rate fault)".into())
                 .into_response();
         }
-        catch_panic(next).await
-    };
-    // Every line logged while the request is served carries its trace (see crate::trace).
-    let mut response = match with_timeout(timeout, crate::trace::scope(record.trace, work)).await {
-        Ok(r) => r,
-        Err(_) => {
-            state
-                .log
-                .error("Request timed out")
-                .str("request_id", record.request_id.to_str().unwrap_or(""))
-                .trace(&record.trace)
-                .str(
-                    "route",
-                    record
-                        .route
-                        .as_ref()
-                        .map_or(metrics::UNMATCHED, |r| r.as_str()),
-                )
-                .u64("timeout_ms", timeout.as_millis() as u64)
-                .emit();
-            AppError::Timeout(format!(
-                "request exceeded {} ms (REQUEST_TIMEOUT_MS)",
-                timeout.as_millis()
-            ))
-            .into_response()
-        }
-    };
+        catch_panic(async {
+            match next.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
+        .await
+    }))
+}
+
+/// The request ran past `REQUEST_TIMEOUT_MS`: logged at ERROR, answered 504.
+fn timed_out(record: &RequestRecord, limit: Duration) -> Response {
+    record
+        .state
+        .log
+        .error("Request timed out")
+        .str("request_id", record.request_id.as_str())
+        .trace(&record.trace)
+        .str(
+            "route",
+            record
+                .route
+                .as_ref()
+                .map_or(metrics::UNMATCHED, |r| r.as_str()),
+        )
+        .u64("timeout_ms", limit.as_millis() as u64)
+        .emit();
+    AppError::Timeout(format!(
+        "request exceeded {} ms (REQUEST_TIMEOUT_MS)",
+        limit.as_millis()
+    ))
+    .into_response()
+}
+
+/// The response's request id, extractor rejections made JSON, then the record.
+fn complete(record: &mut RequestRecord, mut response: Response) -> Response {
+    let state = &record.state;
     response
         .headers_mut()
-        .insert(REQUEST_ID, record.request_id.clone());
+        .insert(REQUEST_ID, record.request_id.header());
     // Rejections from axum's own extractors (body limit) are plain text: make them JSON.
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE
         && response
@@ -389,16 +510,4 @@ async fn observe(
     }
     record.finish(response.status().as_u16());
     response
-}
-
-/// `tokio::time::timeout`, but a future that completes on its first poll (most
-/// requests) never arms a timer: registering one per request costs about a tenth
-/// of the service's throughput.
-async fn with_timeout<F: Future>(limit: Duration, work: F) -> Result<F::Output, ()> {
-    let mut work = std::pin::pin!(work);
-    let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(out) => Ok(out),
-        Poll::Pending => tokio::time::timeout(limit, work).await.map_err(|_| ()),
-    }
 }

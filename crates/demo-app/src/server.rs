@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
 use demo_netlimits::{Budget, ConnLimits, Drained, Event};
 use tokio::net::TcpListener;
 use tower_service::Service;
@@ -64,10 +63,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
     let router = app(state.clone());
     let service = move |peer: SocketAddr| {
         let router = router.clone();
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             // A Router is always ready (`poll_ready` returns `Ready`), so no `oneshot`.
-            router.clone().call(req)
+            crate::observe::with_peer(peer, router.clone().call(req))
         })
     };
     let drained = demo_netlimits::serve(

@@ -11,9 +11,9 @@ tokio::task_local! {
     static CURRENT: TraceContext;
 }
 
-/// Runs `f` (a request's work) inside `ctx`.
-pub async fn scope<F: Future>(ctx: TraceContext, f: F) -> F::Output {
-    CURRENT.scope(ctx, f).await
+/// Runs `f` (one poll of a request's work) inside `ctx`.
+pub fn in_scope<R>(ctx: TraceContext, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(ctx, f)
 }
 
 /// The context of the request being served on this task, if any.
