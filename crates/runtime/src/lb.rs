@@ -30,11 +30,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::upstream::{self, Upstreams};
+use crate::upstream::{self, UpstreamBody, Upstreams};
 
 /// A response body: the target's, streamed as it arrives (not re-boxed: no
 /// allocation and no dynamic dispatch per response), or the load balancer's own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<UpstreamBody, Full<Bytes>>;
 
 fn full(b: impl Into<Bytes>) -> Body {
     Either::Right(Full::new(b.into()))
