@@ -59,6 +59,8 @@ pub struct AppState {
     process: ProcessSampler,
     /// Resident memory for `/health` (see `MemorySampler`).
     memory: MemorySampler,
+    /// `/`'s body up to its per-request fields (see `root_head`).
+    root_head: Box<[u8]>,
     /// OTLP span export, when `OTEL_EXPORTER_OTLP_ENDPOINT` asks for it (off: `None`, no cost).
     pub spans: Option<demo_otlp::Exporter>,
 }
@@ -75,6 +77,7 @@ impl AppState {
         spans: Option<demo_otlp::Exporter>,
     ) -> Arc<AppState> {
         let start_time = SystemTime::now();
+        let root_head = root_head(&config);
         Arc::new(AppState {
             info: Info {
                 version: config.version.clone(),
@@ -92,6 +95,7 @@ impl AppState {
             connections: Arc::default(),
             process: ProcessSampler::new(Duration::from_secs(1)),
             memory: MemorySampler::new(HEALTH_MEMORY_MAX_AGE),
+            root_head,
             spans,
         })
     }
@@ -177,31 +181,45 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(serde::Serialize)]
-struct RootBody<'a> {
-    service: &'static str,
-    version: &'a str,
-    git_sha: &'a str,
-    environment: &'a str,
-    task_id: &'a str,
-    timestamp: Timestamp,
-    request_count: u64,
+/// `/`'s body is `{"service":"demo-app","version":..,"git_sha":..,"environment":..,
+/// "task_id":..,"timestamp":..,"request_count":..}`. The fields fixed for the process's
+/// life are serialised once (`root_head`); each request appends the rest (`root_body`).
+/// The bytes are those `serde_json` writes for the whole object (checked in the tests).
+/// The body up to `task_id`, without the closing brace.
+fn root_head(c: &Config) -> Box<[u8]> {
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        service: &'static str,
+        version: &'a str,
+        git_sha: &'a str,
+        environment: &'a str,
+        task_id: &'a str,
+    }
+    let mut head = serde_json::to_vec(&Head {
+        service: "demo-app",
+        version: &c.version,
+        git_sha: &c.git_sha,
+        environment: &c.environment,
+        task_id: &c.task_id,
+    })
+    .expect("a struct of strings always serialises");
+    head.pop();
+    head.into()
+}
+
+fn root_body(head: &[u8], timestamp: Timestamp, request_count: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(head.len() + 64);
+    body.extend_from_slice(head);
+    body.extend_from_slice(b",\"timestamp\":\"");
+    body.extend_from_slice(timestamp.as_str().as_bytes());
+    body.extend_from_slice(b"\",\"request_count\":");
+    crate::log::push_u64(&mut body, request_count);
+    body.push(b'}');
+    body
 }
 
 async fn root(State(st): State<Arc<AppState>>) -> Response {
-    let c = &st.config;
-    json_response(
-        &st.log,
-        &RootBody {
-            service: "demo-app",
-            version: &c.version,
-            git_sha: &c.git_sha,
-            environment: &c.environment,
-            task_id: &c.task_id,
-            timestamp: Timestamp::now(),
-            request_count: st.http.total(),
-        },
-    )
+    json_bytes(root_body(&st.root_head, Timestamp::now(), st.http.total()))
 }
 
 /// How old `/health`'s `memory_rss_bytes` may be: a figure a tenth of a second old
@@ -250,20 +268,25 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     )
 }
 
+/// A response of serialised JSON, with `Json`'s `content-type`.
+fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// `Json(body).into_response()` for the bodies served on every request (`/`,
 /// `/health`): the same bytes and `content-type`, serialised into a buffer sized for
 /// them at once (axum's starts at 128 bytes and grows, copying, for these ~170).
 fn json_response<T: serde::Serialize>(log: &Logger, body: &T) -> Response {
     let mut buf = Vec::with_capacity(256);
     match serde_json::to_writer(&mut buf, body) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            )],
-            buf,
-        )
-            .into_response(),
+        Ok(()) => json_bytes(buf),
         // Only a type whose `Serialize` fails gets here; these bodies have none.
         Err(e) => {
             log.error("Response body not serialisable")
@@ -585,3 +608,56 @@ async fn fault_reset(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -
 
 /// Used by `demo-app healthcheck` and tests: how long to wait for `/health`.
 pub const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/`'s body as one struct: what `root_body` must write.
+    #[derive(serde::Serialize)]
+    struct RootBody<'a> {
+        service: &'static str,
+        version: &'a str,
+        git_sha: &'a str,
+        environment: &'a str,
+        task_id: &'a str,
+        timestamp: Timestamp,
+        request_count: u64,
+    }
+
+    #[test]
+    fn the_root_body_is_the_bytes_serde_json_writes_for_it() {
+        let odd = [
+            "",
+            "plain",
+            "quote \" back \\ slash",
+            "line\nbreak\u{1}",
+            "é€😀",
+        ];
+        for (i, s) in odd.iter().enumerate() {
+            let mut config = Config::from_env(&Default::default()).expect("defaults are valid");
+            config.version = s.to_string();
+            config.git_sha = odd[(i + 1) % odd.len()].to_string();
+            config.environment = odd[(i + 2) % odd.len()].to_string();
+            config.task_id = odd[(i + 3) % odd.len()].to_string();
+            let ts = Timestamp::now();
+            for count in [0, 7, u64::MAX] {
+                let expected = serde_json::to_vec(&RootBody {
+                    service: "demo-app",
+                    version: &config.version,
+                    git_sha: &config.git_sha,
+                    environment: &config.environment,
+                    task_id: &config.task_id,
+                    timestamp: ts,
+                    request_count: count,
+                })
+                .unwrap();
+                let got = root_body(&root_head(&config), ts, count);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&expected)
+                );
+            }
+        }
+    }
+}

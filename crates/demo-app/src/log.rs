@@ -428,7 +428,7 @@ impl Line<'_> {
 }
 
 /// Appends `v` in decimal, without going through `fmt` (on every access line).
-fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
