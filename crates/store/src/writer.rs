@@ -291,6 +291,8 @@ pub(crate) fn enforce_cap(conn: &mut Connection, state: &mut WriterState) {
                 "store: {}: cannot enforce the size cap: {e}",
                 state.path.display()
             );
+            // Earlier rounds may have deleted lines.
+            state.text.invalidate();
             return;
         }
     };
