@@ -200,15 +200,17 @@ impl Reader {
     /// the blocks the text index keeps only when it narrows the search
     /// (`textsearch`), with the same result.
     pub fn logs(&self, w: Window, q: &LogQuery) -> Result<Vec<LogRecord>> {
+        // One snapshot: the blocks and the rows they describe are read together.
+        let snapshot = self.conn.unchecked_transaction().map_err(self.err())?;
         let narrowed = match &q.contains {
-            Some(text) => textsearch::narrow(&self.conn, w, text).map_err(self.err())?,
+            Some(text) => textsearch::narrow(&snapshot, w, text).map_err(self.err())?,
             None => None,
         };
         let (sql, args) = match &narrowed {
             Some(n) => narrowed_log_query_sql(w, q, n),
             None => log_query_sql(w, q),
         };
-        Reader::query_logs(&self.conn, &sql, args).map_err(self.err())
+        Reader::query_logs(&snapshot, &sql, args).map_err(self.err())
     }
 
     /// Runs a query of [`LOG_COLS`] into records.
