@@ -4,6 +4,11 @@
 #   1. `up` with 2 tasks, and haproxy (nbthread 1, round robin, http-reuse always) over the
 #      same 2 tasks: wrk at c=50 and at c=200 through each, REPS times alternately; median
 #      req/s and p99 of each, and their ratios (load balancer / haproxy).
+#      With BASELINE_BIN (an older build of devops-agent-demo, e.g. the commit before a change
+#      to the load balancer), a second `up` of that build runs beside the first with its own 2
+#      tasks and its own haproxy, and every rep measures all four alternately: the table then
+#      also gives the baseline's ratio to its haproxy and the new load balancer's req/s over
+#      the baseline's.
 #   2. Scale-out: `scale 4`, then `scale 8` on the same `up` (each waits until that many
 #      targets are healthy); at 2, 4 and 8 tasks: wrk c=50 through the load balancer and
 #      through haproxy over the same tasks, and the collector's tick time from `up`'s own
@@ -14,6 +19,8 @@
 # runtime ingests logs while both proxies are measured.
 # Usage: scripts/bench-lb.sh [DURATION_SECONDS] [REPS]   (defaults 10, 3)
 #        SCALE=0 scripts/bench-lb.sh ...   skips part 2 (the load balancer vs haproxy table only)
+#        LB_BIN=path/to/devops-agent-demo  measures that build instead of building the working tree
+#        BASELINE_BIN=path/to/older/devops-agent-demo  adds the baseline columns to part 1
 set -euo pipefail
 
 DURATION="${1:-10}"
@@ -35,15 +42,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
-cargo build --release -q --bin devops-agent-demo
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/devops-agent-demo"
+if [ -n "${LB_BIN:-}" ]; then
+  BIN="$LB_BIN"
+else
+  cargo build --release -q --bin devops-agent-demo
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/devops-agent-demo"
+fi
+BASE="${BASELINE_BIN:-}"
+for b in "$BIN" $BASE; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
 WORK="$(mktemp -d)"
 STATE="$WORK/state"
 UP_PID=""
 HA_PID=""
+B_UP_PID=""
+B_HA_PID=""
 cleanup() {
-  if [ -n "$HA_PID" ]; then kill "$HA_PID" 2>/dev/null || true; fi
-  if [ -n "$UP_PID" ]; then kill -INT "$UP_PID" 2>/dev/null || true; wait "$UP_PID" 2>/dev/null || true; fi
+  for p in "$HA_PID" "$B_HA_PID"; do
+    if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+  done
+  for p in "$UP_PID" "$B_UP_PID"; do
+    if [ -n "$p" ]; then kill -INT "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -67,25 +86,30 @@ print(rps, p99, errs)
 PY
 }
 
-task_ports() {
-  "$BIN" --state-dir "$STATE" status --json | python3 -c '
+task_ports() { # [bin state]
+  "${1:-$BIN}" --state-dir "${2:-$STATE}" status --json | python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["tasks"]:
     if t["health"] == "healthy" and not t["stopping"]:
         print(t["port"])'
 }
 
-wait_healthy() { # n
+wait_healthy() { # n [bin state]
   for _ in $(seq 1 600); do
-    [ "$(task_ports | wc -l)" -ge "$1" ] && return 0
+    [ "$(task_ports "${2:-$BIN}" "${3:-$STATE}" | wc -l)" -ge "$1" ] && return 0
     sleep 0.2
   done
-  "$BIN" --state-dir "$STATE" status >&2
+  "${2:-$BIN}" --state-dir "${3:-$STATE}" status >&2
   echo "fewer than $1 healthy tasks after 120 s" >&2
   exit 1
 }
 
-start_haproxy() { # ports...
+start_haproxy() { # ports... (on HA_PORT; sets HA_PID)
+  haproxy_on "$HA_PORT" "$@"; HA_PID="$LAST_PID"
+}
+
+haproxy_on() { # port ports... (sets LAST_PID)
+  local port="$1"; shift
   {
     cat <<CFG
 global
@@ -97,7 +121,7 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend fe
-  bind 127.0.0.1:${HA_PORT}
+  bind 127.0.0.1:${port}
   default_backend tasks
 backend tasks
   balance roundrobin
@@ -105,10 +129,13 @@ backend tasks
 CFG
     local i=0
     for p in "$@"; do i=$((i + 1)); echo "  server t$i 127.0.0.1:$p"; done
-  } >"$WORK/haproxy.cfg"
-  taskset -c 0 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 &
-  HA_PID=$!
-  for _ in $(seq 1 50); do curl -fs -o /dev/null "http://127.0.0.1:${HA_PORT}/health" && return 0; sleep 0.1; done
+  } >"$WORK/haproxy-$port.cfg"
+  taskset -c 0 haproxy -f "$WORK/haproxy-$port.cfg" -db >/dev/null 2>&1 &
+  LAST_PID=$!
+  for _ in $(seq 1 50); do
+    curl -fs -o /dev/null "http://127.0.0.1:${port}/health" && return 0
+    sleep 0.1
+  done
   echo "haproxy did not start" >&2; exit 1
 }
 
@@ -150,28 +177,65 @@ PY
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
+start_up() { # bin state lb_port ctl_port log (sets LAST_PID)
+  taskset -c 0 "$1" --state-dir "$2" up --count 2 --port "$3" --control-port "$4" --time-scale 20 >"$5" 2>&1 &
+  LAST_PID=$!
+}
+wait_ready() { # log
+  for _ in $(seq 1 300); do grep -q '^ready:' "$1" && return 0; sleep 0.1; done
+  cat "$1"; echo "up did not become ready" >&2; exit 1
+}
+
 LB_PORT="$(free_port)"; CTL_PORT="$(free_port)"; HA_PORT="$(free_port)"
-taskset -c 0 "$BIN" --state-dir "$STATE" up --count 2 --port "$LB_PORT" --control-port "$CTL_PORT" --time-scale 20 >"$WORK/up.log" 2>&1 &
-UP_PID=$!
-for _ in $(seq 1 300); do grep -q '^ready:' "$WORK/up.log" && break; sleep 0.1; done
-grep -q '^ready:' "$WORK/up.log" || { cat "$WORK/up.log"; echo "up did not become ready" >&2; exit 1; }
+start_up "$BIN" "$STATE" "$LB_PORT" "$CTL_PORT" "$WORK/up.log"; UP_PID="$LAST_PID"
+if [ -n "$BASE" ]; then
+  B_STATE="$WORK/baseline-state"; B_LB_PORT="$(free_port)"; B_CTL_PORT="$(free_port)"; B_HA_PORT="$(free_port)"
+  start_up "$BASE" "$B_STATE" "$B_LB_PORT" "$B_CTL_PORT" "$WORK/baseline-up.log"; B_UP_PID="$LAST_PID"
+fi
+wait_ready "$WORK/up.log"
 wait_healthy 2
 mapfile -t PORTS < <(task_ports)
 start_haproxy "${PORTS[@]}"
+if [ -n "$BASE" ]; then
+  wait_ready "$WORK/baseline-up.log"
+  wait_healthy 2 "$BASE" "$B_STATE"
+  mapfile -t B_PORTS < <(task_ports "$BASE" "$B_STATE")
+  haproxy_on "$B_HA_PORT" "${B_PORTS[@]}"; B_HA_PID="$LAST_PID"
+fi
 
 URL_PATH="/api/products/3"
 echo "# $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates scripts || echo '+changes'), $(nproc) cores"
+echo "# measured: $BIN${BASE:+; baseline: $BASE}"
 echo "# up, its tasks and haproxy on core 0; wrk -t1 -d${DURATION}s on core 1; medians of $REPS reps, load balancer and haproxy alternating"
-printf '\n| tasks | clients | local LB req/s | haproxy req/s | ratio | LB p99 ms | haproxy p99 ms | p99 ratio | errors LB/haproxy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+if [ -z "$BASE" ]; then
+  printf '\n| tasks | clients | local LB req/s | haproxy req/s | ratio | LB p99 ms | haproxy p99 ms | p99 ratio | errors LB/haproxy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+else
+  printf '\n| clients | LB req/s | haproxy req/s | ratio | baseline LB req/s | its haproxy req/s | baseline ratio | LB / baseline | LB p99 ms | haproxy p99 ms | p99 ratio | baseline p99 ms | its haproxy p99 ms | baseline p99 ratio | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+fi
 for c in 50 200; do
-  L_RPS=(); L_P99=(); H_RPS=(); H_P99=(); L_E=0; H_E=0
+  L_RPS=(); L_P99=(); H_RPS=(); H_P99=(); BL_RPS=(); BL_P99=(); BH_RPS=(); BH_P99=(); L_E=0; H_E=0; B_E=0
   for _ in $(seq 1 "$REPS"); do
     read -r r p e < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" "$c"); L_RPS+=("$r"); L_P99+=("$p"); L_E=$((L_E + e))
     read -r r p e < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" "$c"); H_RPS+=("$r"); H_P99+=("$p"); H_E=$((H_E + e))
+    if [ -n "$BASE" ]; then
+      read -r r p e < <(load "http://127.0.0.1:${B_LB_PORT}${URL_PATH}" "$c"); BL_RPS+=("$r"); BL_P99+=("$p"); B_E=$((B_E + e))
+      read -r r p e < <(load "http://127.0.0.1:${B_HA_PORT}${URL_PATH}" "$c"); BH_RPS+=("$r"); BH_P99+=("$p"); B_E=$((B_E + e))
+    fi
   done
   lr="$(median "${L_RPS[@]}")"; hr="$(median "${H_RPS[@]}")"; lp="$(median "${L_P99[@]}")"; hp="$(median "${H_P99[@]}")"
-  printf '| 2 | %s | %.0f | %.0f | **%s** | %s | %s | **%s** | %s/%s |\n' "$c" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$(ratio "$lp" "$hp")" "$L_E" "$H_E"
+  if [ -z "$BASE" ]; then
+    printf '| 2 | %s | %.0f | %.0f | **%s** | %s | %s | **%s** | %s/%s |\n' "$c" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$(ratio "$lp" "$hp")" "$L_E" "$H_E"
+  else
+    blr="$(median "${BL_RPS[@]}")"; bhr="$(median "${BH_RPS[@]}")"; blp="$(median "${BL_P99[@]}")"; bhp="$(median "${BH_P99[@]}")"
+    printf '| %s | %.0f | %.0f | **%s** | %.0f | %.0f | %s | **%s** | %s | %s | **%s** | %s | %s | %s | %s/%s/%s |\n' \
+      "$c" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$blr" "$bhr" "$(ratio "$blr" "$bhr")" "$(ratio "$lr" "$blr")" \
+      "$lp" "$hp" "$(ratio "$lp" "$hp")" "$blp" "$bhp" "$(ratio "$blp" "$bhp")" "$L_E" "$H_E" "$B_E"
+  fi
 done
+if [ -n "$BASE" ]; then
+  kill "$B_HA_PID" 2>/dev/null || true; wait "$B_HA_PID" 2>/dev/null || true; B_HA_PID=""
+  kill -INT "$B_UP_PID" 2>/dev/null || true; wait "$B_UP_PID" 2>/dev/null || true; B_UP_PID=""
+fi
 stop_haproxy
 [ "${SCALE:-1}" = 0 ] && exit 0
 

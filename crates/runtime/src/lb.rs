@@ -7,7 +7,7 @@
 //! header read and idle timeouts, a connection cap, backoff on accept errors and a
 //! descriptor budget checked when serving starts.
 //!
-//! In `up` all of it (accept loop, proxying, upstream pool, health checks) runs
+//! In `up` all of it (accept loop, proxying, upstream connections, health checks) runs
 //! on [`crate::datapath::DataPath`], a thread of its own, so log ingestion and
 //! metric collection never delay a request; see that module for why.
 
@@ -368,17 +368,6 @@ impl LoadBalancer {
             self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy targets");
         };
-        // Origin form: the path and query only (the client's Host header is kept).
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
-        let Ok(uri) = hyper::Uri::builder().path_and_query(path).build() else {
-            self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
-            return error_response(StatusCode::BAD_REQUEST, "invalid request target");
-        };
-        *req.uri_mut() = uri;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {

@@ -170,7 +170,8 @@ impl std::fmt::Debug for Upstreams {
 }
 
 impl Upstreams {
-    /// Sends `req` (origin-form URI, hop-by-hop headers already removed) to
+    /// Sends `req` (hop-by-hop headers already removed; its target is written in
+    /// origin form, the path and query only, the client's Host header kept) to
     /// `target` on this client connection's connection to it, opening one if
     /// there is none to reuse, and returns the response with its body streaming.
     pub async fn send(

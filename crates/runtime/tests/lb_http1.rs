@@ -60,6 +60,7 @@ async fn route(req: Request<Incoming>) -> Response<BoxBody> {
         seen("transfer-encoding"),
         seen("x-hop"),
     );
+    let uri = req.uri().to_string();
     let path = req.uri().path().to_string();
     let mut resp = match path.as_str() {
         "/echo" => {
@@ -86,6 +87,7 @@ async fn route(req: Request<Incoming>) -> Response<BoxBody> {
     h.insert("x-seen-proto", proto.parse().unwrap());
     h.insert("x-seen-te", te.parse().unwrap());
     h.insert("x-seen-hop", hop.parse().unwrap());
+    h.insert("x-seen-uri", uri.parse().unwrap());
     resp
 }
 
