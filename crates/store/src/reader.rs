@@ -346,15 +346,38 @@ impl Reader {
     /// in one walk along the table's rowids instead of one index search per
     /// series and a table search per sample.
     pub fn window_samples(&self, w: Window) -> Result<Vec<Vec<MetricSample>>> {
-        let txn = self.conn.unchecked_transaction().map_err(self.err())?;
-        let range: (Option<i64>, Option<i64>) = txn
+        // One read transaction: the id range and the rows from one snapshot.
+        let _txn = self.conn.unchecked_transaction().map_err(self.err())?;
+        match self.metric_id_range(w)? {
+            Some(ids) => self.window_samples_ids(w, ids),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The smallest and the largest rowid of the window's metric samples
+    /// (`None`: none), from the `metrics_ts` index alone; see
+    /// [`Reader::log_id_range`].
+    pub fn metric_id_range(&self, w: Window) -> Result<Option<(i64, i64)>> {
+        let mut stmt = self
+            .conn
             .prepare_cached(METRIC_ID_RANGE_SQL)
-            .and_then(|mut s| s.query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(self.err())?;
-        let (Some(lo), Some(hi)) = range else {
-            return Ok(Vec::new());
-        };
-        let mut stmt = txn
+        let range: (Option<i64>, Option<i64>) = stmt
+            .query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        Ok(range.0.zip(range.1))
+    }
+
+    /// [`Reader::window_samples`] restricted to the samples whose rowid is in
+    /// `lo..=hi`. Parts of one window read this way concatenate, part after
+    /// part, into the stored order of each series.
+    pub fn window_samples_ids(
+        &self,
+        w: Window,
+        (lo, hi): (i64, i64),
+    ) -> Result<Vec<Vec<MetricSample>>> {
+        let mut stmt = self
+            .conn
             .prepare_cached(SCAN_METRIC_IDS_SQL)
             .map_err(self.err())?;
         let mut rows = stmt

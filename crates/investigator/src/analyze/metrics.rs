@@ -215,11 +215,14 @@ mod tests {
         };
         // Samples around and on the grid's edges, a late one, an unknown
         // series (not read), the alarm's own series (kept raw).
-        for t in (8_000..72_000)
+        for (k, t) in (8_000..72_000)
             .step_by(500)
             .chain([30_250, 10_000, 69_999, 70_000])
+            .enumerate()
         {
-            let step = if t >= 50_000 { 40.0 } else { 10.0 };
+            // Late samples repeat a time with another value: equal times
+            // must keep their stored order.
+            let step = if t >= 50_000 { 40.0 } else { 10.0 } + k as f64 / 1_000.0;
             for (ns, name, dim, v) in [
                 (
                     ns::ECS,
@@ -245,6 +248,14 @@ mod tests {
         assert!(!whole.alarm_samples.is_empty());
         assert!(whole.series.values().any(|s| s.change.is_some()));
         assert_eq!(dump(&whole), dump(&per_series));
+        // Read in parts on several threads, and on the caller's alone.
+        for threads in [1, 2, 3] {
+            let src = LocalStore::open(dir.path())
+                .unwrap()
+                .with_read_threads(threads);
+            let m = analyze(&src, grid, 2_000, "DevOpsAgentDemo", &alarm).unwrap();
+            assert_eq!(dump(&m), dump(&per_series), "{threads} threads");
+        }
     }
 
     #[test]

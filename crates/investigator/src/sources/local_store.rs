@@ -3,6 +3,7 @@
 //! run on another thread while the runtime keeps writing (WAL readers never
 //! block the writer).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use demo_model::events::{Deployment, MetricSample, TaskEvent, Window};
@@ -13,10 +14,14 @@ use super::{
     SourceResult, TaskSource,
 };
 
+/// Threads that read parts of one window at once, at most.
+const MAX_READ_THREADS: usize = 4;
+
 /// Logs, metrics, deployments and task events from the local store.
 #[derive(Debug)]
 pub struct LocalStore {
     reader: Reader,
+    threads: usize,
 }
 
 fn unavailable(what: &str, e: StoreError) -> SourceError {
@@ -30,13 +35,40 @@ impl LocalStore {
     /// Opens a read connection on a state directory (or a `state.db` path).
     pub fn open(path: &Path) -> SourceResult<LocalStore> {
         let reader = Reader::open(path).map_err(|e| unavailable("", e))?;
-        Ok(LocalStore { reader })
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(LocalStore {
+            reader,
+            threads: threads.min(MAX_READ_THREADS),
+        })
+    }
+
+    /// Reads a window's metric samples on `n` threads at most (1: on the
+    /// caller's); by default as many as there are cores, up to 4.
+    pub fn with_read_threads(mut self, n: usize) -> LocalStore {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Threads a window's metric samples are read on.
+    pub fn read_threads(&self) -> usize {
+        self.threads
     }
 
     /// The underlying reader (for investigation bookkeeping).
     pub fn reader(&self) -> &Reader {
         &self.reader
     }
+}
+
+/// `lo..=hi` cut into at most `n` consecutive non-empty ranges.
+fn split_ids((lo, hi): (i64, i64), n: usize) -> Vec<(i64, i64)> {
+    let n = n.max(1) as i128;
+    let span = i128::from(hi) - i128::from(lo) + 1;
+    let cut = |i: i128| i64::try_from(i128::from(lo) + span * i / n).unwrap_or(hi);
+    (0..n)
+        .map(|i| (cut(i), cut(i + 1) - 1))
+        .filter(|(a, b)| a <= b)
+        .collect()
 }
 
 /// A stored row as the analyzers see it: the message, or the raw line when
@@ -81,15 +113,8 @@ impl LogSource for LocalStore {
         else {
             return Ok(Some(Vec::new()));
         };
-        let n = n.max(1) as i128;
-        let span = i128::from(hi) - i128::from(lo) + 1;
-        let cut = |i: i128| i64::try_from(i128::from(lo) + span * i / n).unwrap_or(hi);
         let mut parts: Vec<LogPart<'_>> = Vec::new();
-        for i in 0..n {
-            let ids = (cut(i), cut(i + 1) - 1);
-            if ids.0 > ids.1 {
-                continue;
-            }
+        for ids in split_ids((lo, hi), n) {
             let path = self.reader.path().to_path_buf();
             parts.push(Box::new(move |f: &mut dyn FnMut(i64, LogEntry<'_>)| {
                 let reader = Reader::open(&path).map_err(|e| unavailable("logs", e))?;
@@ -134,17 +159,59 @@ impl MetricSource for LocalStore {
             .map_err(|e| unavailable("metrics", e))
     }
 
-    /// Every sample of the window in one walk (`Reader::window_samples`),
-    /// then the unwanted series dropped.
+    /// Every sample of the window in one walk along its rowids
+    /// (`Reader::window_samples`), cut into parts read at once on
+    /// [`LocalStore::read_threads`] threads, then the unwanted series dropped.
     fn wanted_samples(
         &self,
         w: Window,
         wanted: &dyn Fn(&SeriesKey) -> bool,
     ) -> SourceResult<Vec<(SeriesKey, Vec<MetricSample>)>> {
-        let all = self
-            .reader
-            .window_samples(w)
-            .map_err(|e| unavailable("metrics", e))?;
+        let err = |e| unavailable("metrics", e);
+        let all = if self.threads > 1 {
+            let Some(ids) = self.reader.metric_id_range(w).map_err(err)? else {
+                return Ok(Vec::new());
+            };
+            let path = self.reader.path();
+            let read: Vec<SourceResult<Vec<Vec<MetricSample>>>> = std::thread::scope(|s| {
+                let handles: Vec<_> = split_ids(ids, self.threads)
+                    .into_iter()
+                    .map(|part| {
+                        s.spawn(move || {
+                            let reader = Reader::open(path).map_err(err)?;
+                            reader.window_samples_ids(w, part).map_err(err)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            // Each series: its samples part after part (stored order), then
+            // oldest first with equal times kept in that order.
+            let mut merged: BTreeMap<(String, String, String), Vec<MetricSample>> = BTreeMap::new();
+            for part in read {
+                for samples in part? {
+                    let first = &samples[0];
+                    let key = (
+                        first.namespace.clone(),
+                        first.name.clone(),
+                        first.dimension.clone(),
+                    );
+                    merged.entry(key).or_default().extend(samples);
+                }
+            }
+            merged
+                .into_values()
+                .map(|mut samples| {
+                    samples.sort_by_key(|m| m.ts_ms);
+                    samples
+                })
+                .collect()
+        } else {
+            self.reader.window_samples(w).map_err(err)?
+        };
         Ok(all
             .into_iter()
             .filter_map(|samples| {
