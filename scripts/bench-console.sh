@@ -79,7 +79,7 @@ python3 - "$OUT/new/state/state.db" >&2 <<'PY'
 import sqlite3, sys
 con = sqlite3.connect(sys.argv[1])
 try:
-    blocks, lines, size = con.execute("SELECT COUNT(*), SUM(lines), SUM(length(filter)) FROM log_blocks").fetchone()
+    blocks, lines, size = con.execute("SELECT COUNT(*), IFNULL(SUM(lines), 0), IFNULL(SUM(length(filter)), 0) FROM log_blocks").fetchone()
     total = con.execute("SELECT COUNT(*) FROM logs").fetchone()[0]
     print(f"== text index: {blocks} blocks, {lines} of {total} lines indexed, {size} filter bytes = {size / max(lines, 1):.2f} bytes per line")
 except sqlite3.OperationalError as e:
