@@ -4,9 +4,12 @@
 //! or surged are the log evidence; their constant words are what the code
 //! correlation looks for in diffs.
 //!
-//! Distinct messages are mined once and cached (a service logs a handful of
-//! shapes thousands of times), which is what keeps an hour of logs under a
-//! second. The same pass counts access lines (records with a route and a
+//! Lines are first grouped (`groups`: same message, task, level, route,
+//! status, grid bucket), so the tally and the miner see a few thousand
+//! groups instead of hundreds of thousands of lines, and the source may read
+//! the window in any order and in parts on several threads; distinct
+//! messages are mined once (a service logs a handful of shapes thousands of
+//! times). The same pass counts access lines (records with a route and a
 //! status) per route, for route attribution when no per-route metrics exist.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,7 +1,9 @@
 //! Sources over the local runtime's SQLite store (`<state_dir>/state.db`).
 //! One [`LocalStore`] holds its own read connection, so an investigation can
 //! run on another thread while the runtime keeps writing (WAL readers never
-//! block the writer).
+//! block the writer). A window is read along the tables' rowids (found from
+//! the time indexes), which an investigation can cut into parts read at once
+//! on several threads, each with a connection of its own.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,14 +44,14 @@ impl LocalStore {
         })
     }
 
-    /// Reads a window's metric samples on `n` threads at most (1: on the
-    /// caller's); by default as many as there are cores, up to 4.
+    /// Reads a window's metric samples and log lines on `n` threads at most
+    /// (1: on the caller's); by default as many as there are cores, up to 4.
     pub fn with_read_threads(mut self, n: usize) -> LocalStore {
         self.threads = n.max(1);
         self
     }
 
-    /// Threads a window's metric samples are read on.
+    /// Threads a window's metric samples and log lines are read on, at most.
     pub fn read_threads(&self) -> usize {
         self.threads
     }
@@ -114,7 +116,7 @@ impl LogSource for LocalStore {
             return Ok(Some(Vec::new()));
         };
         let mut parts: Vec<LogPart<'_>> = Vec::new();
-        for ids in split_ids((lo, hi), n) {
+        for ids in split_ids((lo, hi), n.min(self.threads)) {
             let path = self.reader.path().to_path_buf();
             parts.push(Box::new(move |f: &mut dyn FnMut(i64, LogEntry<'_>)| {
                 let reader = Reader::open(&path).map_err(|e| unavailable("logs", e))?;
