@@ -19,12 +19,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower_service::Service;
 
 use crate::app::{AppState, REQUEST_ID};
+
+/// The header names read or written on every request, parsed once: a `&str` name is
+/// parsed and hashed anew on every lookup.
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(crate::trace::TRACEPARENT);
 use crate::error::AppError;
 use crate::metrics;
 
@@ -274,7 +280,7 @@ pub async fn with_peer<F: Future>(peer: SocketAddr, route: F) -> F::Output {
 /// TCP peer. Earlier hops are whatever the client chose to send and are never trusted.
 fn client_ip(req: &Request) -> IpAddr {
     req.headers()
-        .get_all("x-forwarded-for")
+        .get_all(FORWARDED_FOR)
         .iter()
         .next_back()
         .and_then(|v| v.to_str().ok())
@@ -300,7 +306,7 @@ fn begin(state: &Arc<AppState>, req: &Request) -> (RequestRecord, bool) {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let request_id = req
         .headers()
-        .get(REQUEST_ID)
+        .get(REQUEST_ID_HEADER)
         .filter(|v| valid_request_id(v))
         .map_or_else(new_request_id, |v| RequestId::Given(v.clone()));
     let record = RequestRecord {
@@ -311,7 +317,7 @@ fn begin(state: &Arc<AppState>, req: &Request) -> (RequestRecord, bool) {
         user_agent: req.headers().get(header::USER_AGENT).cloned(),
         trace: crate::trace::TraceContext::continue_or_start(
             req.headers()
-                .get(crate::trace::TRACEPARENT)
+                .get(TRACEPARENT_HEADER)
                 .and_then(|v| v.to_str().ok()),
         ),
         route,
@@ -491,7 +497,7 @@ fn complete(record: &mut RequestRecord, mut response: Response) -> Response {
     let state = &record.state;
     response
         .headers_mut()
-        .insert(REQUEST_ID, record.request_id.header());
+        .insert(REQUEST_ID_HEADER, record.request_id.header());
     // Rejections from axum's own extractors (body limit) are plain text: make them JSON.
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE
         && response
@@ -499,13 +505,13 @@ fn complete(record: &mut RequestRecord, mut response: Response) -> Response {
             .get(header::CONTENT_TYPE)
             .is_none_or(|v| v != "application/json")
     {
-        let id = response.headers().get(REQUEST_ID).cloned();
+        let id = response.headers().get(REQUEST_ID_HEADER).cloned();
         response = AppError::PayloadTooLarge {
             limit: state.config.max_body_bytes,
         }
         .into_response();
         if let Some(id) = id {
-            response.headers_mut().insert(REQUEST_ID, id);
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
         }
     }
     record.finish(response.status().as_u16());
