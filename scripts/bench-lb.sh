@@ -69,12 +69,18 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-load() { # url connections -> "req/s p99_ms errors"
-  local out
+cpu_ticks() { # /proc/.../stat of the proxy -> its user + system clock ticks so far
+  python3 -c 'import sys; f = open(sys.argv[1]).read().rsplit(")", 1)[1].split(); print(int(f[11]) + int(f[12]))' "$1"
+}
+
+load() { # url connections [stat] -> "req/s p99_ms errors cpu_us_per_request"
+  local out before=0 after=0
+  [ -n "${3:-}" ] && before="$(cpu_ticks "$3")"
   out="$(taskset -c 1 wrk -t1 -c"$2" -d"${DURATION}s" --latency "$1")"
-  python3 - "$out" <<'PY'
+  [ -n "${3:-}" ] && after="$(cpu_ticks "$3")"
+  python3 - "$out" "$((after - before))" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
-out = sys.argv[1]
+out, ticks, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s)$", v); x, u = float(m.group(1)), m.group(2)
     return round(x / 1000 if u == "us" else x * 1000 if u == "s" else x, 3)
@@ -82,7 +88,8 @@ rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
 p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
 errs = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
 errs += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-print(rps, p99, errs)
+done = int(re.search(r"(\d+) requests in", out).group(1))
+print(rps, p99, errs, round(ticks * 1e6 / hz / done, 1) if done else "nan")
 PY
 }
 
@@ -203,6 +210,16 @@ if [ -n "$BASE" ]; then
   haproxy_on "$B_HA_PORT" "${B_PORTS[@]}"; B_HA_PID="$LAST_PID"
 fi
 
+lb_stat() { # up pid -> /proc stat of its lb-data-path thread
+  local tid
+  tid="$(ps -T -p "$1" -o spid=,comm= | awk '$2 == "lb-data-path" { print $1 }')"
+  [ -n "$tid" ] || { echo "no lb-data-path thread in $1" >&2; exit 1; }
+  echo "/proc/$1/task/$tid/stat"
+}
+LB_STAT="$(lb_stat "$UP_PID")"
+B_LB_STAT=""
+if [ -n "$BASE" ]; then B_LB_STAT="$(lb_stat "$B_UP_PID")"; fi
+
 URL_PATH="/api/products/3"
 echo "# $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates scripts || echo '+changes'), $(nproc) cores"
 echo "# measured: $BIN${BASE:+; baseline: $BASE}"
@@ -212,16 +229,19 @@ if [ -z "$BASE" ]; then
 else
   printf '\n| clients | LB req/s | haproxy req/s | ratio | baseline LB req/s | its haproxy req/s | baseline ratio | LB / baseline | LB p99 ms | haproxy p99 ms | p99 ratio | baseline p99 ms | its haproxy p99 ms | baseline p99 ratio | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 fi
+CPU_ROWS=()
 for c in 50 200; do
   L_RPS=(); L_P99=(); H_RPS=(); H_P99=(); BL_RPS=(); BL_P99=(); BH_RPS=(); BH_P99=(); L_E=0; H_E=0; B_E=0
+  L_CPU=(); H_CPU=(); BL_CPU=(); BH_CPU=()
   for _ in $(seq 1 "$REPS"); do
-    read -r r p e < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" "$c"); L_RPS+=("$r"); L_P99+=("$p"); L_E=$((L_E + e))
-    read -r r p e < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" "$c"); H_RPS+=("$r"); H_P99+=("$p"); H_E=$((H_E + e))
+    read -r r p e u < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" "$c" "$LB_STAT"); L_RPS+=("$r"); L_P99+=("$p"); L_E=$((L_E + e)); L_CPU+=("$u")
+    read -r r p e u < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" "$c" "/proc/$HA_PID/stat"); H_RPS+=("$r"); H_P99+=("$p"); H_E=$((H_E + e)); H_CPU+=("$u")
     if [ -n "$BASE" ]; then
-      read -r r p e < <(load "http://127.0.0.1:${B_LB_PORT}${URL_PATH}" "$c"); BL_RPS+=("$r"); BL_P99+=("$p"); B_E=$((B_E + e))
-      read -r r p e < <(load "http://127.0.0.1:${B_HA_PORT}${URL_PATH}" "$c"); BH_RPS+=("$r"); BH_P99+=("$p"); B_E=$((B_E + e))
+      read -r r p e u < <(load "http://127.0.0.1:${B_LB_PORT}${URL_PATH}" "$c" "$B_LB_STAT"); BL_RPS+=("$r"); BL_P99+=("$p"); B_E=$((B_E + e)); BL_CPU+=("$u")
+      read -r r p e u < <(load "http://127.0.0.1:${B_HA_PORT}${URL_PATH}" "$c" "/proc/$B_HA_PID/stat"); BH_RPS+=("$r"); BH_P99+=("$p"); B_E=$((B_E + e)); BH_CPU+=("$u")
     fi
   done
+  CPU_ROWS+=("| $c | $(median "${L_CPU[@]}") | $(median "${H_CPU[@]}")${BASE:+ | $(median "${BL_CPU[@]}") | $(median "${BH_CPU[@]}")} |")
   lr="$(median "${L_RPS[@]}")"; hr="$(median "${H_RPS[@]}")"; lp="$(median "${L_P99[@]}")"; hp="$(median "${H_P99[@]}")"
   if [ -z "$BASE" ]; then
     printf '| 2 | %s | %.0f | %.0f | **%s** | %s | %s | **%s** | %s/%s |\n' "$c" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$(ratio "$lp" "$hp")" "$L_E" "$H_E"
@@ -232,6 +252,13 @@ for c in 50 200; do
       "$lp" "$hp" "$(ratio "$lp" "$hp")" "$blp" "$bhp" "$(ratio "$blp" "$bhp")" "$L_E" "$H_E" "$B_E"
   fi
 done
+printf '\nCPU per request (µs, medians; the load balancer: its lb-data-path thread; haproxy: its process)\n\n'
+if [ -z "$BASE" ]; then
+  printf '| clients | LB | haproxy |\n|---:|---:|---:|\n'
+else
+  printf '| clients | LB | haproxy | baseline LB | its haproxy |\n|---:|---:|---:|---:|---:|\n'
+fi
+printf '%s\n' "${CPU_ROWS[@]}"
 if [ -n "$BASE" ]; then
   kill "$B_HA_PID" 2>/dev/null || true; wait "$B_HA_PID" 2>/dev/null || true; B_HA_PID=""
   kill -INT "$B_UP_PID" 2>/dev/null || true; wait "$B_UP_PID" 2>/dev/null || true; B_UP_PID=""
@@ -249,11 +276,11 @@ for n in 2 4 8; do
   mapfile -t PORTS < <(task_ports)
   [ "${#PORTS[@]}" -eq "$n" ] || { echo "expected $n healthy tasks, found ${#PORTS[@]}" >&2; exit 1; }
   before="$(ticks)"
-  read -r lr lp le < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" 50)
+  read -r lr lp le _ < <(load "http://127.0.0.1:${LB_PORT}${URL_PATH}" 50)
   after="$(ticks)"
   read -r tn tmean tworst < <(tick_summary "$before" "$after")
   start_haproxy "${PORTS[@]}"
-  read -r hr hp he < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" 50)
+  read -r hr hp he _ < <(load "http://127.0.0.1:${HA_PORT}${URL_PATH}" 50)
   stop_haproxy
   [ "$le" -eq 0 ] && [ "$he" -eq 0 ] || echo "errors at $n tasks: load balancer $le, haproxy $he" >&2
   printf '| %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n' "$n" "$lr" "$hr" "$(ratio "$lr" "$hr")" "$lp" "$hp" "$tn" "$tmean" "$tworst"
