@@ -207,8 +207,12 @@ fn root_head(c: &Config) -> Box<[u8]> {
     head.into()
 }
 
+/// Sized exactly: a `Vec` with spare capacity costs one more allocation when it
+/// becomes the response's `Bytes`.
 fn root_body(head: &[u8], timestamp: Timestamp, request_count: u64) -> Vec<u8> {
-    let mut body = Vec::with_capacity(head.len() + 64);
+    const FIXED: usize = r#","timestamp":"","request_count":}"#.len();
+    let digits = request_count.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let mut body = Vec::with_capacity(head.len() + FIXED + timestamp.as_str().len() + digits);
     body.extend_from_slice(head);
     body.extend_from_slice(b",\"timestamp\":\"");
     body.extend_from_slice(timestamp.as_str().as_bytes());
@@ -641,7 +645,7 @@ mod tests {
             config.environment = odd[(i + 2) % odd.len()].to_string();
             config.task_id = odd[(i + 3) % odd.len()].to_string();
             let ts = Timestamp::now();
-            for count in [0, 7, u64::MAX] {
+            for count in [0, 7, 10, 99, 100, u64::MAX] {
                 let expected = serde_json::to_vec(&RootBody {
                     service: "demo-app",
                     version: &config.version,
@@ -653,6 +657,7 @@ mod tests {
                 })
                 .unwrap();
                 let got = root_body(&root_head(&config), ts, count);
+                assert_eq!(got.capacity(), got.len(), "sized exactly");
                 assert_eq!(
                     String::from_utf8_lossy(&got),
                     String::from_utf8_lossy(&expected)
