@@ -396,6 +396,15 @@ fn cpu_saturation_that_ended_as_the_targets_went_unhealthy_is_still_the_cause() 
     );
 }
 
+/// Replacements for the starved tasks start before the alarm fires: they were
+/// not running when the saturation began, so they do not make the two hot
+/// tasks a minority of the fleet.
+#[test]
+fn cpu_saturation_of_tasks_being_replaced_is_the_services() {
+    let (r, _d) = run("cpu_starved_replaced");
+    assert_eq!(r.hypotheses[0].entity.as_deref(), Some("service"));
+}
+
 #[test]
 fn latency_on_one_route_only_is_that_routes_dependency() {
     let (r, _d) = run("latency_one_route");

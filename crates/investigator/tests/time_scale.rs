@@ -107,6 +107,11 @@ fn cpu_starvation_that_ended_before_the_alarm_is_the_same_at_every_time_scale() 
 }
 
 #[test]
+fn cpu_starvation_with_replacements_is_the_same_at_every_time_scale() {
+    same_at_every_scale("cpu_starved_replaced");
+}
+
+#[test]
 fn a_slow_dependency_is_the_same_at_every_time_scale() {
     same_at_every_scale("slow_dependency");
 }

@@ -88,17 +88,24 @@ impl Rule for CpuSaturation {
         if cp.after < BUSY_MEAN && inc_max < AT_LIMIT {
             return Vec::new();
         }
-        let hot: Vec<String> = f
-            .metrics
-            .by_name(ns::ECS, "CPUUtilization")
-            .filter(|t| t.key.dimension != SERVICE_DIMENSION)
-            .filter(|t| t.mean(s0, len).is_some_and(|m| m >= 70.0))
-            .map(|t| t.key.dimension.clone())
-            .collect();
-        let all_tasks = f
+        let tasks: Vec<&SeriesAnalysis> = f
             .metrics
             .by_name(ns::ECS, "CPUUtilization")
             .filter(|t| t.key.dimension != SERVICE_DIMENSION && t.mean(s0, len).is_some())
+            .collect();
+        let is_hot = |t: &SeriesAnalysis| t.mean(s0, len).is_some_and(|m| m >= 70.0);
+        let hot: Vec<String> = tasks
+            .iter()
+            .filter(|t| is_hot(t))
+            .map(|t| t.key.dimension.clone())
+            .collect();
+        // The fleet the saturation hit: the hot tasks and every task already
+        // running when it began. A cool task started after the onset (say a
+        // replacement for one that failed its health checks) was not there to
+        // saturate, so it does not make the hot ones a minority.
+        let all_tasks = tasks
+            .iter()
+            .filter(|t| is_hot(t) || t.values.iter().take(cp.onset + 1).any(Option::is_some))
             .count();
         // A minority of hot tasks names them; the whole fleet is the service.
         let entity = if hot.is_empty() || hot.len() == all_tasks {

@@ -112,6 +112,9 @@ pub enum Fault {
     },
     /// The task's health check fails (the process keeps serving).
     Unhealthy { task: String, from_s: i64 },
+    /// A task starts at `from_s` (say a replacement for one failing its
+    /// health checks) and reports its usage, idle: it takes no traffic yet.
+    Provisioning { task: String, from_s: i64 },
     /// The task exits with code 1 every `every_s` (a replacement starts).
     Crash {
         task: String,
@@ -420,6 +423,7 @@ pub fn generate(
         let mut mult = 1.0;
         let mut cpu_base = 20.0;
         let mut unhealthy: Vec<String> = Vec::new();
+        let mut provisioning: Vec<String> = Vec::new();
         for f in &s.faults {
             match f {
                 Fault::Traffic { multiplier, from_s } if sec >= *from_s => mult = *multiplier,
@@ -440,6 +444,19 @@ pub fn generate(
                         });
                     }
                     unhealthy.push(task.clone());
+                }
+                Fault::Provisioning { task, from_s } if sec >= *from_s => {
+                    if sec == *from_s {
+                        w.task_event(TaskEvent {
+                            ts_ms: ts0,
+                            task_id: task.clone(),
+                            kind: TaskEventKind::Started,
+                            exit_code: None,
+                            reason: None,
+                            deployment_id: Some("d-0001".into()),
+                        });
+                    }
+                    provisioning.push(task.clone());
                 }
                 Fault::MemoryLeak {
                     tasks: lt,
@@ -742,7 +759,20 @@ pub fn generate(
             samples.push(MetricSample::new(ts0, ns::ECS, "CPUUtilization", t, c));
             samples.push(MetricSample::new(ts0, ns::ECS, "MemoryUtilization", t, mm));
         }
-        let n = tasks.len() as f64;
+        for t in &provisioning {
+            let c = 1.0 + rng.next() * 2.0;
+            cpu_sum += c;
+            mem_sum += s.memory_pct;
+            samples.push(MetricSample::new(ts0, ns::ECS, "CPUUtilization", t, c));
+            samples.push(MetricSample::new(
+                ts0,
+                ns::ECS,
+                "MemoryUtilization",
+                t,
+                s.memory_pct,
+            ));
+        }
+        let n = (tasks.len() + provisioning.len()) as f64;
         samples.push(MetricSample::new(
             ts0,
             ns::ECS,
