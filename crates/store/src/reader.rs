@@ -203,7 +203,7 @@ impl Reader {
         // One snapshot: the blocks and the rows they describe are read together.
         let snapshot = self.conn.unchecked_transaction().map_err(self.err())?;
         let narrowed = match &q.contains {
-            Some(text) => textsearch::narrow(&snapshot, w, text).map_err(self.err())?,
+            Some(text) => textsearch::narrow(&snapshot, w, text, q.limit).map_err(self.err())?,
             None => None,
         };
         let (sql, args) = match &narrowed {

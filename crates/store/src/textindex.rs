@@ -94,7 +94,8 @@ struct OpenBlock {
     min_ts: i64,
     max_ts: i64,
     lines: u32,
-    bits: Box<[u64]>,
+    /// A fixed length, so that indexing by a masked hash needs no bounds check.
+    bits: Box<[u64; MAX_BITS / 64]>,
 }
 
 impl OpenBlock {
@@ -105,7 +106,7 @@ impl OpenBlock {
             min_ts: i64::MAX,
             max_ts: i64::MIN,
             lines: 0,
-            bits: vec![0u64; MAX_BITS / 64].into_boxed_slice(),
+            bits: Box::new([0u64; MAX_BITS / 64]),
         }
     }
 
@@ -128,7 +129,7 @@ impl OpenBlock {
         let bits = &mut self.bits;
         grams(line.as_bytes(), |g| {
             let h = hash(g) as usize & (MAX_BITS - 1);
-            bits[h / 64] |= 1 << (h % 64);
+            bits[h >> 6] |= 1 << (h & 63);
         });
     }
 

@@ -23,13 +23,17 @@ pub(crate) struct Narrowed {
     pub(crate) kept: usize,
 }
 
+/// With a limit: when this many of the window's newest blocks all may hold
+/// the text, it is common, and the plain query (newest first, stopping at its
+/// limit) is cheaper than reading every block's filter.
+const PROBE_BLOCKS: usize = 8;
+
 /// The index version: `log_blocks` exists from schema version 4.
 const INDEX_VERSION: u32 = 4;
 
 pub(crate) const LAST_BLOCK_SQL: &str =
     "SELECT last_id FROM log_blocks WHERE first_id = (SELECT MAX(first_id) FROM log_blocks)";
-pub(crate) const WINDOW_BLOCKS_SQL: &str =
-    "SELECT first_id, last_id, filter FROM log_blocks WHERE max_ts >= ?1 AND min_ts < ?2";
+pub(crate) const WINDOW_BLOCKS_SQL: &str = "SELECT first_id, last_id, filter FROM log_blocks WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY max_ts DESC";
 
 /// The ranges to read for `text` over `w`, or `None` when the index cannot
 /// narrow the search (text shorter than a gram, no stored block yet, a
@@ -39,6 +43,7 @@ pub(crate) fn narrow(
     conn: &Connection,
     w: Window,
     text: &str,
+    limit: Option<usize>,
 ) -> rusqlite::Result<Option<Narrowed>> {
     let Some(hashes) = query_hashes(text) else {
         return Ok(None);
@@ -68,6 +73,9 @@ pub(crate) fn narrow(
                 continue;
             }
             keep.push((r.get(0)?, r.get(1)?));
+            if limit.is_some() && blocks == PROBE_BLOCKS && keep.len() == PROBE_BLOCKS {
+                return Ok(None);
+            }
         }
     }
     let kept = keep.len();

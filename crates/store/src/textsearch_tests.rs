@@ -126,7 +126,7 @@ fn compare(store: &Store, rng: &mut Rng, span: (i64, i64), queries: usize) -> us
             },
         };
         let text = q.contains.as_deref().unwrap();
-        if narrow(&conn, w, text).unwrap().is_some() {
+        if narrow(&conn, w, text, q.limit).unwrap().is_some() {
             narrowed += 1;
         }
         let got = reader.logs(w, &q).unwrap();
