@@ -52,7 +52,13 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
     let mut wrote = false;
     let mut error: Option<rusqlite::Error> = None;
     let mut new_cap = None;
-    let txn = match conn.transaction() {
+    // IMMEDIATE: the write lock is taken (waiting out another writer through
+    // the busy timeout) before the batch reads anything. A deferred
+    // transaction that reads first (the text index's read-back) cannot turn
+    // its read snapshot into a write once another connection has committed —
+    // an investigation's store beside the runtime's — and SQLite fails that
+    // at once with "database is locked" instead of waiting.
+    let txn = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(t) => Some(t),
         Err(e) => {
             error = Some(e);

@@ -90,7 +90,8 @@ pub fn enforce_cap(conn: &mut Connection, cap: u64) -> rusqlite::Result<Option<P
         up_to_ms: i64::MIN,
     };
     while p.used_after > target {
-        let txn = conn.transaction()?;
+        // Counts then deletes: IMMEDIATE for the same reason as a batch.
+        let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let logs: i64 = txn.query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))?;
         let samples: i64 = txn.query_row("SELECT COUNT(*) FROM metrics", [], |r| r.get(0))?;
         if logs + samples == 0 {
