@@ -7,7 +7,7 @@
 //! header read and idle timeouts, a connection cap, backoff on accept errors and a
 //! descriptor budget checked when serving starts.
 //!
-//! In `up` all of it (accept loop, proxying, upstream connections, health checks) runs
+//! In `up` all of it (accept loop, proxying, upstream pool, health checks) runs
 //! on [`crate::datapath::DataPath`], a thread of its own, so log ingestion and
 //! metric collection never delay a request; see that module for why.
 
@@ -30,11 +30,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::upstream::{self, UpstreamBody, Upstreams};
+use crate::upstream::{self, Upstreams};
 
 /// A response body: the target's, streamed as it arrives (not re-boxed: no
 /// allocation and no dynamic dispatch per response), or the load balancer's own.
-pub type Body = Either<UpstreamBody, Full<Bytes>>;
+pub type Body = Either<Incoming, Full<Bytes>>;
 
 fn full(b: impl Into<Bytes>) -> Body {
     Either::Right(Full::new(b.into()))
@@ -368,6 +368,17 @@ impl LoadBalancer {
             self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy targets");
         };
+        // Origin form: the path and query only (the client's Host header is kept).
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        let Ok(uri) = hyper::Uri::builder().path_and_query(path).build() else {
+            self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
+            return error_response(StatusCode::BAD_REQUEST, "invalid request target");
+        };
+        *req.uri_mut() = uri;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {

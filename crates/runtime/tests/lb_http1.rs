@@ -1,4 +1,4 @@
-//! HTTP/1.1 through the load balancer's own upstream client: request bodies
+//! HTTP/1.1 through the load balancer: request bodies
 //! (sized and chunked), response bodies of every framing (sized, large,
 //! chunked and streamed over time, none for HEAD and 204, until close), the
 //! forwarding headers, a target that closes after its answer, and a reused
@@ -318,8 +318,8 @@ async fn a_reused_connection_the_target_closed_while_idle_is_replaced_not_failed
     let mut c = s.connect().await;
     assert_eq!(c.get("/a", &[]).await, 200);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    // The load balancer still holds the connection the target has closed: the GET
-    // goes out again on a new one instead of answering 502.
+    // The connection the load balancer kept for this client connection was closed by
+    // the target while idle: the GET goes out on a new one instead of answering 502.
     assert_eq!(c.get("/b", &[]).await, 200);
     assert_eq!(proxied.load(Ordering::Acquire), 2, "a second connection");
     let snap = s.lb.counters.take();
