@@ -28,6 +28,10 @@
 //! ([`TextIndex::after_delete`]). A failed batch or a restart after a crash
 //! rebuilds it the same way: the open block is always "every row after the
 //! last stored block", read back from the table.
+//!
+//! It assumes one writer of log lines per database (the runtime's task drain):
+//! another `Store` on the same file may write investigations or events, but
+//! lines it wrote would interleave rowids with the open block's unseen.
 
 use rusqlite::{Connection, params};
 
