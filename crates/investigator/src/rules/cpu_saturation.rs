@@ -84,7 +84,8 @@ impl Rule for CpuSaturation {
                 None => return Vec::new(),
             },
         };
-        let inc_max = s.max(peak_from(cx, cp.onset), len).unwrap_or(cp.after);
+        let from = peak_from(cx, cp.onset);
+        let inc_max = s.max(from, len).unwrap_or(cp.after);
         if cp.after < BUSY_MEAN && inc_max < AT_LIMIT {
             return Vec::new();
         }
@@ -93,7 +94,10 @@ impl Rule for CpuSaturation {
             .by_name(ns::ECS, "CPUUtilization")
             .filter(|t| t.key.dimension != SERVICE_DIMENSION && t.mean(s0, len).is_some())
             .collect();
-        let is_hot = |t: &SeriesAnalysis| t.mean(s0, len).is_some_and(|m| m >= 70.0);
+        // Hot over the span the saturation is read from (from its rise when
+        // that began shortly before the window): a starved task replaced
+        // part-way through the window is as hot as the others were.
+        let is_hot = |t: &SeriesAnalysis| t.mean(from, len).is_some_and(|m| m >= 70.0);
         let hot: Vec<String> = tasks
             .iter()
             .filter(|t| is_hot(t))
