@@ -42,6 +42,19 @@ def expected(e):
     return f"{e['category']} {e.get('entity') or ''}".strip()
 
 
+def same_top1(x, y):
+    """The same answer in the strict top-1 sense: the same category, and the
+    same entity when the scenario names one (a crash loop's list of replaced
+    task ids depends on how many restarts fit before the alarm, and is not
+    part of the expected answer)."""
+    fx, fy = x.get("found"), y.get("found")
+    if not fx or not fy:
+        return False
+    if fx[0] != fy[0]:
+        return False
+    return not x["expected"].get("entity") or fx[1] == fy[1]
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -75,7 +88,7 @@ def main():
                     return None
                 return next((x for x in o["result"]["scores"] if x["alarm"] == alarm), None)
             x, y = get(a), get(b)
-            same = x is not None and y is not None and (x.get("found") or [None, None])[:2] == (y.get("found") or [None, None])[:2]
+            same = x is not None and y is not None and same_top1(x, y)
             disagree += not same
             both = [s for s in (x, y) if s is not None]
             print("| " + " | ".join([
@@ -93,7 +106,7 @@ def main():
         med = statistics.median(lat[sc]) if lat[sc] else float("nan")
         print(f"- time scale {sc:g}: {len(d)} scenarios, top-1 {top1[sc]}/{len(d)}, top-3 {top3[sc]}/{len(d)}, "
               f"passed {ok[sc]}/{len(d)}, median alarm → report {med:.0f} ms")
-    print(f"- alarms whose top-1 (category and entity) differs between the scales: {disagree}")
+    print(f"- alarms whose top-1 differs between the scales (category, and entity where the scenario names one): {disagree}")
     bad = disagree or ok[fs] < len(fast) or ok[ss] < len(slow)
     sys.exit(1 if bad else 0)
 
