@@ -53,7 +53,11 @@ async fn a_thousand_idle_connections_do_not_stop_requests_and_are_closed_after_t
 {
     let target = target().await;
     let (changes, _changes_rx) = tokio::sync::mpsc::unbounded_channel();
-    let header_timeout = Duration::from_secs(6);
+    // Long enough for the 1,000 connects to finish first: a burst of connects
+    // can overflow the listen queue, and a dropped SYN is retried after 1, 3,
+    // 7 s (a loaded CI run took 6.2 s to open them, and the first ones timed
+    // out before they could be counted).
+    let header_timeout = Duration::from_secs(20);
     let lb = LoadBalancer::with_limits(
         HealthCheckConfig {
             path: "/health".into(),
@@ -127,6 +131,10 @@ async fn a_thousand_idle_connections_do_not_stop_requests_and_are_closed_after_t
     eprintln!(
         "1000 idle connections opened in {opening:?}; {held} open while 20 requests were answered \
          (done {answered_within:?} after opening); all closed {all_closed:?} after opening"
+    );
+    assert!(
+        opening < header_timeout,
+        "opening the idle connections took longer than the header timeout: {opening:?}"
     );
     assert!(held >= 1000, "the idle connections were not held: {held}");
     assert!(
