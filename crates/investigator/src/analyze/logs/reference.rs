@@ -10,8 +10,7 @@ use demo_model::events::{LogRecord, Stream, Window};
 use logmine::{ClusterId, Masker, Miner, MinerConfig};
 
 use super::{
-    Acc, AccessCounts, LogAnalysis, TaskTraffic, TemplateStat, analyze, analyze_on, is_error_level,
-    phrases,
+    Acc, AccessCounts, LogAnalysis, TaskTraffic, analyze, analyze_on, is_error_level, templates,
 };
 use crate::analyze::series::Grid;
 use crate::sources::local_store::LocalStore;
@@ -177,97 +176,7 @@ pub(super) fn analyze_line_by_line(
             }
         }
     })?;
-    miner.finish();
-    // Merge accumulators of clusters the merge pass joined.
-    let mut merged: BTreeMap<ClusterId, Acc> = BTreeMap::new();
-    for (id, a) in accs {
-        let root = miner.resolve(id);
-        match merged.get_mut(&root) {
-            None => {
-                merged.insert(root, a);
-            }
-            Some(m) => {
-                m.base += a.base;
-                m.inc += a.inc;
-                m.errorish += a.errorish;
-                for (k, v) in a.levels {
-                    *m.levels.entry(k).or_default() += v;
-                }
-                for (k, v) in a.routes {
-                    *m.routes.entry(k).or_default() += v;
-                }
-                for (k, v) in a.tasks {
-                    *m.tasks.entry(k).or_default() += v;
-                }
-                for (x, y) in m.buckets.iter_mut().zip(a.buckets) {
-                    *x += y;
-                }
-                m.first_inc = match (m.first_inc, a.first_inc) {
-                    (Some(x), Some(y)) => Some(x.min(y)),
-                    (x, y) => x.or(y),
-                };
-            }
-        }
-    }
-    let base_min = (baseline.duration_ms().max(1) as f64) / 60_000.0;
-    let inc_min = (incident.duration_ms().max(1) as f64) / 60_000.0;
-    let mut templates: Vec<TemplateStat> = merged
-        .into_iter()
-        .map(|(id, a)| {
-            let c = miner.cluster(id);
-            let tokens = c.tokens();
-            let total = a.base + a.inc;
-            let level = a
-                .levels
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(l, _)| l.clone())
-                .unwrap_or_else(|| "-".into());
-            // Expected incident count at the baseline rate; a baseline with
-            // no occurrence still allows half a line (it might have been unlucky).
-            let base_rate = if a.base == 0 {
-                0.5 / base_min
-            } else {
-                a.base as f64 / base_min
-            };
-            let expected = base_rate * inc_min;
-            let z = (a.inc as f64 - expected) / (expected + 1.0).sqrt();
-            let is_new = a.base == 0 && a.inc >= 3 && baseline.duration_ms() > 0;
-            let ratio = (a.inc as f64 / inc_min) / base_rate;
-            let surged = a.inc >= 3 && z >= 4.0 && ratio >= 2.0;
-            let sort = |m: HashMap<String, u64>| {
-                let mut v: Vec<(String, u64)> = m.into_iter().collect();
-                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                v
-            };
-            TemplateStat {
-                template: c.template(),
-                phrases: phrases(&tokens),
-                level,
-                error_like: total > 0 && a.errorish * 2 >= total,
-                baseline_count: a.base,
-                incident_count: a.inc,
-                baseline_per_min: a.base as f64 / base_min,
-                incident_per_min: a.inc as f64 / inc_min,
-                is_new,
-                surged,
-                z,
-                first_incident_ms: a.first_inc,
-                routes: sort(a.routes),
-                tasks: sort(a.tasks),
-                buckets: a.buckets,
-                example: a.example,
-                trace_ids: Vec::new(),
-            }
-        })
-        .collect();
-    templates.sort_by(|a, b| {
-        b.surged
-            .cmp(&a.surged)
-            .then(b.error_like.cmp(&a.error_like))
-            .then(b.z.total_cmp(&a.z))
-            .then_with(|| a.template.cmp(&b.template))
-    });
+    let templates = templates(&mut miner, accs, baseline, incident);
     Ok(LogAnalysis {
         lines,
         baseline_lines: nb,
