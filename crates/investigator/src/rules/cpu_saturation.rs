@@ -89,28 +89,25 @@ impl Rule for CpuSaturation {
         if cp.after < BUSY_MEAN && inc_max < AT_LIMIT {
             return Vec::new();
         }
-        let tasks: Vec<&SeriesAnalysis> = f
+        // The tasks reporting in the window, hot over the span the saturation
+        // is read from (from its rise when that began shortly before the
+        // window): a starved task replaced part-way through the window is as
+        // hot as the others were.
+        let (hot, cool): (Vec<&SeriesAnalysis>, Vec<&SeriesAnalysis>) = f
             .metrics
             .by_name(ns::ECS, "CPUUtilization")
             .filter(|t| t.key.dimension != SERVICE_DIMENSION && t.mean(s0, len).is_some())
-            .collect();
-        // Hot over the span the saturation is read from (from its rise when
-        // that began shortly before the window): a starved task replaced
-        // part-way through the window is as hot as the others were.
-        let is_hot = |t: &SeriesAnalysis| t.mean(from, len).is_some_and(|m| m >= 70.0);
-        let hot: Vec<String> = tasks
-            .iter()
-            .filter(|t| is_hot(t))
-            .map(|t| t.key.dimension.clone())
-            .collect();
+            .partition(|t| t.mean(from, len).is_some_and(|m| m >= 70.0));
         // The fleet the saturation hit: the hot tasks and every task already
         // running when it began. A cool task started after the onset (say a
         // replacement for one that failed its health checks) was not there to
         // saturate, so it does not make the hot ones a minority.
-        let all_tasks = tasks
-            .iter()
-            .filter(|t| is_hot(t) || t.values.iter().take(cp.onset + 1).any(Option::is_some))
-            .count();
+        let all_tasks = hot.len()
+            + cool
+                .iter()
+                .filter(|t| t.values.iter().take(cp.onset + 1).any(Option::is_some))
+                .count();
+        let hot: Vec<String> = hot.iter().map(|t| t.key.dimension.clone()).collect();
         // A minority of hot tasks names them; the whole fleet is the service.
         let entity = if hot.is_empty() || hot.len() == all_tasks {
             SERVICE_DIMENSION.to_owned()
