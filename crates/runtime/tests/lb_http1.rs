@@ -17,7 +17,7 @@ use bytes::Bytes;
 use common::{Serving, load_balancer};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -121,6 +121,8 @@ fn streamed(parts: &'static [&'static str], pause: Duration) -> BoxBody {
 /// A client connection that sends any body.
 struct Client {
     sender: hyper::client::conn::http1::SendRequest<BoxBody>,
+    /// The load balancer's address, for the `host` header.
+    host: String,
 }
 
 impl Client {
@@ -130,7 +132,21 @@ impl Client {
             .await
             .unwrap();
         tokio::spawn(conn);
-        Client { sender }
+        Client {
+            sender,
+            host: s.addr.to_string(),
+        }
+    }
+
+    /// Sends a bodiless `method` request for `path`.
+    async fn bodiless(&mut self, method: Method, path: &str) -> (Response<()>, Bytes) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .body(full(""))
+            .unwrap();
+        self.send(req).await
     }
 
     async fn send(&mut self, req: Request<BoxBody>) -> (Response<()>, Bytes) {
@@ -158,11 +174,10 @@ async fn every_body_framing_crosses_the_load_balancer_intact() {
     let (lb, _changes) = load_balancer();
     let s = Serving::start(lb, &targets).await;
     let mut c = Client::connect(&s).await;
-    let host = s.addr.to_string();
 
     // A sized request body, and the forwarding headers the target sees.
     let req = Request::post("/echo")
-        .header("host", &host)
+        .header("host", &c.host)
         .header("x-forwarded-for", "203.0.113.7")
         .header("connection", "x-hop")
         .header("x-hop", "secret")
@@ -181,7 +196,7 @@ async fn every_body_framing_crosses_the_load_balancer_intact() {
 
     // A chunked request body (no length known to the client) arrives whole, chunked.
     let req = Request::post("/echo")
-        .header("host", &host)
+        .header("host", &c.host)
         .body(streamed(&["a", "bb", "ccc"], Duration::from_millis(10)))
         .unwrap();
     let (r, body) = c.send(req).await;
@@ -189,63 +204,28 @@ async fn every_body_framing_crosses_the_load_balancer_intact() {
     assert_eq!(header(&r, "x-seen-te"), "chunked");
 
     // A 1 MiB sized response, read over many socket reads.
-    let (r, body) = c
-        .send(
-            Request::get("/big")
-                .header("host", &host)
-                .body(full(""))
-                .unwrap(),
-        )
-        .await;
+    let (r, body) = c.bodiless(Method::GET, "/big").await;
     assert_eq!(r.status(), 200);
     assert_eq!(body.len(), 1 << 20);
     assert!(body.iter().all(|b| *b == b'x'));
 
     // A chunked response streamed over time.
-    let (r, body) = c
-        .send(
-            Request::get("/stream")
-                .header("host", &host)
-                .body(full(""))
-                .unwrap(),
-        )
-        .await;
+    let (r, body) = c.bodiless(Method::GET, "/stream").await;
     assert_eq!(
         (r.status().as_u16(), &body[..]),
         (200, &b"one,two,three"[..])
     );
 
     // No body: HEAD (whatever its Content-Length says) and 204.
-    let (r, body) = c
-        .send(
-            Request::head("/big")
-                .header("host", &host)
-                .body(full(""))
-                .unwrap(),
-        )
-        .await;
+    let (r, body) = c.bodiless(Method::HEAD, "/big").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-length"), (1 << 20).to_string());
     assert!(body.is_empty());
-    let (r, body) = c
-        .send(
-            Request::get("/empty")
-                .header("host", &host)
-                .body(full(""))
-                .unwrap(),
-        )
-        .await;
+    let (r, body) = c.bodiless(Method::GET, "/empty").await;
     assert_eq!((r.status().as_u16(), body.len()), (204, 0));
 
     // And the same client connection still works after all of them.
-    let (r, body) = c
-        .send(
-            Request::get("/")
-                .header("host", &host)
-                .body(full(""))
-                .unwrap(),
-        )
-        .await;
+    let (r, body) = c.bodiless(Method::GET, "/").await;
     assert_eq!((r.status().as_u16(), &body[..]), (200, &b"ok"[..]));
     let snap = s.lb.counters.take();
     assert_eq!((snap.requests, snap.target_2xx, snap.elb_5xx), (7, 7, 0));
@@ -337,16 +317,8 @@ async fn a_body_delimited_by_close_and_a_target_that_closes_are_followed() {
     let (lb, _changes) = load_balancer();
     let s = Serving::start(lb, &[t]).await;
     let mut c = Client::connect(&s).await;
-    let host = s.addr.to_string();
     for _ in 0..3 {
-        let (r, body) = c
-            .send(
-                Request::get("/")
-                    .header("host", &host)
-                    .body(full(""))
-                    .unwrap(),
-            )
-            .await;
+        let (r, body) = c.bodiless(Method::GET, "/").await;
         assert_eq!((r.status().as_u16(), &body[..]), (200, &b"all of it"[..]));
     }
     // Such a connection can carry nothing more: one per request.
