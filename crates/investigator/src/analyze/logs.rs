@@ -19,7 +19,7 @@ use logmine::{ClusterId, Masker, Miner, MinerConfig};
 use serde::Serialize;
 
 use super::series::Grid;
-use crate::sources::{LogEntry, LogSource, SourceResult};
+use crate::sources::{LogEntry, LogSource, SourceResult, on_threads};
 
 mod groups;
 #[cfg(test)]
@@ -149,60 +149,26 @@ pub fn analyze(
     grid: Grid,
     health_path: &str,
 ) -> SourceResult<LogAnalysis> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    analyze_on(
-        src,
-        baseline,
-        incident,
-        grid,
-        health_path,
-        threads.min(MAX_THREADS),
-    )
-}
-
-/// Threads that read parts of the window at once, at most (SQLite stepping
-/// through rows is most of a log pass, and each part has a reader of its own).
-const MAX_THREADS: usize = 4;
-
-/// [`analyze`] with the window read in up to `threads` parts at once, when
-/// the source can split it ([`LogSource::parts`]).
-fn analyze_on(
-    src: &dyn LogSource,
-    baseline: Window,
-    incident: Window,
-    grid: Grid,
-    health_path: &str,
-    threads: usize,
-) -> SourceResult<LogAnalysis> {
     let range = Window::new(baseline.start_ms, incident.end_ms);
-    let parts = if threads > 1 {
-        src.parts(range, threads)?
-    } else {
-        None
-    };
-    let (grouping, lines) = match parts {
+    let (grouping, lines) = match src.parts(range)? {
         None => {
             let mut grouping = groups::Grouping::new(incident, grid);
             let lines = src.scan_unordered(range, &mut |key, e| grouping.add(key, &e))?;
             (grouping, lines)
         }
         Some(parts) => {
-            let read: Vec<SourceResult<(groups::Grouping, u64)>> = std::thread::scope(|s| {
-                let handles: Vec<_> = parts
+            let read: Vec<SourceResult<(groups::Grouping, u64)>> = on_threads(
+                parts
                     .into_iter()
                     .map(|part| {
-                        s.spawn(move || {
+                        move || {
                             let mut grouping = groups::Grouping::new(incident, grid);
                             let lines = part(&mut |key, e| grouping.add(key, &e))?;
                             Ok((grouping, lines))
-                        })
+                        }
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
+                    .collect(),
+            );
             let mut all = groups::Grouping::new(incident, grid);
             let mut lines = 0;
             for r in read {

@@ -13,7 +13,7 @@ use demo_store::{LogRow, Reader, StoreError};
 
 use super::{
     DeploymentSource, LogEntry, LogPart, LogSource, MetricSource, SeriesKey, SourceError,
-    SourceResult, TaskSource,
+    SourceResult, TaskSource, on_threads,
 };
 
 /// Threads that read parts of one window at once, at most.
@@ -105,9 +105,13 @@ impl LogSource for LocalStore {
             .map_err(|e| unavailable("logs", e))
     }
 
-    /// The window's id range cut into `n` consecutive id ranges, each read
-    /// by a reader of its own (a SQLite connection is used by one thread).
-    fn parts(&self, w: Window, n: usize) -> SourceResult<Option<Vec<LogPart<'_>>>> {
+    /// The window's id range cut into [`LocalStore::read_threads`]
+    /// consecutive id ranges, each read by a reader of its own (a SQLite
+    /// connection is used by one thread); `None` with one read thread.
+    fn parts(&self, w: Window) -> SourceResult<Option<Vec<LogPart<'_>>>> {
+        if self.threads <= 1 {
+            return Ok(None);
+        }
         let Some((lo, hi)) = self
             .reader
             .log_id_range(w)
@@ -116,7 +120,7 @@ impl LogSource for LocalStore {
             return Ok(Some(Vec::new()));
         };
         let mut parts: Vec<LogPart<'_>> = Vec::new();
-        for ids in split_ids((lo, hi), n.min(self.threads)) {
+        for ids in split_ids((lo, hi), self.threads) {
             let path = self.reader.path().to_path_buf();
             parts.push(Box::new(move |f: &mut dyn FnMut(i64, LogEntry<'_>)| {
                 let reader = Reader::open(&path).map_err(|e| unavailable("logs", e))?;
@@ -175,21 +179,17 @@ impl MetricSource for LocalStore {
                 return Ok(Vec::new());
             };
             let path = self.reader.path();
-            let read: Vec<SourceResult<Vec<Vec<MetricSample>>>> = std::thread::scope(|s| {
-                let handles: Vec<_> = split_ids(ids, self.threads)
+            let read: Vec<SourceResult<Vec<Vec<MetricSample>>>> = on_threads(
+                split_ids(ids, self.threads)
                     .into_iter()
                     .map(|part| {
-                        s.spawn(move || {
+                        move || {
                             let reader = Reader::open(path).map_err(err)?;
                             reader.window_samples_ids(w, part).map_err(err)
-                        })
+                        }
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            });
+                    .collect(),
+            );
             // Each series: its samples part after part (stored order), then
             // oldest first with equal times kept in that order.
             let mut merged: BTreeMap<(String, String, String), Vec<MetricSample>> = BTreeMap::new();

@@ -64,11 +64,12 @@ pub trait LogSource {
             seq += 1;
         })
     }
-    /// The lines of `w` as at most `n` parts that may be read at the same
-    /// time on different threads: together they visit every line of `w`
-    /// once, each with its [`LogSource::scan_unordered`] key. `None` (the
-    /// default): the source reads in one part, through `scan_unordered`.
-    fn parts(&self, _w: Window, _n: usize) -> SourceResult<Option<Vec<LogPart<'_>>>> {
+    /// The lines of `w` as parts that may be read at the same time on
+    /// different threads, as many as the source reads at once: together they
+    /// visit every line of `w` once, each with its
+    /// [`LogSource::scan_unordered`] key. `None` (the default): the source
+    /// reads in one part, through `scan_unordered`.
+    fn parts(&self, _w: Window) -> SourceResult<Option<Vec<LogPart<'_>>>> {
         Ok(None)
     }
     /// Trace ids of up to `limit` lines in `w` whose message is exactly
@@ -214,4 +215,16 @@ pub struct Sources<'a> {
     pub deployments: &'a dyn DeploymentSource,
     pub tasks: &'a dyn TaskSource,
     pub code: Option<&'a dyn CodeSource>,
+}
+
+/// Runs each job on a scoped thread of its own and returns their results in
+/// the jobs' order; a job's panic is resumed on the caller's thread.
+pub(crate) fn on_threads<T: Send>(jobs: Vec<impl FnOnce() -> T + Send>) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.into_iter().map(|job| s.spawn(job)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }

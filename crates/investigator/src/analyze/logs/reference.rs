@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use demo_model::events::{LogRecord, Stream, Window};
 use logmine::{ClusterId, Masker, Miner, MinerConfig};
 
-use super::{
-    Acc, AccessCounts, LogAnalysis, TaskTraffic, analyze, analyze_on, is_error_level, templates,
-};
+use super::{Acc, AccessCounts, LogAnalysis, TaskTraffic, analyze, is_error_level, templates};
 use crate::analyze::series::Grid;
 use crate::sources::local_store::LocalStore;
 use crate::sources::{LogEntry, LogSource, SourceResult};
@@ -341,7 +339,8 @@ fn grouped_analysis_equals_the_line_by_line_analysis() {
     ];
     for (baseline, incident, grid) in cases {
         let old = analyze_line_by_line(&src, baseline, incident, grid, HEALTH).unwrap();
-        let new = analyze_on(&src, baseline, incident, grid, HEALTH, 1).unwrap();
+        let one = LocalStore::open(dir.path()).unwrap().with_read_threads(1);
+        let new = analyze(&one, baseline, incident, grid, HEALTH).unwrap();
         let in_order = analyze(&InOrder(&src), baseline, incident, grid, HEALTH).unwrap();
         // The data exercises what it should.
         assert!(old.lines > 10_000, "{} lines", old.lines);
@@ -355,7 +354,10 @@ fn grouped_analysis_equals_the_line_by_line_analysis() {
         assert_eq!(json(&new), json(&old), "{baseline:?} {incident:?} {grid:?}");
         // Read in parts on several threads (uneven parts with 3).
         for threads in [2, 3] {
-            let parts = analyze_on(&src, baseline, incident, grid, HEALTH, threads).unwrap();
+            let src = LocalStore::open(dir.path())
+                .unwrap()
+                .with_read_threads(threads);
+            let parts = analyze(&src, baseline, incident, grid, HEALTH).unwrap();
             assert_eq!(json(&parts), json(&old), "{threads} threads");
         }
         assert_eq!(
