@@ -211,13 +211,14 @@ fn root_head(c: &Config) -> Box<[u8]> {
 /// becomes the response's `Bytes`.
 fn root_body(head: &[u8], timestamp: Timestamp, request_count: u64) -> Vec<u8> {
     const FIXED: usize = r#","timestamp":"","request_count":}"#.len();
-    let digits = request_count.checked_ilog10().map_or(1, |d| d as usize + 1);
-    let mut body = Vec::with_capacity(head.len() + FIXED + timestamp.as_str().len() + digits);
+    let mut digits = itoa::Buffer::new();
+    let count = digits.format(request_count);
+    let mut body = Vec::with_capacity(head.len() + FIXED + timestamp.as_str().len() + count.len());
     body.extend_from_slice(head);
     body.extend_from_slice(b",\"timestamp\":\"");
     body.extend_from_slice(timestamp.as_str().as_bytes());
     body.extend_from_slice(b"\",\"request_count\":");
-    crate::log::push_u64(&mut body, request_count);
+    body.extend_from_slice(count.as_bytes());
     body.push(b'}');
     body
 }

@@ -313,7 +313,7 @@ impl Line<'_> {
     pub fn u64(mut self, key: &str, value: u64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            push_u64(buf, value);
+            push_int(buf, value);
         }
         self
     }
@@ -321,10 +321,7 @@ impl Line<'_> {
     pub fn i64(mut self, key: &str, value: i64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
-            if value < 0 {
-                buf.push(b'-');
-            }
-            push_u64(buf, value.unsigned_abs());
+            push_int(buf, value);
         }
         self
     }
@@ -348,7 +345,7 @@ impl Line<'_> {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-            push_u64(buf, us / 1000);
+            push_int(buf, us / 1000);
             let frac = us % 1000;
             buf.extend_from_slice(&[
                 b'.',
@@ -393,7 +390,7 @@ impl Line<'_> {
                         if i > 0 {
                             buf.push(b'.');
                         }
-                        push_u64(buf, u64::from(octet));
+                        push_int(buf, octet);
                     }
                     buf.push(b'"');
                 }
@@ -428,18 +425,8 @@ impl Line<'_> {
 }
 
 /// Appends `v` in decimal, without going through `fmt` (on every access line).
-pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[at..]);
+pub(crate) fn push_int(buf: &mut Vec<u8>, v: impl itoa::Integer) {
+    buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// Appends the low `digits` hex digits of `v` (an even number), lowercase, zero-padded:
