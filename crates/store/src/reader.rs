@@ -161,6 +161,20 @@ fn text(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Option<&str>> {
     }
 }
 
+/// The [`LogRow`] in the columns of `r` from `at` on, in the order of
+/// [`SCAN_LOGS_SQL`] (`ts_ms, task_id, level, message, route, status, line`).
+fn log_row<'r>(r: &'r rusqlite::Row<'_>, at: usize) -> rusqlite::Result<LogRow<'r>> {
+    Ok(LogRow {
+        ts_ms: r.get(at)?,
+        task_id: text(r.get_ref(at + 1)?)?.unwrap_or(""),
+        level: text(r.get_ref(at + 2)?)?,
+        message: text(r.get_ref(at + 3)?)?,
+        route: text(r.get_ref(at + 4)?)?,
+        status: r.get(at + 5)?,
+        line: text(r.get_ref(at + 6)?)?,
+    })
+}
+
 fn parse_stream(s: &str) -> Stream {
     if s == "stderr" {
         Stream::Stderr
@@ -248,18 +262,7 @@ impl Reader {
         let mut rows = stmt.query([w.start_ms, w.end_ms]).map_err(self.err())?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(self.err())? {
-            let row = (|| -> rusqlite::Result<LogRow<'_>> {
-                Ok(LogRow {
-                    ts_ms: r.get(0)?,
-                    task_id: text(r.get_ref(1)?)?.unwrap_or(""),
-                    level: text(r.get_ref(2)?)?,
-                    message: text(r.get_ref(3)?)?,
-                    route: text(r.get_ref(4)?)?,
-                    status: r.get(5)?,
-                    line: text(r.get_ref(6)?)?,
-                })
-            })()
-            .map_err(self.err())?;
+            let row = log_row(r, 0).map_err(self.err())?;
             f(row);
             n += 1;
         }
@@ -287,10 +290,12 @@ impl Reader {
     /// window has an id in this range; splitting it lets several readers
     /// walk one window at once ([`Reader::scan_logs_ids`]).
     pub fn log_id_range(&self, w: Window) -> Result<Option<(i64, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(LOG_ID_RANGE_SQL)
-            .map_err(self.err())?;
+        self.id_range(LOG_ID_RANGE_SQL, w)
+    }
+
+    /// The `(min, max)` row of an id-range query over `w` (`None`: no row in `w`).
+    fn id_range(&self, sql: &str, w: Window) -> Result<Option<(i64, i64)>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err())?;
         let range: (Option<i64>, Option<i64>) = stmt
             .query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(self.err())?;
@@ -314,21 +319,10 @@ impl Reader {
             .map_err(self.err())?;
         let mut n = 0;
         while let Some(r) = rows.next().map_err(self.err())? {
-            let (id, row) = (|| -> rusqlite::Result<(i64, LogRow<'_>)> {
-                Ok((
-                    r.get(0)?,
-                    LogRow {
-                        ts_ms: r.get(1)?,
-                        task_id: text(r.get_ref(2)?)?.unwrap_or(""),
-                        level: text(r.get_ref(3)?)?,
-                        message: text(r.get_ref(4)?)?,
-                        route: text(r.get_ref(5)?)?,
-                        status: r.get(6)?,
-                        line: text(r.get_ref(7)?)?,
-                    },
-                ))
-            })()
-            .map_err(self.err())?;
+            let (id, row) = r
+                .get(0)
+                .and_then(|id| Ok((id, log_row(r, 1)?)))
+                .map_err(self.err())?;
             f(id, row);
             n += 1;
         }
@@ -358,14 +352,7 @@ impl Reader {
     /// (`None`: none), from the `metrics_ts` index alone; see
     /// [`Reader::log_id_range`].
     pub fn metric_id_range(&self, w: Window) -> Result<Option<(i64, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(METRIC_ID_RANGE_SQL)
-            .map_err(self.err())?;
-        let range: (Option<i64>, Option<i64>) = stmt
-            .query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.err())?;
-        Ok(range.0.zip(range.1))
+        self.id_range(METRIC_ID_RANGE_SQL, w)
     }
 
     /// [`Reader::window_samples`] restricted to the samples whose rowid is in
