@@ -429,10 +429,12 @@ pub(crate) fn push_int(buf: &mut Vec<u8>, v: impl itoa::Integer) {
     buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
+/// Lowercase hex digits, by value.
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Appends the low `digits` hex digits of `v` (an even number), lowercase, zero-padded:
 /// a byte at a time, not a 128-bit shift per digit.
 fn push_hex(buf: &mut Vec<u8>, v: u128, digits: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in &v.to_be_bytes()[16 - digits / 2..] {
         buf.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
     }
@@ -456,7 +458,6 @@ const NEEDS_ESCAPE: [bool; 256] = {
 /// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole; one
 /// table lookup per byte finds the next byte to escape.
 pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     buf.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -474,7 +475,7 @@ pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
             b'\t' => buf.extend_from_slice(b"\\t"),
             b => {
                 buf.extend_from_slice(b"\\u00");
-                buf.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+                push_hex(buf, u128::from(b), 2);
             }
         }
         start = i + 1;

@@ -253,7 +253,7 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 
 /// 32 random hex digits.
 fn new_request_id() -> RequestId {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use crate::log::HEX;
     let mut n = fastrand::u128(..);
     let mut buf = [0u8; 32];
     for b in buf.iter_mut().rev() {
