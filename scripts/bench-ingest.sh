@@ -24,9 +24,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
+need_tools wrk python3
 
 cargo build --release -q --bin devops-agent-demo
 cargo build --release -q -p demo-store --example ingest
@@ -48,7 +48,6 @@ echo "## 1. the store writer alone"
 
 echo
 echo "## 2. the whole pipeline: wrk straight to both tasks for ${SECONDS_RUN} s"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 LB_PORT="$(free_port)"; CTL_PORT="$(free_port)"
 "$BIN" --state-dir "$WORK/state" up --port "$LB_PORT" --control-port "$CTL_PORT" --time-scale 20 >"$WORK/up.log" 2>&1 &
 UP_PID=$!

@@ -28,19 +28,9 @@ REPS="${2:-3}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-missing=()
-for tool in wrk haproxy taskset python3 curl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  pkgs=()
-  for tool in "${missing[@]}"; do
-    case "$tool" in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$tool") ;; esac
-  done
-  echo "installing ${pkgs[*]}" >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
+need_tools wrk haproxy taskset python3 curl
 
 if [ -n "${LB_BIN:-}" ]; then
   BIN="$LB_BIN"
@@ -66,8 +56,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cpu_ticks() { # /proc/.../stat of the proxy -> its user + system clock ticks so far
   python3 -c 'import sys; f = open(sys.argv[1]).read().rsplit(")", 1)[1].split(); print(int(f[11]) + int(f[12]))' "$1"

@@ -17,9 +17,9 @@ LOSS_SECONDS="${2:-60}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-for tool in wrk haproxy taskset python3; do
-  command -v "$tool" >/dev/null || { echo "$tool is required (apt-get install -y wrk haproxy)" >&2; exit 2; }
-done
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
+need_tools wrk haproxy taskset python3
 
 cargo build --release -q --bin devops-agent-demo
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/devops-agent-demo"
@@ -33,7 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 load() { # url -> "req/s p50 p99 non2xx+socket-errors"
   local out
   out="$(taskset -c 1 wrk -t1 -c50 -d"${2:-$DURATION}s" --latency "$1")"

@@ -38,18 +38,13 @@ ROUNDS="${ROUNDS:-3}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
 if [ "$MODE" = instructions ]; then
-  command -v valgrind >/dev/null || {
-    echo "installing valgrind (apt-get)" >&2
-    { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; } ||
-      { echo "valgrind is required and could not be installed: apt-get install -y valgrind" >&2; exit 2; }
-  }
-elif ! command -v wrk >/dev/null; then
-  echo "installing wrk (apt-get)" >&2
-  { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } ||
-    { echo "wrk is required and could not be installed: apt-get install -y wrk" >&2; exit 2; }
+  need_tools valgrind taskset python3
+else
+  need_tools wrk taskset python3
 fi
-command -v taskset >/dev/null || { echo "taskset is required (util-linux)" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 cores: server on core 0, wrk on core 1" >&2; exit 2; }
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
@@ -75,7 +70,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
   for _ in $(seq 1 500); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0

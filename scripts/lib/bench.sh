@@ -1,0 +1,23 @@
+# shellcheck shell=bash
+# Sourced by scripts/bench-*.sh: the setup every benchmark repeated, in one place.
+# A benchmark installs what it needs when it is missing (rather than asking the reader to).
+
+# need_tools TOOL...: installs, with apt-get, the package of each TOOL not on PATH
+# (taskset comes with util-linux); exits 2 naming them if that fails.
+need_tools() {
+  local tool missing=() pkgs=() sudo=()
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  for tool in "${missing[@]}"; do
+    case "$tool" in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$tool") ;; esac
+  done
+  echo "installing ${pkgs[*]} (apt-get)" >&2
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}" >/dev/null; } ||
+    { echo "${missing[*]}: required and could not be installed: apt-get install -y ${pkgs[*]}" >&2; exit 2; }
+}
+
+# free_port: a TCP port free on loopback now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
