@@ -28,6 +28,10 @@ OUT=${BENCH_OUT:-$(mktemp -d /tmp/bench-console.XXXXXX)}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OLD=${OLD_BIN_DIR:-}
 
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
+need_tools curl python3
+
 echo "== building (release)" >&2
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p devops-agent-demo
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p demo-runtime --example console_fill
@@ -55,12 +59,7 @@ start() {
     >"$dir/up.log" 2>&1 &
   PIDS+=($!)
   local pid=$!
-  for _ in $(seq 1 600); do
-    grep -q '^ready:' "$dir/up.log" && break
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/up.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  grep -q '^ready:' "$dir/up.log" || { echo "up ($name) not ready within 60 s" >&2; cat "$dir/up.log" >&2; exit 1; }
+  wait_ready "$dir/up.log" 60 "$pid"
   local url
   url=$(grep -o 'http://[^ ]*?token=[0-9a-f]*' "$dir/up.log" | head -1)
   printf -v "BASE_$name" '%s' "${url%%/\?*}"

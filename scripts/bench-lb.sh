@@ -176,10 +176,6 @@ start_up() { # bin state lb_port ctl_port log (sets LAST_PID)
   taskset -c 0 "$1" --state-dir "$2" up --count 2 --port "$3" --control-port "$4" --time-scale 20 >"$5" 2>&1 &
   LAST_PID=$!
 }
-wait_ready() { # log
-  for _ in $(seq 1 300); do grep -q '^ready:' "$1" && return 0; sleep 0.1; done
-  cat "$1"; echo "up did not become ready" >&2; exit 1
-}
 
 LB_PORT="$(free_port)"; CTL_PORT="$(free_port)"; HA_PORT="$(free_port)"
 start_up "$BIN" "$STATE" "$LB_PORT" "$CTL_PORT" "$WORK/up.log"; UP_PID="$LAST_PID"

@@ -54,8 +54,7 @@ PY
 LB_PORT="$(free_port)"; CTL_PORT="$(free_port)"; HA_PORT="$(free_port)"
 taskset -c 0 "$BIN" --state-dir "$WORK/state" up --port "$LB_PORT" --control-port "$CTL_PORT" --time-scale 20 >"$WORK/up.log" 2>&1 &
 UP_PID=$!
-for _ in $(seq 1 300); do grep -q '^ready:' "$WORK/up.log" && break; sleep 0.1; done
-grep -q '^ready:' "$WORK/up.log" || { cat "$WORK/up.log"; echo "up did not become ready" >&2; exit 1; }
+wait_ready "$WORK/up.log" 30 "$UP_PID"
 mapfile -t PORTS < <("$BIN" --state-dir "$WORK/state" status --json | python3 -c 'import json,sys; [print(t["port"]) for t in json.load(sys.stdin)["tasks"]]')
 
 cat >"$WORK/haproxy.cfg" <<CFG

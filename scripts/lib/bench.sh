@@ -21,3 +21,15 @@ need_tools() {
 
 # free_port: a TCP port free on loopback now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_ready LOG [SECONDS] [PID]: waits (default 30 s) for `up`'s `ready:` line in LOG;
+# gives up early if PID has exited. On failure prints LOG and exits 1.
+wait_ready() {
+  local log=$1 tenths=$((${2:-30} * 10)) pid=${3:-}
+  for _ in $(seq 1 "$tenths"); do
+    grep -q '^ready:' "$log" && return 0
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  cat "$log" >&2; echo "up did not become ready within ${2:-30} s ($log)" >&2; exit 1
+}
