@@ -36,5 +36,7 @@ mod token;
 pub use csv::{MAX_LINE_BYTES, MineError, MineSummary, Unmatched, mine_to_csv};
 pub use format::{CONTENT_FIELD, FormatError, LogFormat};
 pub use mask::{DEFAULT_RULES, MaskBuf, MaskError, MaskErrors, MaskRule, Masker, WILDCARD};
-pub use miner::{Cluster, ClusterId, ConfigError, ConfigErrors, MAX_TOKENS, Miner, MinerConfig};
+pub use miner::{
+    Cluster, ClusterId, ConfigError, ConfigErrors, FxHasher, FxMap, MAX_TOKENS, Miner, MinerConfig,
+};
 pub use split::{LineCluster, MAX_VARIANTS};

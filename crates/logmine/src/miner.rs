@@ -331,10 +331,12 @@ impl Cluster {
     }
 }
 
-/// A small, fast, non-cryptographic hasher (FxHash) for the tree's token maps;
-/// keys are log tokens, not attacker-chosen in a way that matters here.
+/// A small, fast, non-cryptographic hasher (FxHash) for the tree's token maps
+/// (and other maps of our own log data hashed once per line, such as the
+/// investigator's line groups); keys are log tokens, not attacker-chosen in a
+/// way that matters here.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
+pub struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -351,6 +353,9 @@ impl Hasher for FxHasher {
     fn write_u8(&mut self, i: u8) {
         self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
     fn write_usize(&mut self, i: usize) {
         self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
@@ -359,7 +364,8 @@ impl Hasher for FxHasher {
     }
 }
 
-pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A `HashMap` with [`FxHasher`].
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[derive(Debug, Default)]
 struct Node {

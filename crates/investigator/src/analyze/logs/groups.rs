@@ -6,10 +6,10 @@
 //! its first line in the source's time order, and the groups are handed out
 //! in that order, which is the order a line-by-line pass meets them in.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use demo_model::events::Window;
+// FxHash: the keys are a few integers or a short string of our own log
+// data, hashed once per line; SipHash's protection buys nothing here.
+use logmine::FxMap;
 
 use super::mined_text;
 use crate::analyze::series::Grid;
@@ -37,43 +37,6 @@ struct Group {
     n: u64,
     first: (i64, i64),
 }
-
-/// The multiply-rotate hash rustc uses for small keys: the keys here are a
-/// few integers or a short string, hashed once per line, and SipHash's
-/// protection against chosen collisions buys nothing for our own log lines
-/// counted in memory.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(tail) ^ rest.len() as u64);
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Distinct strings to numbers, the last one found tried first (a field
 /// often repeats from one line to the next).
