@@ -160,7 +160,8 @@ fn the_consoles_log_queries_search_an_index() {
 #[test]
 fn the_text_indexs_queries_read_ranges_not_the_window() {
     use crate::reader::narrowed_log_query_sql;
-    use crate::textsearch::{LAST_BLOCK_SQL, Narrowed, WINDOW_BLOCKS_SQL};
+    use crate::textindex::LAST_BLOCK_SQL;
+    use crate::textsearch::{Narrowed, WINDOW_BLOCKS_SQL};
     let (_dir, conn) = db();
     let window = || vec![w().start_ms.into(), w().end_ms.into()];
     assert_indexed(

@@ -33,7 +33,13 @@
 //! another `Store` on the same file may write investigations or events, but
 //! lines it wrote would interleave rowids with the open block's unseen.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The `last_id` of the newest stored block (no row: none stored yet).
+pub(crate) const LAST_BLOCK_SQL: &str =
+    "SELECT last_id FROM log_blocks WHERE first_id = (SELECT MAX(first_id) FROM log_blocks)";
+/// The rows older than the index: the last of them and their newest timestamp.
+pub(crate) const PREFIX_SQL: &str = "SELECT last_id, max_ts FROM log_index_prefix WHERE id = 1";
 
 /// Lines per stored block. Smaller blocks prune finer but store more filters.
 pub const BLOCK_LINES: u32 = 1024;
@@ -197,11 +203,11 @@ impl TextIndex {
     /// Reads every row after the last stored block into the open block.
     fn reload(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         self.open.clear();
-        let after: i64 = conn.query_row(
-            "SELECT MAX(IFNULL((SELECT last_id FROM log_blocks WHERE first_id = (SELECT MAX(first_id) FROM log_blocks)), 0), IFNULL((SELECT last_id FROM log_index_prefix), 0))",
-            [],
-            |r| r.get(0),
-        )?;
+        let last_block: Option<i64> = conn
+            .query_row(LAST_BLOCK_SQL, [], |r| r.get(0))
+            .optional()?;
+        let prefix: Option<i64> = conn.query_row(PREFIX_SQL, [], |r| r.get(0)).optional()?;
+        let after = last_block.unwrap_or(0).max(prefix.unwrap_or(0));
         let mut stmt =
             conn.prepare("SELECT id, ts_ms, line FROM logs WHERE id > ?1 ORDER BY id")?;
         let mut rows = stmt.query([after])?;

@@ -6,7 +6,7 @@
 use demo_model::events::Window;
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::textindex::{may_contain, query_hashes};
+use crate::textindex::{LAST_BLOCK_SQL, PREFIX_SQL, may_contain, query_hashes};
 
 /// Where the lines of a window that may hold a text are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +31,6 @@ const PROBE_BLOCKS: usize = 8;
 /// The index version: `log_blocks` exists from schema version 4.
 const INDEX_VERSION: u32 = 4;
 
-pub(crate) const LAST_BLOCK_SQL: &str =
-    "SELECT last_id FROM log_blocks WHERE first_id = (SELECT MAX(first_id) FROM log_blocks)";
 pub(crate) const WINDOW_BLOCKS_SQL: &str = "SELECT first_id, last_id, filter FROM log_blocks WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY max_ts DESC";
 
 /// The ranges to read for `text` over `w`, or `None` when the index cannot
@@ -59,7 +57,7 @@ pub(crate) fn narrow(
         return Ok(None);
     };
     let prefix: Option<(i64, i64)> = conn
-        .prepare_cached("SELECT last_id, max_ts FROM log_index_prefix WHERE id = 1")?
+        .prepare_cached(PREFIX_SQL)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let mut keep: Vec<(i64, i64)> = Vec::new();
