@@ -175,8 +175,6 @@ fn the_text_indexs_queries_read_ranges_not_the_window() {
     let n = Narrowed {
         ranges: vec![(1, 1024), (4097, 5120), (9000, i64::MAX)],
         prefix: Some(500),
-        blocks: 9,
-        kept: 2,
     };
     for q in [
         LogQuery {

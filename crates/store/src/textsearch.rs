@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::textindex::{LAST_BLOCK_SQL, PREFIX_SQL, may_contain, query_hashes};
 
 /// Where the lines of a window that may hold a text are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Narrowed {
     /// Inclusive rowid ranges to read by rowid: the blocks whose filter has
     /// every gram of the text, and the open block (rows after the last stored
@@ -18,9 +18,6 @@ pub(crate) struct Narrowed {
     /// Rows with `id <=` this predate the index (migration 4) and may be in
     /// the window: read through the `ts_ms` index as before.
     pub(crate) prefix: Option<i64>,
-    /// Blocks of the window, and how many of them are read.
-    pub(crate) blocks: usize,
-    pub(crate) kept: usize,
 }
 
 /// With a limit: when this many of the window's newest blocks all may hold
@@ -76,8 +73,7 @@ pub(crate) fn narrow(
             }
         }
     }
-    let kept = keep.len();
-    if kept * 2 > blocks {
+    if keep.len() * 2 > blocks {
         return Ok(None);
     }
     // Through `log_blocks_max_ts`, not in rowid order.
@@ -93,8 +89,6 @@ pub(crate) fn narrow(
         prefix: prefix
             .filter(|&(_, max_ts)| max_ts >= w.start_ms)
             .map(|p| p.0),
-        blocks,
-        kept,
     }))
 }
 
