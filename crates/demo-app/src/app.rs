@@ -6,7 +6,7 @@
 //!    counted and logged exactly once. It sits inside routing (`Router::layer`) so it sees
 //!    `MatchedPath` and labels metrics by route template, never by raw path. A declared
 //!    `Content-Length` over the body limit is answered 413 here, before any body is read.
-//!    Inside it, `catch_panic`: a bug in a handler becomes a 500 (not a dropped
+//!    Inside it, `poll_catching_panics`: a bug in a handler becomes a 500 (not a dropped
 //!    connection), which `observe` then counts on its route like any other 5xx. The panic
 //!    itself is logged once at ERROR by the panic hook (`cli::serve`).
 //! 2. Body limit (`DefaultBodyLimit`) on the one route that reads a body (`/api/quote`):

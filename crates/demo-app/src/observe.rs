@@ -89,28 +89,6 @@ where
     }
 }
 
-/// Runs `work`, turning a panic in it into a clean 500. The panic message itself was
-/// logged by the panic hook (see `cli::serve`); the body stays clean. Unlike a
-/// `CatchPanicLayer` this neither boxes nor clones anything per request.
-async fn catch_panic(work: impl Future<Output = Response>) -> Response {
-    let mut work = std::pin::pin!(work);
-    let caught = std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-            Err(_) => Poll::Ready(Err(())),
-        }
-    })
-    .await;
-    caught.unwrap_or_else(|()| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "internal_error", "message": "internal error"})),
-        )
-            .into_response()
-    })
-}
-
 /// Logs and counts a request exactly once, even when its future is dropped (client gone).
 struct RequestRecord {
     state: Arc<AppState>,
@@ -392,7 +370,9 @@ where
     }
 }
 
-/// Polls the route, turning a panic in it into a clean 500 (see `catch_panic`).
+/// Polls the route, turning a panic in it into a clean 500. The panic message itself
+/// was logged by the panic hook (see `cli::serve`); the body stays clean. Unlike a
+/// `CatchPanicLayer` this neither boxes nor clones anything per request.
 fn poll_catching_panics<F>(next: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<Response>
 where
     F: Future<Output = Result<Response, Infallible>>,
@@ -415,9 +395,9 @@ fn panic_response() -> Response {
 
 /// Decides how the request is served, on its first poll: straight to the route, or
 /// through the faults that apply to it (and the declared-size refusal).
-fn admit<F>(record: &RequestRecord, too_large: bool, next: F) -> Stage<F>
+fn admit<F>(record: &RequestRecord, too_large: bool, mut next: F) -> Stage<F>
 where
-    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + Unpin + 'static,
 {
     let state = record.state.clone();
     let route = record.route.as_ref().map(|r| r.as_str());
@@ -458,13 +438,7 @@ where
             return AppError::Injected("injected failure (error-rate fault)".into())
                 .into_response();
         }
-        catch_panic(async {
-            match next.await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| poll_catching_panics(Pin::new(&mut next), cx)).await
     }))
 }
 
