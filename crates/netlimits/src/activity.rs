@@ -124,11 +124,6 @@ impl Activity {
             sleep.as_mut().await;
         }
     }
-
-    /// Completes once nothing has moved for `idle`.
-    pub async fn idle_for(&self, idle: Duration) {
-        self.expired(idle, None).await;
-    }
 }
 
 /// A stream that records activity on every successful read or write.
@@ -212,7 +207,7 @@ mod tests {
         let start = Instant::now();
         let watch = tokio::spawn({
             let activity = activity.clone();
-            async move { activity.idle_for(idle).await }
+            async move { activity.expired(idle, None).await }
         });
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(60)).await;
@@ -220,7 +215,7 @@ mod tests {
             let mut one = [0u8; 1];
             t.read_exact(&mut one).await.unwrap();
         }
-        watch.await.unwrap();
+        assert_eq!(watch.await.unwrap(), Expiry::Idle);
         // Four reads 60 ms apart kept it alive past 240 ms; it ends 150 ms after the last.
         assert_eq!(start.elapsed(), Duration::from_millis(390));
     }
