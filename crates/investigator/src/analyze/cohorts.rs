@@ -293,34 +293,41 @@ pub fn analyze(inp: &CohortInput<'_>) -> Vec<Cohort> {
                 && s.failure_rate >= 2.0 * base_rate + 0.01
         };
         let onset = inp.onset;
+        // Judged over everything since the new tasks took traffic: the
+        // failure is above normal on them, began with them, and the old tasks
+        // did not fail in the same buckets.
+        let started_with_new = || {
+            let since: Vec<usize> = (first..len).collect();
+            let old_fail: u64 = since
+                .iter()
+                .map(|&i| oldt.iter().map(|t| u64::from(t.failures(i))).sum::<u64>())
+                .sum();
+            elevated(&stats(&new_ids, &newt, &since))
+                && old_fail < MIN_FAILURES
+                && onset <= first + 2 * inp.per_period
+        };
         let verdict = if onset + inp.per_period < first {
             Verdict::BeforeNew
         } else if has_overlap {
             let (ne, oe) = (elevated(&new), elevated(&old));
-            if ne && !oe {
-                let expected = new.requests as f64 * old.failure_rate.max(base_rate);
-                if z(new.failures as f64, expected) >= 3.0 {
-                    Verdict::Confined
-                } else {
-                    Verdict::Inconclusive
-                }
+            let expected = new.requests as f64 * old.failure_rate.max(base_rate);
+            if ne && !oe && z(new.failures as f64, expected) >= 3.0 {
+                Verdict::Confined
             } else if oe && (ne || old.failure_rate >= 0.5 * new.failure_rate) {
                 Verdict::Both
-            } else {
-                clean_before(inp, &newt, first, onset, base_rate)
-            }
-        } else {
-            let ne = elevated(&new);
-            // Old tasks failing in the same buckets means the failure is not theirs alone.
-            let old_fail: u64 = buckets
-                .iter()
-                .map(|&i| oldt.iter().map(|t| u64::from(t.failures(i))).sum::<u64>())
-                .sum();
-            if ne && old_fail < MIN_FAILURES && onset <= first + 2 * inp.per_period {
+            } else if !oe && old.failure_rate < 0.5 * new.failure_rate && started_with_new() {
+                // An overlap too short to tell (a rollout that replaced the
+                // old tasks within a period or so) decides nothing on its
+                // own; what came first still does, as long as the old tasks
+                // did not fail as often as the new ones while side by side.
                 Verdict::StartedWithNew
             } else {
                 clean_before(inp, &newt, first, onset, base_rate)
             }
+        } else if started_with_new() {
+            Verdict::StartedWithNew
+        } else {
+            clean_before(inp, &newt, first, onset, base_rate)
         };
         let failing_routes = if verdict.convicts() {
             new.routes
@@ -529,6 +536,34 @@ mod tests {
             32,
         );
         assert_eq!(c.verdict, Verdict::CleanBeforeOnset, "{c:#?}");
+    }
+
+    #[test]
+    fn a_failure_that_starts_with_the_new_tasks_during_a_short_overlap_convicts() {
+        // Old tasks drain at 24: in the two side-by-side buckets the new ones
+        // fail 2 requests (too few to judge), then keep failing alone.
+        let c = run(
+            vec![
+                ("a", "d-1", traffic(0, 24, 10, LEN, 0)),
+                ("c", "d-2", traffic(22, LEN, 10, 23, 2)),
+            ],
+            23,
+        );
+        assert!(c.overlap);
+        assert_eq!(c.verdict, Verdict::StartedWithNew, "{c:#?}");
+        assert_eq!(c.failing_routes, vec!["/api/quote"]);
+    }
+
+    #[test]
+    fn a_short_overlap_with_the_old_tasks_failing_too_does_not_convict() {
+        let c = run(
+            vec![
+                ("a", "d-1", traffic(0, 24, 10, 23, 2)),
+                ("c", "d-2", traffic(22, LEN, 10, 23, 2)),
+            ],
+            23,
+        );
+        assert!(!c.verdict.convicts(), "{c:#?}");
     }
 
     #[test]
