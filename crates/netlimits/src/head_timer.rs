@@ -106,14 +106,20 @@ mod tests {
     const IDLE: Duration = Duration::from_secs(60);
     const HEADER: Duration = Duration::from_millis(300);
 
+    /// Watches `activity` as `serve` does; asserts the watch ends on a header deadline
+    /// and returns how long after the call it ended.
+    async fn header_expiry_after(activity: &Activity) -> Duration {
+        let start = tokio::time::Instant::now();
+        assert_eq!(activity.expired(IDLE, Some(HEADER)).await, Expiry::Header);
+        start.elapsed()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_armed_head_deadline_ends_the_watch_at_that_deadline() {
         let activity = Activity::new();
         let timer = HeadTimer::new(activity.clone());
-        let start = tokio::time::Instant::now();
         let _waiting = timer.sleep(HEADER);
-        assert_eq!(activity.expired(IDLE, Some(HEADER)).await, Expiry::Header);
-        assert_eq!(start.elapsed(), HEADER);
+        assert_eq!(header_expiry_after(&activity).await, HEADER);
     }
 
     #[tokio::test(start_paused = true)]
@@ -121,15 +127,16 @@ mod tests {
         // The watchdog starts with nothing armed; a head wait starts 100 ms later.
         let activity = Activity::new();
         let timer = HeadTimer::new(activity.clone());
-        let start = tokio::time::Instant::now();
         let armer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let waiting = timer.sleep(HEADER);
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(waiting);
         });
-        assert_eq!(activity.expired(IDLE, Some(HEADER)).await, Expiry::Header);
-        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        assert_eq!(
+            header_expiry_after(&activity).await,
+            Duration::from_millis(400)
+        );
         armer.abort();
     }
 
@@ -140,7 +147,6 @@ mod tests {
         // no head ends, expires: 300 ms after it started at 2 s.
         let activity = Activity::new();
         let timer = HeadTimer::new(activity.clone());
-        let start = tokio::time::Instant::now();
         let armer = tokio::spawn(async move {
             let mut waiting = timer.sleep(HEADER);
             for _ in 0..10 {
@@ -151,8 +157,10 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(waiting);
         });
-        assert_eq!(activity.expired(IDLE, Some(HEADER)).await, Expiry::Header);
-        assert_eq!(start.elapsed(), Duration::from_millis(2300));
+        assert_eq!(
+            header_expiry_after(&activity).await,
+            Duration::from_millis(2300)
+        );
         armer.abort();
     }
 
@@ -180,11 +188,12 @@ mod tests {
     async fn reset_moves_the_deadline_and_polling_reports_it_due() {
         let activity = Activity::new();
         let timer = HeadTimer::new(activity.clone());
-        let start = tokio::time::Instant::now();
         let mut waiting = timer.sleep(HEADER);
         timer.reset(&mut waiting, timer.now() + Duration::from_millis(700));
-        assert_eq!(activity.expired(IDLE, Some(HEADER)).await, Expiry::Header);
-        assert_eq!(start.elapsed(), Duration::from_millis(700));
+        assert_eq!(
+            header_expiry_after(&activity).await,
+            Duration::from_millis(700)
+        );
         let due = std::future::poll_fn(|cx| Poll::Ready(waiting.as_mut().poll(cx))).await;
         assert_eq!(due, Poll::Ready(()));
     }
