@@ -61,7 +61,7 @@ impl Timer for HeadTimer {
                 let ms = self
                     .activity
                     .ms_of(tokio::time::Instant::from_std(new_deadline));
-                self.activity.disarm_head(s.deadline_ms);
+                // Arming overwrites the deadline this sleep had armed: no disarm first.
                 s.deadline_ms = ms;
                 self.activity.arm_head(ms);
             }
