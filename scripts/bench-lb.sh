@@ -170,7 +170,6 @@ PY
 }
 
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 start_up() { # bin state lb_port ctl_port log (sets LAST_PID)
   taskset -c 0 "$1" --state-dir "$2" up --count 2 --port "$3" --control-port "$4" --time-scale 20 >"$5" 2>&1 &

@@ -82,7 +82,6 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores; runtime, tasks and haproxy on core 0,
 read -r D_RPS D_P50 D_P99 D_ERR < <(load "http://127.0.0.1:${PORTS[0]}/api/products/3")
 read -r L_RPS L_P50 L_P99 L_ERR < <(load "http://127.0.0.1:${LB_PORT}/api/products/3")
 read -r H_RPS H_P50 H_P99 H_ERR < <(load "http://127.0.0.1:${HA_PORT}/api/products/3")
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 printf '\n| path | req/s | p50 ms | p99 ms | errors | vs haproxy |\n|---|---:|---:|---:|---:|---:|\n'
 printf '| straight to one task | %s | %s | %s | %s | %s |\n' "$D_RPS" "$D_P50" "$D_P99" "$D_ERR" "$(ratio "$D_RPS" "$H_RPS")"
 printf '| local load balancer, 2 tasks | %s | %s | %s | %s | %s |\n' "$L_RPS" "$L_P50" "$L_P99" "$L_ERR" "$(ratio "$L_RPS" "$H_RPS")"

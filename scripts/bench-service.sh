@@ -236,7 +236,6 @@ read -r F_RPS F_P50 F_P99 < <(load "http://127.0.0.1:$PORT_F/")
 kill -TERM "$FILE_PID"; wait "$FILE_PID" 2>/dev/null || true
 if [ -n "$OLD" ]; then read -r START_MS OLD_START_MS <<<"$(startup_ms "$APP" "$OLD")"; else START_MS="$(startup_ms "$APP")"; fi
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 printf '\n| target | req/s | p50 ms | p99 ms | vs bare hyper |\n|---|---:|---:|---:|---:|\n'
 printf '| bare hyper GET / (median of %s) | %s | %s | %s | 1.00 |\n' "$ROUNDS" "$H_RPS" "$H_P50" "$H_P99"
 printf '| bare hyper --like-demo GET / (median of %s) | %s | %s | %s | %s |\n' "$ROUNDS" "$L_RPS" "$L_P50" "$L_P99" "$(ratio "$L_RPS" "$H_RPS")"

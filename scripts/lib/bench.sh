@@ -33,3 +33,6 @@ wait_ready() {
   done
   cat "$log" >&2; echo "up did not become ready within ${2:-30} s ($log)" >&2; exit 1
 }
+
+# ratio A B: A/B with two decimals.
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
