@@ -163,13 +163,13 @@ if [ "$MODE" = instructions ]; then
   read -r _ _ BARE < <(ir_per_request bare / "$N" "$HYPER")
   printf '| bare hyper | / | %s | 1.00 |\n' "$BARE"
   read -r _ _ LIKE < <(ir_per_request like / "$N" "$HYPER" --like-demo)
-  printf '| bare hyper --like-demo | / | %s | %s |\n' "$LIKE" "$(python3 -c "print(f'{$LIKE/$BARE:.2f}')")"
+  printf '| bare hyper --like-demo | / | %s | %s |\n' "$LIKE" "$(ratio "$LIKE" "$BARE")"
   for who in app old; do
     bin="$APP"; [ "$who" = app ] || bin="$OLD"
     [ -n "$bin" ] || continue
     for path in / /health; do
       read -r _ _ IR < <(ir_per_request "$who" "$path" "$N" "$bin")
-      printf '| %s | %s | %s | %s |\n' "$([ "$who" = app ] && echo demo-app || echo "old demo-app")" "$path" "$IR" "$(python3 -c "print(f'{$IR/$BARE:.2f}')")"
+      printf '| %s | %s | %s | %s |\n' "$([ "$who" = app ] && echo demo-app || echo "old demo-app")" "$path" "$IR" "$(ratio "$IR" "$BARE")"
     done
   done
   exit 0
