@@ -267,7 +267,7 @@ fn execute(
                 .execute("DELETE FROM logs WHERE ts_ms < ?1", [before])
                 .map_err(batch)?;
             if logs > 0 {
-                text.after_delete(txn, Some(before)).map_err(batch)?;
+                text.after_prune(txn, before).map_err(batch)?;
             }
             txn.execute("DELETE FROM metrics WHERE ts_ms < ?1", [before])
                 .map_err(batch)?;

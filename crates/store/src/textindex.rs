@@ -25,7 +25,7 @@
 //! Deleting lines (retention, the size cap) deletes the blocks left empty and
 //! any block whose rows past the newest remaining line are gone (SQLite may
 //! reuse those rowids), then rebuilds the open block from the table
-//! ([`TextIndex::after_delete`]). A failed batch or a restart after a crash
+//! ([`TextIndex::after_prune`], [`reconcile`]). A failed batch or a restart after a crash
 //! rebuilds it the same way: the open block is always "every row after the
 //! last stored block", read back from the table.
 //!
@@ -243,18 +243,13 @@ impl TextIndex {
         Ok(())
     }
 
-    /// After log lines were deleted in `txn` (retention: every line older than
-    /// `before`; the size cap: the oldest ids): deletes the blocks they
-    /// emptied and those whose tail was deleted, then rebuilds the open block.
-    pub(crate) fn after_delete(
-        &mut self,
-        txn: &Connection,
-        before: Option<i64>,
-    ) -> rusqlite::Result<()> {
+    /// After retention deleted every log line older than `before` in `txn`:
+    /// deletes the blocks it emptied and those whose tail was deleted, then
+    /// rebuilds the open block. (The size cap, which deletes the oldest ids,
+    /// calls [`reconcile`] and leaves the rebuild to the next batch.)
+    pub(crate) fn after_prune(&mut self, txn: &Connection, before: i64) -> rusqlite::Result<()> {
         self.valid = false;
-        if let Some(before) = before {
-            txn.execute("DELETE FROM log_blocks WHERE max_ts < ?1", [before])?;
-        }
+        txn.execute("DELETE FROM log_blocks WHERE max_ts < ?1", [before])?;
         reconcile(txn)?;
         self.reload(txn)
     }
