@@ -59,10 +59,11 @@ pub(crate) const TASK_EVENTS_SQL: &str = "SELECT ts_ms, task_id, kind, exit_code
 
 const LOG_COLS: &str = "logs.ts_ms, logs.task_id, logs.stream, logs.level, logs.message, logs.route, logs.status, logs.line";
 
-/// The conditions of a log query after its window (`?1`, `?2`), whose
-/// arguments are pushed onto `args`.
-fn log_filters(q: &LogQuery, args: &mut Vec<rusqlite::types::Value>) -> String {
-    let mut sql = String::new();
+/// The conditions of a log query (its window as `?1`, `?2`, then its
+/// filters) and their arguments, to which a caller may append its own.
+fn log_conditions(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
+    let mut sql = String::from("logs.ts_ms >= ?1 AND logs.ts_ms < ?2");
     if let Some(t) = &q.task_id {
         args.push(t.clone().into());
         sql.push_str(&format!(" AND logs.task_id = ?{}", args.len()));
@@ -75,16 +76,13 @@ fn log_filters(q: &LogQuery, args: &mut Vec<rusqlite::types::Value>) -> String {
         args.push(c.clone().into());
         sql.push_str(&format!(" AND instr(logs.line, ?{}) > 0", args.len()));
     }
-    sql
+    (sql, args)
 }
 
 /// The SQL and arguments of [`Reader::logs`] without the text index.
 pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
-    let cols = LOG_COLS;
-    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
-    let filters = log_filters(q, &mut args);
-    let mut sql =
-        format!("SELECT {cols} FROM logs WHERE logs.ts_ms >= ?1 AND logs.ts_ms < ?2{filters}");
+    let (conditions, args) = log_conditions(w, q);
+    let mut sql = format!("SELECT {LOG_COLS} FROM logs WHERE {conditions}");
     match q.limit {
         // The newest `n`, returned oldest first.
         Some(n) => {
@@ -105,24 +103,21 @@ pub(crate) fn narrowed_log_query_sql(
     q: &LogQuery,
     n: &Narrowed,
 ) -> (String, Vec<rusqlite::types::Value>) {
-    let cols = LOG_COLS;
-    let mut args: Vec<rusqlite::types::Value> = vec![w.start_ms.into(), w.end_ms.into()];
-    let filters = log_filters(q, &mut args);
+    let (conditions, mut args) = log_conditions(w, q);
     let mut values = Vec::with_capacity(n.ranges.len());
     for &(lo, hi) in &n.ranges {
         args.push(lo.into());
         args.push(hi.into());
         values.push(format!("(?{}, ?{})", args.len() - 1, args.len()));
     }
-    let window = "logs.ts_ms >= ?1 AND logs.ts_ms < ?2";
     // NOT INDEXED: each range is read by rowid, never through `logs_ts` over the window.
     let mut arms = format!(
-        "SELECT logs.id AS id, {cols} FROM r JOIN logs NOT INDEXED ON logs.id BETWEEN r.lo AND r.hi WHERE {window}{filters}"
+        "SELECT logs.id AS id, {LOG_COLS} FROM r JOIN logs NOT INDEXED ON logs.id BETWEEN r.lo AND r.hi WHERE {conditions}"
     );
     if let Some(p) = n.prefix {
         args.push(p.into());
         arms.push_str(&format!(
-            " UNION ALL SELECT logs.id AS id, {cols} FROM logs WHERE {window} AND logs.id <= ?{}{filters}",
+            " UNION ALL SELECT logs.id AS id, {LOG_COLS} FROM logs WHERE {conditions} AND logs.id <= ?{}",
             args.len()
         ));
     }
