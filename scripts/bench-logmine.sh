@@ -36,11 +36,12 @@ BIN="$CARGO_TARGET_DIR/release/logmine"
 mkdir -p "$OUT/logs" "$OUT/ours" "$OUT/drain3"
 rm -f "$OUT/drain3.tsv"
 DATASETS=${DATASETS:-$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["datasets"]))' "$LOGHUB/datasets.json")}
+read -ra DS <<<"$DATASETS"  # the names, one word each
 
 # The 2k samples ship as structured CSV; when the raw log is absent, rebuild it
 # from the parsed fields and the format (the literal text between fields is
 # the format's, unescaped). Written to the scratch dir, never to the repo.
-python3 - "$LOGHUB" "$OUT/logs" "$REPEAT" $DATASETS <<'PY'
+python3 - "$LOGHUB" "$OUT/logs" "$REPEAT" "${DS[@]}" <<'PY'
 import csv, json, os, re, sys
 loghub, out, repeat, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 meta = json.load(open(os.path.join(loghub, "datasets.json")))["datasets"]
@@ -78,7 +79,7 @@ field() {
 }
 
 : > "$OUT/ours.tsv"
-for name in $DATASETS; do
+for name in "${DS[@]}"; do
   fmt=$(field "$name" log_format)
   args=(--format "$fmt" --no-default-masks)
   while IFS= read -r rx; do args+=(--mask "$rx"); done < <(mask_args "$name")
@@ -96,7 +97,7 @@ HAVE_DRAIN3=0
 if [ -z "${NO_DRAIN3:-}" ] && python3 -c 'import drain3' 2>/dev/null; then
   HAVE_DRAIN3=1
   echo "== drain3 $(python3 -c 'import importlib.metadata as m; print(m.version("drain3"))')" >&2
-  for name in $DATASETS; do
+  for name in "${DS[@]}"; do
     "${PIN[@]}" python3 - "$LOGHUB" "$OUT" "$name" <<'PY'
 import csv, json, logging, os, re, sys, time
 from drain3 import TemplateMiner
@@ -149,9 +150,9 @@ else
   echo "== drain3 not installed (python3 -c 'import drain3' failed): no side-by-side" >&2
 fi
 
-python3 "$LOGHUB/evaluate.py" --data "$LOGHUB/data" --pred-dir "$OUT/ours" --datasets $DATASETS --json "$OUT/ours.json" > /dev/null
+python3 "$LOGHUB/evaluate.py" --data "$LOGHUB/data" --pred-dir "$OUT/ours" --datasets "${DS[@]}" --json "$OUT/ours.json" > /dev/null
 if [ "$HAVE_DRAIN3" = 1 ]; then
-  python3 "$LOGHUB/evaluate.py" --data "$LOGHUB/data" --pred-dir "$OUT/drain3" --datasets $DATASETS --json "$OUT/drain3.json" > /dev/null
+  python3 "$LOGHUB/evaluate.py" --data "$LOGHUB/data" --pred-dir "$OUT/drain3" --datasets "${DS[@]}" --json "$OUT/drain3.json" > /dev/null
 fi
 
 python3 - "$OUT" "$HAVE_DRAIN3" "$REPEAT" <<'PY'
