@@ -425,7 +425,7 @@ impl Line<'_> {
 }
 
 /// Appends `v` in decimal, without going through `fmt` (on every access line).
-pub(crate) fn push_int(buf: &mut Vec<u8>, v: impl itoa::Integer) {
+fn push_int(buf: &mut Vec<u8>, v: impl itoa::Integer) {
     buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
