@@ -148,7 +148,8 @@ impl std::fmt::Debug for Reader {
 /// How much of the database file a read connection maps (see [`Reader::open`]).
 const MMAP_BYTES: i64 = 1 << 31;
 
-/// A text column, `None` for NULL.
+/// A nullable text column, `None` for NULL (columns declared `NOT NULL` are
+/// read with `as_str`, so a NULL there is an error, not an empty string).
 fn text(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Option<&str>> {
     match v {
         rusqlite::types::ValueRef::Null => Ok(None),
@@ -161,7 +162,7 @@ fn text(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Option<&str>> {
 fn log_row<'r>(r: &'r rusqlite::Row<'_>, at: usize) -> rusqlite::Result<LogRow<'r>> {
     Ok(LogRow {
         ts_ms: r.get(at)?,
-        task_id: text(r.get_ref(at + 1)?)?.unwrap_or(""),
+        task_id: r.get_ref(at + 1)?.as_str()?,
         level: text(r.get_ref(at + 2)?)?,
         message: text(r.get_ref(at + 3)?)?,
         route: text(r.get_ref(at + 4)?)?,
@@ -374,9 +375,9 @@ impl Reader {
         while let Some(r) = rows.next().map_err(self.err())? {
             let (namespace, name, dimension) = (|| -> rusqlite::Result<(&str, &str, &str)> {
                 Ok((
-                    text(r.get_ref(0)?)?.unwrap_or(""),
-                    text(r.get_ref(1)?)?.unwrap_or(""),
-                    text(r.get_ref(2)?)?.unwrap_or(""),
+                    r.get_ref(0)?.as_str()?,
+                    r.get_ref(1)?.as_str()?,
+                    r.get_ref(2)?.as_str()?,
                 ))
             })()
             .map_err(self.err())?;
