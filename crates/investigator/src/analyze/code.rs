@@ -110,6 +110,34 @@ pub fn enclosing_function<'a>(lines: &[&'a str], line_no: usize) -> Option<&'a s
     })
 }
 
+/// Whether line `line_no` (1-based) lies in test-only code: an item marked
+/// `#[cfg(test)]` (in Rust, usually the `mod tests { … }` at a file's end).
+/// Tests do not run in the deployed service, so a changed key read there or
+/// a new `unwrap` there says nothing about what a deployment switched on.
+/// Braces are counted as in [`function_extent`] (so an item is followed
+/// for at most 2,000 lines); an attribute on an item without a body
+/// (`#[cfg(test)] use …;`) covers only that item.
+pub fn in_test_code(lines: &[&str], line_no: usize) -> bool {
+    let upto = line_no.min(lines.len());
+    (1..=upto).any(|i| {
+        let attr = lines[i - 1].trim_start();
+        if !attr.starts_with("#[cfg(test)]") {
+            return false;
+        }
+        // The item the attribute is on: the rest of its line, or the next.
+        let rest = attr["#[cfg(test)]".len()..].trim();
+        let item = if rest.is_empty() { i + 1 } else { i };
+        if item > lines.len() {
+            return false;
+        }
+        let head = lines[item - 1].trim_end();
+        if !head.contains('{') && head.ends_with(';') {
+            return line_no <= item;
+        }
+        function_extent(lines, item).1 >= line_no
+    })
+}
+
 /// Identifiers called in `body` (`name(`), for one level of callees.
 pub fn calls(body: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -183,6 +211,46 @@ pub fn is_failure_path(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_modules_and_test_items_are_test_code() {
+        let src = "\
+use std::env;
+#[cfg(test)]
+use std::collections::HashMap;
+
+pub fn engine() -> String {
+    env::var(\"QUOTE_ENGINE\").unwrap_or_default()
+}
+
+#[cfg(test)] fn helper() -> u8 {
+    1
+}
+
+pub fn after() {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads() {
+        std::env::set_var(\"QUOTE_ENGINE\", \"v2\");
+        super::engine().parse::<u8>().unwrap();
+    }
+}
+";
+        let lines: Vec<&str> = src.lines().collect();
+        let at = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap() + 1;
+        // The service's own code, including after a test-only `use` and a
+        // test-only function, is not test code.
+        assert!(!in_test_code(&lines, at("env::var(")));
+        assert!(!in_test_code(&lines, at("pub fn after")));
+        assert!(!in_test_code(&lines, 1));
+        // The test-only items and the test module are.
+        assert!(in_test_code(&lines, at("use std::collections")));
+        assert!(in_test_code(&lines, at("    1")));
+        assert!(in_test_code(&lines, at("set_var")));
+        assert!(in_test_code(&lines, at(".unwrap()")));
+    }
 
     #[test]
     fn route_tables_name_their_handlers() {

@@ -236,6 +236,14 @@ fn correlate_code(
     let mut matches = Vec::new();
     let mut commits = Vec::new();
     let mut files = Vec::new();
+    // Files of the deployed tree, read once each (None: not in the tree).
+    let mut texts: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut text_of = |file: &str| -> Option<String> {
+        texts
+            .entry(file.to_owned())
+            .or_insert_with(|| src.show(&to_sha, file).ok().flatten())
+            .clone()
+    };
     if let Some(from) = from_sha.as_deref().filter(|f| *f != to_sha) {
         commits = src.commits_between(from, &to_sha)?;
         let diff = src.diff(from, &to_sha)?;
@@ -246,7 +254,6 @@ fn correlate_code(
             .iter()
             .map(|t| (t.clone(), code::template_words(t)))
             .collect();
-        let mut texts: BTreeMap<String, Option<String>> = BTreeMap::new();
         let push =
             |matches: &mut Vec<CodeMatch>, l: &crate::sources::DiffLine, needle: String, kind| {
                 let dup = matches
@@ -274,23 +281,20 @@ fn correlate_code(
             if !l.added || !is_code(&l.file) {
                 continue;
             }
+            let text = text_of(&l.file).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            if code::in_test_code(&lines, l.line_no as usize) {
+                continue;
+            }
             for (t, words) in &template_words {
                 if code::could_emit(&l.text, words) {
                     push(&mut matches, l, t.clone(), "template");
                 }
             }
-            if !related.is_empty() {
-                let text = texts
-                    .entry(l.file.clone())
-                    .or_insert_with(|| src.show(&to_sha, &l.file).ok().flatten());
-                if let Some(text) = text {
-                    let lines: Vec<&str> = text.lines().collect();
-                    if let Some(f) = code::enclosing_function(&lines, l.line_no as usize)
-                        && let Some(route) = related.get(f)
-                    {
-                        push(&mut matches, l, format!("{route} (fn {f})"), "handler");
-                    }
-                }
+            if let Some(f) = code::enclosing_function(&lines, l.line_no as usize)
+                && let Some(route) = related.get(f)
+            {
+                push(&mut matches, l, format!("{route} (fn {f})"), "handler");
             }
             if code::is_failure_path(&l.text) {
                 push(&mut matches, l, "new failure path".into(), "risk");
@@ -306,10 +310,15 @@ fn correlate_code(
         .map(|(n, _)| n.clone())
         .collect();
     if !tree_needles.is_empty() {
-        for h in src
-            .grep(&to_sha, &tree_needles)?
+        let hits = src.grep(&to_sha, &tree_needles)?;
+        for h in hits
             .into_iter()
             .filter(|h| is_code(&h.file))
+            .filter(|h| {
+                let text = text_of(&h.file).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                !code::in_test_code(&lines, h.line_no as usize)
+            })
             .take(MAX_MATCHES)
         {
             let kind = needles
@@ -472,6 +481,9 @@ fn is_code(file: &str) -> bool {
         || lower.contains("/tests/")
         || lower.starts_with("docs/")
         || lower.starts_with(".github/")
+        || ["benches/", "examples/"]
+            .iter()
+            .any(|d| lower.starts_with(d) || lower.contains(&format!("/{d}")))
         || lower.ends_with("_test.go")
         || lower.ends_with(".test.js");
     !doc && !test_or_ci
@@ -486,6 +498,8 @@ mod code_file_tests {
             "docs/deploy-aws.md",
             "tests/api.rs",
             "crates/x/tests/a.rs",
+            "crates/x/benches/b.rs",
+            "examples/fill.rs",
             ".github/workflows/deploy.yml",
         ] {
             assert!(!super::is_code(f), "{f}");
