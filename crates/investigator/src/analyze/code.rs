@@ -110,6 +110,20 @@ pub fn enclosing_function<'a>(lines: &[&'a str], line_no: usize) -> Option<&'a s
     })
 }
 
+/// Whether `line` is a comment line (`//`, `/* … */` and its `*` lines, `#`
+/// but not a Rust `#[…]` attribute, `--`): a comment that names a key or
+/// says "panic" neither reads the key nor fails.
+pub fn is_comment(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("//")
+        || t.starts_with("/*")
+        || t.starts_with("* ")
+        || t.starts_with("*/")
+        || t == "*"
+        || t.starts_with("--")
+        || (t.starts_with('#') && !t.starts_with("#[") && !t.starts_with("#!["))
+}
+
 /// Whether line `line_no` (1-based) lies in test-only code: an item marked
 /// `#[cfg(test)]` (in Rust, usually the `mod tests { … }` at a file's end).
 /// Tests do not run in the deployed service, so a changed key read there or
@@ -211,6 +225,30 @@ pub fn is_failure_path(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comment_lines_are_comments() {
+        for l in [
+            "//! default chain (environment, profile)",
+            "    // QUOTE_ENGINE picks the engine",
+            "/* QUOTE_ENGINE */",
+            "     * may panic when QUOTE_ENGINE is unset",
+            "# QUOTE_ENGINE in a Dockerfile or .tf comment",
+            "-- QUOTE_ENGINE in SQL",
+        ] {
+            assert!(is_comment(l), "{l}");
+        }
+        for l in [
+            "let e = env::var(\"QUOTE_ENGINE\");",
+            "#[cfg(feature = \"quote_engine\")]",
+            "#![allow(dead_code)]",
+            "ENV QUOTE_ENGINE=v1",
+            "x = a * b; // QUOTE_ENGINE",
+            "*engine = cfg.quote_engine.clone();",
+        ] {
+            assert!(!is_comment(l), "{l}");
+        }
+    }
 
     #[test]
     fn test_modules_and_test_items_are_test_code() {

@@ -278,7 +278,7 @@ fn correlate_code(
                     push(&mut matches, l, n.clone(), kind);
                 }
             }
-            if !l.added || !is_code(&l.file) {
+            if !l.added || !is_code(&l.file) || code::is_comment(&l.text) {
                 continue;
             }
             let text = text_of(&l.file).unwrap_or_default();
@@ -313,7 +313,7 @@ fn correlate_code(
         let hits = src.grep(&to_sha, &tree_needles)?;
         for h in hits
             .into_iter()
-            .filter(|h| is_code(&h.file))
+            .filter(|h| is_code(&h.file) && !code::is_comment(&h.text))
             .filter(|h| {
                 let text = text_of(&h.file).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
