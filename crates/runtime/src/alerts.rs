@@ -258,6 +258,41 @@ fn reason_data(
     v
 }
 
+/// Held while an alarm's latest stored transition is read and the next one
+/// stored. Two sources move alarms: the local evaluator (`Collector`) and
+/// `POST /alerts`. Each must see the other's last transition before storing
+/// its own, or one episode gets two ALARM transitions and two
+/// investigations (seen when Alertmanager's notification and the local
+/// evaluation of the same alarm landed within a second).
+pub(crate) static TRANSITIONS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Stores a transition of the local evaluator unless an alert from outside
+/// (`POST /alerts`, whose transitions carry a `source` in their reason data)
+/// already moved its alarm to the same state: that episode is the one going
+/// on (or already over), so nothing is stored. A stored state left by an
+/// earlier run of the evaluator itself does not count: after a restart the
+/// evaluator's own ALARM opens a new episode, as before. Returns the stored
+/// transition's id, `None` when nothing was stored. The caller holds
+/// [`TRANSITIONS`].
+pub(crate) fn store_unless_alerted(
+    writer: &demo_store::Writer,
+    reader: &demo_store::Reader,
+    t: &AlarmTransition,
+) -> Result<Option<i64>, String> {
+    let latest = reader
+        .transitions(Some(&t.alarm), 1)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next();
+    if latest.is_some_and(|l| l.to == t.to && l.reason_data.get("source").is_some()) {
+        return Ok(None);
+    }
+    writer
+        .transition(t.clone())
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// What became of one alert.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -278,6 +313,7 @@ pub fn apply(
     now_ms: i64,
     a: &Incoming,
 ) -> Result<Outcome, String> {
+    let _one_at_a_time = TRANSITIONS.lock().unwrap_or_else(|e| e.into_inner());
     let latest = reader
         .transitions(Some(&a.alarm), 1)
         .map_err(|e| e.to_string())?
@@ -500,5 +536,58 @@ mod tests {
             Outcome::Resolved(None)
         );
         assert_eq!(reader.transitions(Some("cpu-high"), 10).unwrap().len(), 2);
+    }
+    #[test]
+    fn the_local_evaluator_joins_an_episode_an_alert_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = demo_store::Store::open(dir.path()).unwrap();
+        let (tx, _rx) = broadcast::channel(8);
+        let sink = AlertSink {
+            writer: store.writer(),
+            transitions: tx,
+        };
+        let reader = demo_store::Reader::open(dir.path()).unwrap();
+        let catalog = Catalog::embedded();
+        let local = |from: &str, to: &str, at_ms: i64| AlarmTransition {
+            id: 0,
+            alarm: "error-count-high".into(),
+            from: from.into(),
+            to: to.into(),
+            at_ms,
+            reason: "threshold crossed".into(),
+            reason_data: json!({"period_ms": 6_000}),
+        };
+        let count = || {
+            reader
+                .transitions(Some("error-count-high"), 10)
+                .unwrap()
+                .len()
+        };
+        // Its own stored state (a run before a restart) does not hold it back.
+        let first = store_unless_alerted(&sink.writer, &reader, &local("OK", "ALARM", 1_000));
+        assert!(matches!(first, Ok(Some(_))), "{first:?}");
+        store_unless_alerted(&sink.writer, &reader, &local("ALARM", "OK", 2_000)).unwrap();
+        assert_eq!(count(), 2);
+        // Alertmanager opens the next episode first; the local ALARM that
+        // follows is that episode: nothing stored, nothing broadcast.
+        let a = Incoming {
+            source: "alertmanager",
+            alarm: "error-count-high".into(),
+            firing: true,
+            at_ms: Some(4_000),
+            group: "g".into(),
+        };
+        let Outcome::Opened(_) = apply(&sink, &reader, &catalog, 10.0, 5_000, &a).unwrap() else {
+            panic!("expected a new episode");
+        };
+        assert_eq!(
+            store_unless_alerted(&sink.writer, &reader, &local("OK", "ALARM", 3_900)),
+            Ok(None)
+        );
+        assert_eq!(count(), 3);
+        // Its OK still ends the episode.
+        let ok = store_unless_alerted(&sink.writer, &reader, &local("ALARM", "OK", 9_000));
+        assert!(matches!(ok, Ok(Some(_))), "{ok:?}");
+        assert_eq!(count(), 4);
     }
 }

@@ -386,10 +386,29 @@ impl Collector {
                     reason: t.reason.clone(),
                     reason_data: serde_json::to_value(&t.reason_data).unwrap_or_default(),
                 };
-                if let Ok(id) = self.pipeline.writer.transition(record.clone()) {
-                    record.id = id;
+                // An alert from outside (`POST /alerts`) may have moved the
+                // alarm there already: then the episode is that one, and
+                // nothing is stored or broadcast (no second investigation).
+                let stored = {
+                    let _one_at_a_time = crate::alerts::TRANSITIONS
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    crate::alerts::store_unless_alerted(&self.pipeline.writer, &reader, &record)
+                };
+                match stored {
+                    Ok(Some(id)) => {
+                        record.id = id;
+                        let _ = self.transitions.send(record);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!(
+                            "collector: cannot store a transition of alarm {}: {e}",
+                            record.alarm
+                        );
+                        let _ = self.transitions.send(record);
+                    }
                 }
-                let _ = self.transitions.send(record);
             }
         }
     }
