@@ -113,7 +113,12 @@ fn main() {
     );
 
     same_report_through_old_reads(&state, &repo, &cfg.catalog, &g.transition);
-    where_time_goes(&state, &g.transition, &cfg.catalog.health_check.path);
+    where_time_goes(
+        "1 h store",
+        &state,
+        &g.transition,
+        &cfg.catalog.health_check.path,
+    );
     if std::env::var("INVESTIGATE_BENCH_GROWTH").as_deref() == Ok("0") {
         return;
     }
@@ -176,12 +181,24 @@ fn main() {
             db_mib(&big),
             secs / hour
         );
+        // The same split as the 1 h store's, to see which part grows.
+        where_time_goes(
+            &format!("{} h store", extra_h + 1),
+            &big,
+            &big_g.transition,
+            &cfg.catalog.health_check.path,
+        );
     }
 }
 
 /// Where the time of the hour goes: SQLite stepping alone (`scan_logs` with
 /// an empty callback), the log analysis, and the whole investigation.
-fn where_time_goes(state: &Path, tr: &demo_model::events::AlarmTransition, health_path: &str) {
+fn where_time_goes(
+    label: &str,
+    state: &Path,
+    tr: &demo_model::events::AlarmTransition,
+    health_path: &str,
+) {
     use investigator::analyze::{logs, metrics, series::Grid};
     let src = LocalStore::open(state).unwrap();
     let start = tr.at_ms - 3_600_000;
@@ -220,7 +237,7 @@ fn where_time_goes(state: &Path, tr: &demo_model::events::AlarmTransition, healt
         (t.elapsed().as_secs_f64(), a.lines)
     });
     println!(
-        "\nwhere the hour's time goes (median of 3): scan_logs alone {:.3} s ({} lines), logs::analyze {:.3} s ({} lines)",
+        "\nwhere the hour's time goes ({label}, median of 3): scan_logs alone {:.3} s ({} lines), logs::analyze {:.3} s ({} lines)",
         scan.0, scan.1, analyze.0, analyze.1
     );
     println!(
