@@ -5,7 +5,9 @@
 //! the local evaluator's transitions: stored, broadcast, and investigated by
 //! `up` once per episode. An alarm already in ALARM (fired locally, or by an
 //! earlier notification of the same group) continues its episode: nothing is
-//! stored and no second investigation starts. A resolved alert ends the
+//! stored and no second investigation starts; the same holds the other way
+//! round, when the local evaluator fires an alarm an alert already opened
+//! (`store_unless_alerted`). A resolved alert ends the
 //! episode (an OK transition). An alert naming no catalogue alarm is refused
 //! by name (422): the investigator could not know its metric.
 //!
