@@ -7,8 +7,10 @@
 //! earlier notification of the same group) continues its episode: nothing is
 //! stored and no second investigation starts; the same holds the other way
 //! round, when the local evaluator fires an alarm an alert already opened
-//! (`store_unless_alerted`). A resolved alert ends the
-//! episode (an OK transition). An alert naming no catalogue alarm is refused
+//! (`store_unless_alerted`). An alert still firing that began before the
+//! episode it overlapped ended (Alertmanager repeats it after the local
+//! evaluator saw the metric recover) opens nothing either: that episode was
+//! investigated. A resolved alert ends the episode (an OK transition). An alert naming no catalogue alarm is refused
 //! by name (422): the investigator could not know its metric.
 //!
 //! Alertmanager sends the control token with
@@ -304,6 +306,10 @@ pub enum Outcome {
     Continues(i64),
     /// Resolved: the OK transition stored, or `None` if the alarm was not in ALARM.
     Resolved(Option<i64>),
+    /// Still firing, but it started before the alarm's latest transition,
+    /// which ended an episode (this transition): that episode covered the
+    /// alert and was investigated; a repeat of it is not a new one.
+    Over(i64),
 }
 
 /// Applies one alert to the store and the subscribers.
@@ -332,6 +338,17 @@ pub fn apply(
         .unwrap_or(now_ms)
         .max(latest.as_ref().map_or(i64::MIN, |t| t.at_ms))
         .min(now_ms);
+    // The alarm's latest transition ended an episode after this alert began:
+    // the alert was firing during that episode (Alertmanager repeats a firing
+    // alert until it resolves, after the local evaluator may have seen the
+    // metric recover).
+    let ended_since_it_began = latest
+        .as_ref()
+        .filter(|l| l.from == "ALARM" && a.at_ms.is_some_and(|s| s < l.at_ms))
+        .map(|l| l.id);
+    if let (true, false, Some(id)) = (a.firing, in_alarm, ended_since_it_began) {
+        return Ok(Outcome::Over(id));
+    }
     let to = match (a.firing, in_alarm) {
         (true, true) => return Ok(Outcome::Continues(latest.map_or(0, |t| t.id))),
         (false, false) => return Ok(Outcome::Resolved(None)),
@@ -433,6 +450,7 @@ async fn receive(
                     "resolved",
                     json!({"transition_id": id, "episode": "resolved"}),
                 ),
+                Outcome::Over(id) => ("over", json!({"transition_id": id, "episode": "over"})),
             };
             st2.metrics.alert(a.source, result);
             let mut d = detail;
@@ -589,7 +607,60 @@ mod tests {
         assert_eq!(count(), 3);
         // Its OK still ends the episode.
         let ok = store_unless_alerted(&sink.writer, &reader, &local("ALARM", "OK", 9_000));
-        assert!(matches!(ok, Ok(Some(_))), "{ok:?}");
+        let Ok(Some(ok_id)) = ok else {
+            panic!("expected the OK stored: {ok:?}");
+        };
         assert_eq!(count(), 4);
+        // Alertmanager repeats the alert, still firing since 4_000: the
+        // episode it overlapped is over and was investigated.
+        assert_eq!(
+            apply(&sink, &reader, &catalog, 10.0, 10_000, &a).unwrap(),
+            Outcome::Over(ok_id)
+        );
+        assert_eq!(count(), 4);
+        // An alert that began after that episode ended is a new one.
+        let again = Incoming {
+            at_ms: Some(9_500),
+            ..a.clone()
+        };
+        let Outcome::Opened(t) = apply(&sink, &reader, &catalog, 10.0, 11_000, &again).unwrap()
+        else {
+            panic!("expected a new episode");
+        };
+        assert_eq!(t.at_ms, 9_500);
+        assert_eq!(count(), 5);
+    }
+
+    #[test]
+    fn an_alert_older_than_up_opens_an_episode() {
+        // The evaluator's first state (INSUFFICIENT_DATA -> OK at start-up)
+        // ended no episode, so an alert firing since before it is new.
+        let dir = tempfile::tempdir().unwrap();
+        let store = demo_store::Store::open(dir.path()).unwrap();
+        let (tx, _rx) = broadcast::channel(8);
+        let sink = AlertSink {
+            writer: store.writer(),
+            transitions: tx,
+        };
+        let reader = demo_store::Reader::open(dir.path()).unwrap();
+        let start = AlarmTransition {
+            id: 0,
+            alarm: "cpu-high".into(),
+            from: "INSUFFICIENT_DATA".into(),
+            to: "OK".into(),
+            at_ms: 5_000,
+            reason: "enough data".into(),
+            reason_data: json!({}),
+        };
+        store_unless_alerted(&sink.writer, &reader, &start).unwrap();
+        let a = Incoming {
+            source: "alertmanager",
+            alarm: "cpu-high".into(),
+            firing: true,
+            at_ms: Some(1_000),
+            group: "g".into(),
+        };
+        let o = apply(&sink, &reader, &Catalog::embedded(), 10.0, 6_000, &a).unwrap();
+        assert!(matches!(o, Outcome::Opened(_)), "{o:?}");
     }
 }
