@@ -511,24 +511,43 @@ mod tests {
         assert!(parse(&json!({"hello": 1})).unwrap_err().contains("neither"));
     }
 
-    #[test]
-    fn a_firing_alert_opens_one_episode_and_repeats_continue_it() {
+    /// A fresh store, an alert sink writing to it, a reader of it and a
+    /// subscriber to the sink's transitions (bind them all: the directory
+    /// goes when its guard does).
+    fn store_and_sink() -> (
+        tempfile::TempDir,
+        demo_store::Store,
+        AlertSink,
+        demo_store::Reader,
+        broadcast::Receiver<AlarmTransition>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let store = demo_store::Store::open(dir.path()).unwrap();
-        let (tx, mut rx) = broadcast::channel(8);
+        let (tx, rx) = broadcast::channel(8);
         let sink = AlertSink {
             writer: store.writer(),
             transitions: tx,
         };
         let reader = demo_store::Reader::open(dir.path()).unwrap();
-        let catalog = Catalog::embedded();
-        let a = Incoming {
+        (dir, store, sink, reader, rx)
+    }
+
+    /// An Alertmanager alert of `alarm`, firing since `at_ms`.
+    fn firing(alarm: &str, at_ms: i64) -> Incoming {
+        Incoming {
             source: "alertmanager",
-            alarm: "cpu-high".into(),
+            alarm: alarm.into(),
             firing: true,
-            at_ms: Some(1_000),
+            at_ms: Some(at_ms),
             group: "g".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_firing_alert_opens_one_episode_and_repeats_continue_it() {
+        let (_dir, _store, sink, reader, mut rx) = store_and_sink();
+        let catalog = Catalog::embedded();
+        let a = firing("cpu-high", 1_000);
         let Outcome::Opened(t) = apply(&sink, &reader, &catalog, 10.0, 5_000, &a).unwrap() else {
             panic!("expected a new episode");
         };
@@ -557,16 +576,10 @@ mod tests {
         );
         assert_eq!(reader.transitions(Some("cpu-high"), 10).unwrap().len(), 2);
     }
+
     #[test]
     fn the_local_evaluator_joins_an_episode_an_alert_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = demo_store::Store::open(dir.path()).unwrap();
-        let (tx, _rx) = broadcast::channel(8);
-        let sink = AlertSink {
-            writer: store.writer(),
-            transitions: tx,
-        };
-        let reader = demo_store::Reader::open(dir.path()).unwrap();
+        let (_dir, _store, sink, reader, _rx) = store_and_sink();
         let catalog = Catalog::embedded();
         let local = |from: &str, to: &str, at_ms: i64| AlarmTransition {
             id: 0,
@@ -590,13 +603,7 @@ mod tests {
         assert_eq!(count(), 2);
         // Alertmanager opens the next episode first; the local ALARM that
         // follows is that episode: nothing stored, nothing broadcast.
-        let a = Incoming {
-            source: "alertmanager",
-            alarm: "error-count-high".into(),
-            firing: true,
-            at_ms: Some(4_000),
-            group: "g".into(),
-        };
+        let a = firing("error-count-high", 4_000);
         let Outcome::Opened(_) = apply(&sink, &reader, &catalog, 10.0, 5_000, &a).unwrap() else {
             panic!("expected a new episode");
         };
@@ -635,14 +642,7 @@ mod tests {
     fn an_alert_older_than_up_opens_an_episode() {
         // The evaluator's first state (INSUFFICIENT_DATA -> OK at start-up)
         // ended no episode, so an alert firing since before it is new.
-        let dir = tempfile::tempdir().unwrap();
-        let store = demo_store::Store::open(dir.path()).unwrap();
-        let (tx, _rx) = broadcast::channel(8);
-        let sink = AlertSink {
-            writer: store.writer(),
-            transitions: tx,
-        };
-        let reader = demo_store::Reader::open(dir.path()).unwrap();
+        let (_dir, _store, sink, reader, _rx) = store_and_sink();
         let start = AlarmTransition {
             id: 0,
             alarm: "cpu-high".into(),
@@ -653,13 +653,7 @@ mod tests {
             reason_data: json!({}),
         };
         store_unless_alerted(&sink.writer, &reader, &start).unwrap();
-        let a = Incoming {
-            source: "alertmanager",
-            alarm: "cpu-high".into(),
-            firing: true,
-            at_ms: Some(1_000),
-            group: "g".into(),
-        };
+        let a = firing("cpu-high", 1_000);
         let o = apply(&sink, &reader, &Catalog::embedded(), 10.0, 6_000, &a).unwrap();
         assert!(matches!(o, Outcome::Opened(_)), "{o:?}");
     }
