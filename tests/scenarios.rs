@@ -204,3 +204,62 @@ fn a_scenario_file_outside_the_repository_with_problems_gets_one_error() {
         assert!(err.contains(want), "{want} missing in {err}");
     }
 }
+
+#[test]
+fn a_directory_of_scenario_files_outside_the_repository_is_listed_and_every_bad_file_named() {
+    let state = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/error-spike.yaml"
+    ))
+    .unwrap();
+    let renamed = shipped.replacen("name: error-spike", "name: my-error-spike", 1);
+    assert_ne!(renamed, shipped, "the shipped file starts with its name");
+    std::fs::write(mine.path().join("a.yaml"), renamed).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_devops-agent-demo"))
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(args)
+            .arg("--dir")
+            .arg(mine.path())
+            .output()
+            .unwrap()
+    };
+    // Listed from the directory, instead of the shipped ones.
+    let out = cli(&["scenario", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["my-error-spike"]);
+    // Two bad files beside it: the bench refuses the directory before it
+    // runs anything, naming each file's problems at once.
+    std::fs::write(
+        mine.path().join("b.yaml"),
+        "name: broken\ndescription: d\ntraffic: { rate: 0 }\nsteps: []\nexpect:\n  alarms: [nope]\n  within: 10\n  root_cause: { category: gremlins, entity: null }\n",
+    )
+    .unwrap();
+    std::fs::write(mine.path().join("c.yaml"), "name: [not, a, name]\n").unwrap();
+    let out = cli(&["scenario", "bench", "--json"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing ran");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in ["b.yaml", "traffic.rate", "\"nope\"", "gremlins", "c.yaml"] {
+        assert!(err.contains(want), "{want} missing in {err}");
+    }
+    assert!(!err.contains("my-error-spike"), "{err}");
+    assert!(
+        !state.path().join("scenarios").exists(),
+        "no environment started"
+    );
+}
