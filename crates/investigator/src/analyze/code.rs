@@ -134,13 +134,11 @@ pub fn is_comment(line: &str) -> bool {
 pub fn in_test_code(lines: &[&str], line_no: usize) -> bool {
     let upto = line_no.min(lines.len());
     (1..=upto).any(|i| {
-        let attr = lines[i - 1].trim_start();
-        if !attr.starts_with("#[cfg(test)]") {
+        let Some(rest) = lines[i - 1].trim_start().strip_prefix("#[cfg(test)]") else {
             return false;
-        }
+        };
         // The item the attribute is on: the rest of its line, or the next.
-        let rest = attr["#[cfg(test)]".len()..].trim();
-        let item = if rest.is_empty() { i + 1 } else { i };
+        let item = if rest.trim().is_empty() { i + 1 } else { i };
         if item > lines.len() {
             return false;
         }

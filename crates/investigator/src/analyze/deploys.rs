@@ -236,14 +236,8 @@ fn correlate_code(
     let mut matches = Vec::new();
     let mut commits = Vec::new();
     let mut files = Vec::new();
-    // Files of the deployed tree, read once each (None: not in the tree).
-    let mut texts: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut text_of = |file: &str| -> Option<String> {
-        texts
-            .entry(file.to_owned())
-            .or_insert_with(|| src.show(&to_sha, file).ok().flatten())
-            .clone()
-    };
+    // Files of the deployed tree, read once each.
+    let mut tree = TreeFiles::default();
     if let Some(from) = from_sha.as_deref().filter(|f| *f != to_sha) {
         commits = src.commits_between(from, &to_sha)?;
         let diff = src.diff(from, &to_sha)?;
@@ -281,8 +275,7 @@ fn correlate_code(
             if !l.added || !is_code(&l.file) || code::is_comment(&l.text) {
                 continue;
             }
-            let text = text_of(&l.file).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
+            let lines = tree.lines(src, &to_sha, &l.file);
             if code::in_test_code(&lines, l.line_no as usize) {
                 continue;
             }
@@ -313,11 +306,10 @@ fn correlate_code(
         let hits = src.grep(&to_sha, &tree_needles)?;
         for h in hits
             .into_iter()
-            .filter(|h| is_code(&h.file) && !code::is_comment(&h.text))
             .filter(|h| {
-                let text = text_of(&h.file).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                !code::in_test_code(&lines, h.line_no as usize)
+                is_code(&h.file)
+                    && !code::is_comment(&h.text)
+                    && !code::in_test_code(&tree.lines(src, &to_sha, &h.file), h.line_no as usize)
             })
             .take(MAX_MATCHES)
         {
@@ -350,6 +342,22 @@ fn correlate_code(
         files,
         matches,
     })
+}
+
+/// Files of the deployed tree, each read once (`git show`) and kept; a file
+/// the source cannot show reads as empty (no enclosing function, not test
+/// code), as before.
+#[derive(Default)]
+struct TreeFiles(BTreeMap<String, String>);
+
+impl TreeFiles {
+    fn lines(&mut self, src: &dyn CodeSource, rev: &str, file: &str) -> Vec<&str> {
+        self.0
+            .entry(file.to_owned())
+            .or_insert_with(|| src.show(rev, file).ok().flatten().unwrap_or_default())
+            .lines()
+            .collect()
+    }
 }
 
 /// Names too common to tie a callee to a handler.
@@ -481,9 +489,10 @@ fn is_code(file: &str) -> bool {
         || lower.contains("/tests/")
         || lower.starts_with("docs/")
         || lower.starts_with(".github/")
-        || ["benches/", "examples/"]
-            .iter()
-            .any(|d| lower.starts_with(d) || lower.contains(&format!("/{d}")))
+        || lower.starts_with("benches/")
+        || lower.contains("/benches/")
+        || lower.starts_with("examples/")
+        || lower.contains("/examples/")
         || lower.ends_with("_test.go")
         || lower.ends_with(".test.js");
     !doc && !test_or_ci
