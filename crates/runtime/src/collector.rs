@@ -396,19 +396,15 @@ impl Collector {
                     crate::alerts::store_unless_alerted(&self.pipeline.writer, &reader, &record)
                 };
                 match stored {
-                    Ok(Some(id)) => {
-                        record.id = id;
-                        let _ = self.transitions.send(record);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        eprintln!(
-                            "collector: cannot store a transition of alarm {}: {e}",
-                            record.alarm
-                        );
-                        let _ = self.transitions.send(record);
-                    }
+                    Ok(Some(id)) => record.id = id,
+                    Ok(None) => continue,
+                    // Not stored, still broadcast (as before): `up` investigates it.
+                    Err(e) => eprintln!(
+                        "collector: cannot store a transition of alarm {}: {e}",
+                        record.alarm
+                    ),
                 }
+                let _ = self.transitions.send(record);
             }
         }
     }
