@@ -385,6 +385,12 @@ pub fn status(state_dir: &Path, json_out: bool) -> Result<()> {
             store["peak_backlog_records"]
         );
     }
+    if let Some(ms) = store["log_readers_waited_ms"].as_u64().filter(|ms| *ms > 0) {
+        println!(
+            "store waits     log readers paused {:.1} s in total for the writer (lines waited in the tasks' pipes)",
+            ms as f64 / 1000.0
+        );
+    }
     if let Some(started) = Reader::open(state_dir)
         .and_then(|r| r.runtime_events(10))
         .ok()

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cloudwatch::FilterPattern;
 use demo_model::events::{LogRecord, Stream, TaskEvent, TaskEventKind};
-use demo_store::Writer;
+use demo_store::{Room, Writer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -131,6 +131,22 @@ pub enum StartError {
     NoPort(String),
 }
 
+/// The drain `up` runs on each output stream of each task: reads `reader`
+/// line by line until it ends, parses each line (JSON when it is), counts
+/// metric-filter matches and ingested lines, and hands every line to the
+/// store's writer. `lines` counts the lines read. Public so the pipeline's
+/// ceiling can be measured apart from the load that feeds it
+/// (`cargo run --release -p demo-runtime --example drain`).
+pub async fn drain(
+    reader: impl AsyncRead + Unpin,
+    task_id: String,
+    stream: Stream,
+    pipeline: Pipeline,
+    lines: Arc<AtomicU64>,
+) {
+    capture(reader, task_id, stream, pipeline, lines, None).await
+}
+
 async fn capture(
     reader: impl AsyncRead + Unpin,
     task_id: String,
@@ -183,7 +199,26 @@ async fn capture(
             line,
             json.as_ref(),
         ));
+        if pipeline.writer.log_room(false) == Room::Full {
+            wait_for_room(&pipeline.writer).await;
+        }
     }
+}
+
+/// How often a paused drain looks at the writer's backlog again.
+const ROOM_POLL: Duration = Duration::from_millis(5);
+
+/// Stops reading until the writer has worked its backlog down (see
+/// [`Writer::log_room`]): lines arriving faster than the disk commits them
+/// wait in the task's pipe instead of in memory, and the task's own output
+/// stalls (`demo-app` never blocks a request on it: it buffers, then drops
+/// and counts). The wait is counted in the writer's health.
+async fn wait_for_room(writer: &Writer) {
+    let start = std::time::Instant::now();
+    while writer.log_room(true) == Room::Full {
+        tokio::time::sleep(ROOM_POLL).await;
+    }
+    writer.log_reader_waited(start.elapsed().as_millis() as u64);
 }
 
 /// Starts a task and waits until it listens. Its exit is reported on `exits`.

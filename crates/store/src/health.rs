@@ -24,10 +24,14 @@ pub struct WriterHealth {
     pub pruned_samples: u64,
     /// Log lines, samples and task events sent to the writer and not yet
     /// committed (or failed): above zero for long, ingestion outpaces the
-    /// disk. Nothing is dropped; they wait in memory.
+    /// disk. Nothing is dropped; they wait in memory, up to
+    /// [`crate::LOG_BACKLOG_LIMIT`], where log readers pause.
     pub backlog_records: u64,
     /// The highest backlog seen since the store opened.
     pub peak_backlog_records: u64,
+    /// Milliseconds log readers (one per task stream) waited, in total, for
+    /// the backlog to fall: lines waited in the tasks' pipes meanwhile.
+    pub log_readers_waited_ms: u64,
 }
 
 impl WriterHealth {
@@ -60,6 +64,7 @@ impl WriterHealth {
             "pruned_samples": self.pruned_samples,
             "backlog_records": self.backlog_records,
             "peak_backlog_records": self.peak_backlog_records,
+            "log_readers_waited_ms": self.log_readers_waited_ms,
         })
     }
 

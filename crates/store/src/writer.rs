@@ -61,6 +61,10 @@ pub struct Writer {
 pub(crate) struct Backlog {
     pub(crate) now: AtomicU64,
     pub(crate) peak: AtomicU64,
+    /// Milliseconds log readers spent waiting for room ([`Writer::log_room`]).
+    pub(crate) waited_ms: AtomicU64,
+    /// Where [`Writer::log_room`] says `Full` ([`LOG_BACKLOG_LIMIT`] unless set).
+    pub(crate) limit: AtomicU64,
 }
 
 impl Backlog {
@@ -76,8 +80,22 @@ impl Backlog {
 /// WAL pages between automatic checkpoints of the writer's connection.
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
-/// Above this backlog the writer says it is behind (once every 10 s).
-const BACKLOG_ANNOUNCE: u64 = 100_000;
+/// The backlog at which log readers stop reading by default
+/// ([`Writer::log_room`] says "full"; [`Writer::set_log_backlog_limit`]): what waits in memory stays bounded (~0.5 KB a line, so ~100 MB),
+/// and what arrives faster than the disk takes it waits upstream instead, in
+/// the tasks' pipes, where it is never dropped by the runtime.
+pub const LOG_BACKLOG_LIMIT: u64 = 200_000;
+
+/// Whether a log reader may hand the writer more lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Below [`LOG_BACKLOG_LIMIT`].
+    Free,
+    /// At or above it: stop reading until [`Writer::log_room`] says
+    /// `Free` again (the writer has worked the backlog down to half the
+    /// limit), then report the wait with [`Writer::log_reader_waited`].
+    Full,
+}
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +108,10 @@ impl Writer {
     pub(crate) fn spawn(conn: Connection, path: PathBuf) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(Mutex::new(WriterHealth::default()));
-        let backlog = Arc::new(Backlog::default());
+        let backlog = Arc::new(Backlog {
+            limit: AtomicU64::new(LOG_BACKLOG_LIMIT),
+            ..Backlog::default()
+        });
         let state = WriterState {
             path,
             health: health.clone(),
@@ -119,6 +140,34 @@ impl Writer {
     pub fn log(&self, r: LogRecord) {
         self.backlog.add();
         let _ = self.tx.send(Op::Log(r));
+    }
+
+    /// Whether a reader of log lines should hand over more now: `Full` from
+    /// [`LOG_BACKLOG_LIMIT`] records behind (or the limit set). `waiting` is whether the caller
+    /// is already waiting for room: it then gets `Free` only once the backlog
+    /// is down to half the limit, so a reader resumes for a whole batch of
+    /// lines instead of one line at a time.
+    pub fn log_room(&self, waiting: bool) -> Room {
+        let limit = self.backlog.limit.load(Ordering::Relaxed);
+        let limit = if waiting { limit / 2 } else { limit };
+        if self.backlog.now.load(Ordering::Relaxed) >= limit {
+            Room::Full
+        } else {
+            Room::Free
+        }
+    }
+
+    /// Sets the backlog at which [`Writer::log_room`] says `Full` (at least
+    /// 2): less memory held for a slow disk, readers paused sooner.
+    pub fn set_log_backlog_limit(&self, records: u64) {
+        self.backlog.limit.store(records.max(2), Ordering::Relaxed);
+    }
+
+    /// A log reader waited `ms` for room: counted in
+    /// [`WriterHealth::log_readers_waited_ms`], the visible cost of lines
+    /// arriving faster than the disk commits them.
+    pub fn log_reader_waited(&self, ms: u64) {
+        self.backlog.waited_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     pub fn metric(&self, m: MetricSample) {
@@ -219,6 +268,7 @@ impl Writer {
             .peak
             .load(Ordering::Relaxed)
             .max(h.backlog_records);
+        h.log_readers_waited_ms = self.backlog.waited_ms.load(Ordering::Relaxed);
         h
     }
 }
@@ -242,15 +292,17 @@ impl WriterState {
     pub(crate) fn done(&mut self, records: u64) {
         let left = self.backlog.now.fetch_sub(records, Ordering::Relaxed) - records;
         self.backlog.peak.fetch_max(left, Ordering::Relaxed);
-        if left >= BACKLOG_ANNOUNCE
+        // Said from half the limit on (once every 10 s): before readers pause.
+        let limit = self.backlog.limit.load(Ordering::Relaxed);
+        if left >= limit / 2
             && self
                 .behind_said
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
         {
             self.behind_said = Some(Instant::now());
             eprintln!(
-                "store: the writer is {left} records behind (log lines arrive faster than {} commits them); nothing is dropped, they wait in memory",
-                self.path.display()
+                "store: the writer is {left} records behind (log lines arrive faster than {} commits them); nothing is dropped: they wait in memory, and from {limit} on the tasks' log readers pause and lines wait in the tasks' pipes",
+                self.path.display(),
             );
         }
     }

@@ -304,3 +304,40 @@ fn metrics_transitions_deployments_events_and_investigations() {
     assert_eq!(r.investigations(10).unwrap().len(), 1);
     assert!(r.investigation_for_transition(id).unwrap().is_some());
 }
+
+/// Log readers are told to pause at the backlog limit and to resume only once
+/// the writer has worked it down to half, so memory held for a slow disk is
+/// bounded; the time they waited is counted in the writer's health.
+#[test]
+fn log_readers_are_told_to_pause_at_the_backlog_limit() {
+    use demo_store::Room;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    assert_eq!(w.log_room(false), Room::Free);
+    w.set_log_backlog_limit(100);
+    // Another connection holds the write lock: the writer's batches wait on it
+    // (well within the 10 s busy timeout), so nothing sent gets committed.
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..99 {
+        w.log(log(i, "a", "INFO", "m"));
+    }
+    assert_eq!(w.log_room(false), Room::Free, "{:?}", w.health());
+    w.log(log(99, "a", "INFO", "m"));
+    assert_eq!(w.log_room(false), Room::Full);
+    assert_eq!(
+        w.log_room(true),
+        Room::Full,
+        "a waiting reader waits for half"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    w.flush();
+    assert_eq!(w.log_room(true), Room::Free);
+    w.log_reader_waited(7);
+    w.log_reader_waited(5);
+    let h = w.health();
+    assert_eq!(h.log_readers_waited_ms, 12);
+    assert_eq!(h.to_json()["log_readers_waited_ms"], 12);
+    assert_eq!(store.reader().unwrap().log_counts().unwrap()[0].1, 100);
+}

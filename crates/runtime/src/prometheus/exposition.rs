@@ -293,6 +293,17 @@ pub fn render(s: &Snapshot<'_>) -> String {
         family(&mut out, &metric, "counter", help);
         let _ = writeln!(out, "{metric} {v}");
     }
+    family(
+        &mut out,
+        "devops_agent_store_log_readers_waited_seconds_total",
+        "counter",
+        "Time the tasks' log readers waited, in total, for the store's writer to catch up (lines waited in the tasks' pipes).",
+    );
+    let _ = writeln!(
+        out,
+        "devops_agent_store_log_readers_waited_seconds_total {}",
+        s.store.log_readers_waited_ms as f64 / 1000.0
+    );
     for (name, v, help) in [
         (
             "devops_agent_store_backlog_records",
@@ -419,6 +430,7 @@ mod tests {
             store: demo_store::WriterHealth {
                 backlog_records: 1200,
                 peak_backlog_records: 50_000,
+                log_readers_waited_ms: 1500,
                 ..Default::default()
             },
             metrics: &m,
@@ -430,6 +442,10 @@ mod tests {
         );
         assert!(
             text.contains("devops_agent_store_peak_backlog_records 50000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("devops_agent_store_log_readers_waited_seconds_total 1.5\n"),
             "{text}"
         );
         assert!(text.contains("devops_agent_alarm_datapoint{alarm=\"cpu-high\",namespace=\"AWS/ECS\",metric_name=\"CPUUtilization\",statistic=\"Average\"} 91.5"), "{text}");
