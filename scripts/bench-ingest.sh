@@ -7,7 +7,14 @@
 #      lines shaped like demo-app's, parsed as the drain parses them, sent
 #      through Writer::log as fast as one thread can; lines/s to commit, lines
 #      lost (exact count), the writer's peak backlog.
-#   2. The whole pipeline: a release `up` with 2 tasks, wrk straight to both
+#   2. The pipeline alone, without HTTP load (crates/runtime/examples/drain.rs):
+#      2 generator processes write LINES demo-app-shaped lines each to their
+#      stdout as fast as the pipes take them, drained by the same code `up`
+#      runs (task::drain) into a store; lines/s until the last is committed,
+#      lines lost and filter matches checked exactly, the writer's peak
+#      backlog (bounded: the drains pause at the limit, the generators' writes
+#      block) and how long the drains paused.
+#   3. The whole pipeline: a release `up` with 2 tasks, wrk straight to both
 #      tasks (every request is an access line) for SECONDS; `status --json`
 #      sampled every second for the writer's backlog; then `up` is stopped with
 #      SIGINT and each task's own count of lines written (its last line) is
@@ -30,6 +37,7 @@ need_tools wrk python3
 
 cargo build --release -q --bin devops-agent-demo
 cargo build --release -q -p demo-store --example ingest
+cargo build --release -q -p demo-runtime --example drain
 BIN="$TARGET/release/devops-agent-demo"
 WORK="$(mktemp -d)"
 UP_PID=""
@@ -47,7 +55,11 @@ echo "## 1. the store writer alone"
 "$TARGET/release/examples/ingest" "$LINES"
 
 echo
-echo "## 2. the whole pipeline: wrk straight to both tasks for ${SECONDS_RUN} s"
+echo "## 2. the pipeline alone: 2 generator tasks, $LINES lines each, through the drain"
+"$TARGET/release/examples/drain" 2 "$LINES"
+
+echo
+echo "## 3. the whole pipeline: wrk straight to both tasks for ${SECONDS_RUN} s"
 LB_PORT="$(free_port)"; CTL_PORT="$(free_port)"
 "$BIN" --state-dir "$WORK/state" up --port "$LB_PORT" --control-port "$CTL_PORT" --time-scale 20 >"$WORK/up.log" 2>&1 &
 UP_PID=$!
