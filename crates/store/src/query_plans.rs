@@ -8,8 +8,9 @@ use demo_model::events::Window;
 use rusqlite::Connection;
 
 use crate::reader::{
-    LOG_ID_RANGE_SQL, LogQuery, METRIC_ID_RANGE_SQL, SAMPLES_SQL, SCAN_LOG_IDS_SQL, SCAN_LOGS_SQL,
-    SCAN_METRIC_IDS_SQL, SERIES_SQL, TASK_EVENTS_SQL, TRACE_IDS_SQL, log_query_sql,
+    BLOCK_ID_RANGE_SQL, LOG_ID_RANGE_SQL, LogQuery, METRIC_ID_RANGE_SQL, PREFIX_ID_RANGE_SQL,
+    SAMPLES_SQL, SCAN_LOG_IDS_SQL, SCAN_LOGS_SQL, SCAN_METRIC_IDS_SQL, SERIES_SQL,
+    TAIL_ID_RANGE_SQL, TASK_EVENTS_SQL, TRACE_IDS_SQL, log_query_sql,
 };
 
 /// The `detail` column of each step of the plan.
@@ -102,6 +103,33 @@ fn the_investigators_rowid_walks_search_a_range() {
         LOG_ID_RANGE_SQL,
         window(),
         "COVERING INDEX logs_ts",
+    );
+    // With the text index: its blocks, the rows after them, the rows before it.
+    assert_indexed(
+        &conn,
+        "log id range from the index's blocks",
+        BLOCK_ID_RANGE_SQL,
+        window(),
+        "INDEX log_blocks_max_ts",
+    );
+    let after = |id: i64| {
+        let mut a = window();
+        a.push(rusqlite::types::Value::Integer(id));
+        a
+    };
+    assert_indexed(
+        &conn,
+        "log id range of the open block",
+        TAIL_ID_RANGE_SQL,
+        after(1_000),
+        "INTEGER PRIMARY KEY",
+    );
+    assert_indexed(
+        &conn,
+        "log id range of the rows older than the index",
+        PREFIX_ID_RANGE_SQL,
+        after(1_000),
+        "INDEX logs_ts",
     );
     assert_indexed(
         &conn,

@@ -46,6 +46,17 @@ pub(crate) const TRACE_IDS_SQL: &str = "SELECT json_extract(line, '$.trace_id') 
 /// index-only walk of the window's `logs_ts` entries (no row is read).
 pub(crate) const LOG_ID_RANGE_SQL: &str =
     "SELECT min(id), max(id) FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2";
+/// The id range of the text index's stored blocks that may hold lines of the
+/// window (`log_blocks_max_ts`, one row per 1,024 lines).
+pub(crate) const BLOCK_ID_RANGE_SQL: &str =
+    "SELECT min(first_id), max(last_id) FROM log_blocks WHERE max_ts >= ?1 AND min_ts < ?2";
+/// The window's ids among the rows after `?3` (the open block: the rows after
+/// the last stored block), by rowid.
+pub(crate) const TAIL_ID_RANGE_SQL: &str =
+    "SELECT min(id), max(id) FROM logs WHERE id > ?3 AND +ts_ms >= ?1 AND +ts_ms < ?2";
+/// The window's ids among the rows older than the index (`id <= ?3`).
+pub(crate) const PREFIX_ID_RANGE_SQL: &str =
+    "SELECT min(id), max(id) FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2 AND id <= ?3";
 /// The window's lines by rowid range, in rowid order: one walk along the
 /// table instead of a seek into it for every entry of the `ts_ms` index. The
 /// `+` keeps `ts_ms` a filter (rows of the id range outside the window, which
@@ -281,20 +292,57 @@ impl Reader {
         }
     }
 
-    /// The smallest and the largest id of the window's log lines (`None`: the
-    /// window has none), from the `ts_ms` index alone. Every line of the
-    /// window has an id in this range; splitting it lets several readers
-    /// walk one window at once ([`Reader::scan_logs_ids`]).
+    /// An id range that holds every log line of the window (`None`: the
+    /// window has none). Splitting it lets several readers walk one window at
+    /// once ([`Reader::scan_logs_ids`], which keeps only the window's lines).
+    ///
+    /// Its cost follows the number of the text index's blocks (one per 1,024
+    /// lines), not of lines: the range of the stored blocks whose time span
+    /// meets the window, widened by the window's ids among the rows after the
+    /// last stored block (by rowid) and among rows older than the index (by
+    /// the `ts_ms` index, only when the window reaches back to them). So it
+    /// may be wider than the window's exact smallest and largest id (a block
+    /// on the window's edge), and an empty window can get a range with no
+    /// line of it in. Without the index (a database of an older schema, or no
+    /// block stored yet) the exact range from the `ts_ms` index.
     pub fn log_id_range(&self, w: Window) -> Result<Option<(i64, i64)>> {
-        self.id_range(LOG_ID_RANGE_SQL, w)
+        // One snapshot: no block stored between reading the last one and the rows after it.
+        let _txn = if self.conn.is_autocommit() {
+            Some(self.conn.unchecked_transaction().map_err(self.err())?)
+        } else {
+            None
+        };
+        let Some(textsearch::IndexBounds { tail_after, prefix }) =
+            textsearch::index_bounds(&self.conn).map_err(self.err())?
+        else {
+            return self.id_range(LOG_ID_RANGE_SQL, w, None);
+        };
+        let mut range = self.id_range(BLOCK_ID_RANGE_SQL, w, None)?;
+        let mut widen = |r: Option<(i64, i64)>| {
+            range = match (range, r) {
+                (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                (a, b) => a.or(b),
+            }
+        };
+        widen(self.id_range(TAIL_ID_RANGE_SQL, w, Some(tail_after))?);
+        if let Some((last_id, max_ts)) = prefix
+            && max_ts >= w.start_ms
+        {
+            widen(self.id_range(PREFIX_ID_RANGE_SQL, w, Some(last_id))?);
+        }
+        Ok(range)
     }
 
-    /// The `(min, max)` row of an id-range query over `w` (`None`: no row in `w`).
-    fn id_range(&self, sql: &str, w: Window) -> Result<Option<(i64, i64)>> {
+    /// The `(min, max)` row of an id-range query over `w` (`None`: no row in
+    /// `w`); `id` is the query's `?3` when it has one.
+    fn id_range(&self, sql: &str, w: Window, id: Option<i64>) -> Result<Option<(i64, i64)>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(self.err())?;
-        let range: (Option<i64>, Option<i64>) = stmt
-            .query_row([w.start_ms, w.end_ms], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.err())?;
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let range: (Option<i64>, Option<i64>) = match id {
+            Some(id) => stmt.query_row([w.start_ms, w.end_ms, id], row),
+            None => stmt.query_row([w.start_ms, w.end_ms], row),
+        }
+        .map_err(self.err())?;
         Ok(range.0.zip(range.1))
     }
 
@@ -348,7 +396,7 @@ impl Reader {
     /// (`None`: none), from the `metrics_ts` index alone; see
     /// [`Reader::log_id_range`].
     pub fn metric_id_range(&self, w: Window) -> Result<Option<(i64, i64)>> {
-        self.id_range(METRIC_ID_RANGE_SQL, w)
+        self.id_range(METRIC_ID_RANGE_SQL, w, None)
     }
 
     /// [`Reader::window_samples`] restricted to the samples whose rowid is in

@@ -30,19 +30,19 @@ const INDEX_VERSION: u32 = 4;
 
 pub(crate) const WINDOW_BLOCKS_SQL: &str = "SELECT first_id, last_id, filter FROM log_blocks WHERE max_ts >= ?1 AND min_ts < ?2 ORDER BY max_ts DESC";
 
-/// The ranges to read for `text` over `w`, or `None` when the index cannot
-/// narrow the search (text shorter than a gram, no stored block yet, a
-/// database of an older schema, or most blocks kept: the plain query, which
-/// stops at its limit in time order, is then as cheap).
-pub(crate) fn narrow(
-    conn: &Connection,
-    w: Window,
-    text: &str,
-    limit: Option<usize>,
-) -> rusqlite::Result<Option<Narrowed>> {
-    let Some(hashes) = query_hashes(text) else {
-        return Ok(None);
-    };
+/// What a reader needs to know of the index to bound a window's ids.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexBounds {
+    /// The last id covered by a stored block or older than the index: rows
+    /// after it are the open block, read by rowid.
+    pub(crate) tail_after: i64,
+    /// The rows older than the index: `(last id, newest ts)`.
+    pub(crate) prefix: Option<(i64, i64)>,
+}
+
+/// The index's bounds; `None`: no index to go by (a database of an older
+/// schema, or no block stored yet).
+pub(crate) fn index_bounds(conn: &Connection) -> rusqlite::Result<Option<IndexBounds>> {
     if crate::schema::version(conn)? < INDEX_VERSION {
         return Ok(None);
     }
@@ -57,6 +57,28 @@ pub(crate) fn narrow(
         .prepare_cached(PREFIX_SQL)?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    Ok(Some(IndexBounds {
+        tail_after: last.max(prefix.map_or(0, |p| p.0)),
+        prefix,
+    }))
+}
+
+/// The ranges to read for `text` over `w`, or `None` when the index cannot
+/// narrow the search (text shorter than a gram, no stored block yet, a
+/// database of an older schema, or most blocks kept: the plain query, which
+/// stops at its limit in time order, is then as cheap).
+pub(crate) fn narrow(
+    conn: &Connection,
+    w: Window,
+    text: &str,
+    limit: Option<usize>,
+) -> rusqlite::Result<Option<Narrowed>> {
+    let Some(hashes) = query_hashes(text) else {
+        return Ok(None);
+    };
+    let Some(IndexBounds { tail_after, prefix }) = index_bounds(conn)? else {
+        return Ok(None);
+    };
     let mut keep: Vec<(i64, i64)> = Vec::new();
     let mut blocks = 0;
     {
@@ -82,8 +104,7 @@ pub(crate) fn narrow(
     for (lo, hi) in keep {
         push_range(&mut ranges, lo, hi);
     }
-    let tail_from = last.max(prefix.map_or(0, |p| p.0)) + 1;
-    push_range(&mut ranges, tail_from, i64::MAX);
+    push_range(&mut ranges, tail_after + 1, i64::MAX);
     Ok(Some(Narrowed {
         ranges,
         prefix: prefix

@@ -129,6 +129,7 @@ fn compare(store: &Store, rng: &mut Rng, span: (i64, i64), queries: usize) -> us
         if narrow(&conn, w, text, q.limit).unwrap().is_some() {
             narrowed += 1;
         }
+        check_id_range(&reader, &conn, w);
         let got = reader.logs(w, &q).unwrap();
         let want = plain(&conn, w, &q);
         assert_eq!(
@@ -139,6 +140,33 @@ fn compare(store: &Store, rng: &mut Rng, span: (i64, i64), queries: usize) -> us
         assert_eq!(got, want);
     }
     narrowed
+}
+
+/// `Reader::log_id_range`, bounded by the index's blocks, holds every line
+/// of the window (it may be wider than the exact range by the blocks on the
+/// window's edges, never narrower), and says `None` only for a window
+/// without lines.
+fn check_id_range(reader: &Reader, conn: &Connection, w: Window) {
+    let exact: (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT min(id), max(id) FROM logs WHERE ts_ms >= ?1 AND ts_ms < ?2",
+            [w.start_ms, w.end_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let got = reader.log_id_range(w).unwrap();
+    if let Some((a, b)) = exact.0.zip(exact.1) {
+        let (lo, hi) = got.unwrap_or_else(|| panic!("window {w:?} has ids {a}..={b}, got None"));
+        assert!(
+            lo <= a && hi >= b,
+            "window {w:?}: {lo}..={hi} misses {a}..={b}"
+        );
+        let slack = 3 * i64::from(BLOCK_LINES);
+        assert!(
+            (hi - lo) <= (b - a) + slack,
+            "window {w:?}: {lo}..={hi} is far wider than {a}..={b}"
+        );
+    }
 }
 
 fn blocks(store: &Store) -> i64 {
