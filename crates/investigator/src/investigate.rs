@@ -137,15 +137,22 @@ pub fn investigate(
         len: GRID_BUCKETS,
     };
 
-    // Metrics first: their change points frame the windows.
+    // Metrics first: their change points frame the windows. The grid's log
+    // lines are read meanwhile, on other threads; they are tallied once the
+    // windows are known (both start on bucket boundaries).
     let no_key = SeriesKey::new("", "", "");
-    let metrics = match metrics::analyze(
-        sources.metrics,
-        grid,
-        period_ms,
-        &error_namespace,
-        alarm_key.as_ref().unwrap_or(&no_key),
-    ) {
+    let (metrics, log_lines) = std::thread::scope(|scope| {
+        let reading = logs::Reading::start(scope, sources.logs, grid);
+        let metrics = metrics::analyze(
+            sources.metrics,
+            grid,
+            period_ms,
+            &error_namespace,
+            alarm_key.as_ref().unwrap_or(&no_key),
+        );
+        (metrics, reading.finish(sources.logs))
+    });
+    let metrics = match metrics {
         Ok(m) => m,
         Err(e) => {
             gap(&mut gaps, sources.metrics.name(), e.to_string());
@@ -188,14 +195,9 @@ pub fn investigate(
         );
     }
 
-    let logs = match logs::analyze(
-        sources.logs,
-        baseline,
-        incident,
-        grid,
-        &catalog.health_check.path,
-    ) {
-        Ok(mut l) => {
+    let logs = match log_lines {
+        Ok(read) => {
+            let mut l = read.analyze(base_from, split, &catalog.health_check.path);
             // Example traces for the error templates the report cites (the same
             // top 8 as the evidence), so a reader can follow one request end to end.
             for t in l

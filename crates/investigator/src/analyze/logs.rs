@@ -19,7 +19,7 @@ use logmine::{ClusterId, Masker, Miner, MinerConfig};
 use serde::Serialize;
 
 use super::series::Grid;
-use crate::sources::{LogEntry, LogSource, SourceResult, on_threads};
+use crate::sources::{LogEntry, LogSource, SourceError, SourceResult, on_threads};
 
 mod groups;
 #[cfg(test)]
@@ -150,38 +150,163 @@ pub fn analyze(
     health_path: &str,
 ) -> SourceResult<LogAnalysis> {
     let range = Window::new(baseline.start_ms, incident.end_ms);
-    let (grouping, lines) = match src.parts(range)? {
-        None => {
-            let mut grouping = groups::Grouping::new(incident, grid);
-            let lines = src.scan_unordered(range, &mut |key, e| grouping.add(key, &e))?;
-            (grouping, lines)
-        }
-        Some(parts) => {
-            let read: Vec<SourceResult<(groups::Grouping, u64)>> = on_threads(
+    let grouping = read(src, range, grid, Some(incident))?;
+    Ok(tally(grouping, baseline, incident, grid, health_path))
+}
+
+/// Reads `range` grouped, in parts on several threads when the source offers
+/// them. With `incident`, lines on either side of its start are grouped
+/// apart; without, only by grid bucket.
+fn read(
+    src: &dyn LogSource,
+    range: Window,
+    grid: Grid,
+    incident: Option<Window>,
+) -> SourceResult<groups::Grouping> {
+    match src.parts(range)? {
+        None => read_whole(src, range, grid, incident),
+        Some(parts) => merge(
+            on_threads(
                 parts
                     .into_iter()
-                    .map(|part| {
-                        move || {
-                            let mut grouping = groups::Grouping::new(incident, grid);
-                            let lines = part(&mut |key, e| grouping.add(key, &e))?;
-                            Ok((grouping, lines))
-                        }
-                    })
+                    .map(|part| move || read_part(part, grid, incident))
                     .collect(),
-            );
-            let mut all = groups::Grouping::new(incident, grid);
-            let mut lines = 0;
-            for r in read {
-                let (g, n) = r?;
-                all.merge(g);
-                lines += n;
-            }
-            (all, lines)
-        }
-    };
+            ),
+            grid,
+            incident,
+        ),
+    }
+}
+
+fn read_whole(
+    src: &dyn LogSource,
+    range: Window,
+    grid: Grid,
+    incident: Option<Window>,
+) -> SourceResult<groups::Grouping> {
+    let mut grouping = groups::Grouping::new(incident, grid);
+    src.scan_unordered(range, &mut |key, e| grouping.add(key, &e))?;
+    Ok(grouping)
+}
+
+fn read_part(
+    part: crate::sources::LogPart<'_>,
+    grid: Grid,
+    incident: Option<Window>,
+) -> SourceResult<groups::Grouping> {
+    let mut grouping = groups::Grouping::new(incident, grid);
+    part(&mut |key, e| grouping.add(key, &e))?;
+    Ok(grouping)
+}
+
+/// The groups of every part; no parts (an empty window): no groups.
+fn merge(
+    parts: impl IntoIterator<Item = SourceResult<groups::Grouping>>,
+    grid: Grid,
+    incident: Option<Window>,
+) -> SourceResult<groups::Grouping> {
+    let mut all = groups::Grouping::new(incident, grid);
+    for g in parts {
+        all.merge(g?);
+    }
+    Ok(all)
+}
+
+fn tally(
+    grouping: groups::Grouping,
+    baseline: Window,
+    incident: Window,
+    grid: Grid,
+    health_path: &str,
+) -> LogAnalysis {
     let mut tally = Tally::new(baseline, incident, grid, health_path);
-    grouping.for_each_in_order(|e, n| tally.add(&e, n));
-    Ok(tally.finish(lines))
+    let lines = grouping.for_each_in_order(baseline.start_ms, |e, n| tally.add(&e, n));
+    tally.finish(lines)
+}
+
+/// The lines of a whole analysis grid, read on other threads while the
+/// caller works on something else (the investigation reads its logs while
+/// it analyses the metrics that decide where the incident starts), then
+/// tallied for any baseline and incident that start on bucket boundaries
+/// ([`GridLines::analyze`]).
+pub struct Reading<'scope> {
+    grid: Grid,
+    state: ReadingState<'scope>,
+}
+
+type PartHandle<'scope> = std::thread::ScopedJoinHandle<'scope, SourceResult<groups::Grouping>>;
+
+enum ReadingState<'scope> {
+    /// One thread per part of the source's.
+    Threads(Vec<PartHandle<'scope>>),
+    /// The source reads in one part: read when finished, on the caller's thread.
+    Later,
+    Failed(SourceError),
+}
+
+impl<'scope> Reading<'scope> {
+    /// Starts reading the lines of `grid`'s whole range on threads of `scope`.
+    pub fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        src: &'env dyn LogSource,
+        grid: Grid,
+    ) -> Reading<'scope> {
+        let range = Window::new(grid.start_ms, grid.end_ms());
+        let state = match src.parts(range) {
+            Ok(None) => ReadingState::Later,
+            Ok(Some(parts)) => ReadingState::Threads(
+                parts
+                    .into_iter()
+                    .map(|part| scope.spawn(move || read_part(part, grid, None)))
+                    .collect(),
+            ),
+            Err(e) => ReadingState::Failed(e),
+        };
+        Reading { grid, state }
+    }
+
+    /// Waits for the parts (or reads now, through `src`, if the source
+    /// reads in one part).
+    pub fn finish(self, src: &dyn LogSource) -> SourceResult<GridLines> {
+        let grouping = match self.state {
+            ReadingState::Threads(handles) => merge(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+                self.grid,
+                None,
+            )?,
+            ReadingState::Later => {
+                let range = Window::new(self.grid.start_ms, self.grid.end_ms());
+                read_whole(src, range, self.grid, None)?
+            }
+            ReadingState::Failed(e) => return Err(e),
+        };
+        Ok(GridLines {
+            grid: self.grid,
+            grouping,
+        })
+    }
+}
+
+/// Every line of a grid's range, grouped by bucket ([`Reading`]).
+pub struct GridLines {
+    grid: Grid,
+    grouping: groups::Grouping,
+}
+
+impl GridLines {
+    /// [`analyze`] for the baseline from bucket `from` to bucket `split` and
+    /// the incident from `split` to the grid's end: the same result as
+    /// reading those windows, because a bucket lies wholly on one side of
+    /// the incident's start (lines before `from` are left out).
+    pub fn analyze(self, from: usize, split: usize, health_path: &str) -> LogAnalysis {
+        let g = self.grid;
+        let split = split.min(g.len);
+        let baseline = Window::new(g.time(from.min(split)), g.time(split));
+        let incident = Window::new(g.time(split), g.end_ms());
+        tally(self.grouping, baseline, incident, g, health_path)
+    }
 }
 
 /// Counts lines into templates, routes and tasks. Fed oldest first, `n`

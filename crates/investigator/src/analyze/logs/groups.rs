@@ -81,7 +81,9 @@ impl Interner {
 
 /// The groups of one window, filled line by line.
 pub(super) struct Grouping {
-    incident: Window,
+    /// Lines on either side of its start are grouped apart (`None`: the
+    /// caller splits on a bucket boundary later).
+    incident: Option<Window>,
     grid: Grid,
     texts: Interner,
     tasks: Interner,
@@ -91,7 +93,7 @@ pub(super) struct Grouping {
 }
 
 impl Grouping {
-    pub(super) fn new(incident: Window, grid: Grid) -> Grouping {
+    pub(super) fn new(incident: Option<Window>, grid: Grid) -> Grouping {
         Grouping {
             incident,
             grid,
@@ -115,7 +117,7 @@ impl Grouping {
                 .grid
                 .index(e.ts_ms)
                 .map_or(NONE, |i| u32::try_from(i).unwrap_or(NONE)),
-            incident: self.incident.contains(e.ts_ms),
+            incident: self.incident.is_some_and(|w| w.contains(e.ts_ms)),
         };
         let here = (e.ts_ms, order);
         self.groups
@@ -147,12 +149,25 @@ impl Grouping {
         }
     }
 
-    /// Calls `f` once per group, in the order of the groups' first lines,
-    /// with that first line and the group's size.
-    pub(super) fn for_each_in_order(self, mut f: impl FnMut(LogEntry<'_>, u64)) {
-        let mut groups: Vec<(Key, Group)> = self.groups.into_iter().collect();
+    /// Calls `f` once per group whose first line is not before `from_ms`, in
+    /// the order of the groups' first lines, with that first line and the
+    /// group's size; returns how many lines those groups hold. (A group lies
+    /// in one grid bucket, so from a bucket boundary on this leaves out
+    /// exactly the lines before it.)
+    pub(super) fn for_each_in_order(
+        self,
+        from_ms: i64,
+        mut f: impl FnMut(LogEntry<'_>, u64),
+    ) -> u64 {
+        let mut groups: Vec<(Key, Group)> = self
+            .groups
+            .into_iter()
+            .filter(|(_, g)| g.first.0 >= from_ms)
+            .collect();
         groups.sort_unstable_by_key(|(_, g)| g.first);
+        let mut lines = 0;
         for (k, g) in groups {
+            lines += g.n;
             f(
                 LogEntry {
                     ts_ms: g.first.0,
@@ -165,5 +180,6 @@ impl Grouping {
                 g.n,
             );
         }
+        lines
     }
 }

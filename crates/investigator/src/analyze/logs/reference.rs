@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use demo_model::events::{LogRecord, Stream, Window};
 use logmine::{ClusterId, Masker, Miner, MinerConfig};
 
-use super::{Acc, AccessCounts, LogAnalysis, TaskTraffic, analyze, is_error_level, templates};
+use super::{
+    Acc, AccessCounts, LogAnalysis, Reading, TaskTraffic, analyze, is_error_level, templates,
+};
 use crate::analyze::series::Grid;
 use crate::sources::local_store::LocalStore;
 use crate::sources::{LogEntry, LogSource, SourceResult};
@@ -382,4 +384,46 @@ fn an_empty_window_is_analysed_alike() {
     let new = analyze(&src, b, i, grid, HEALTH).unwrap();
     assert_eq!(old.lines, 0);
     assert_eq!(json(&new), json(&old));
+}
+
+/// The investigation's path: the grid's whole range read while the metrics
+/// are analysed, then tallied for windows that start on bucket boundaries,
+/// gives what reading those windows line by line gives.
+#[test]
+fn a_grid_read_ahead_then_split_equals_the_line_by_line_analysis() {
+    let dir = store();
+    let src = LocalStore::open(dir.path()).unwrap();
+    let grid = Grid {
+        start_ms: T0,
+        bucket_ms: BUCKET_MS,
+        len: LEN,
+    };
+    for (from, split) in [(0, 100), (5, 100), (0, 60), (30, 31), (100, 100)] {
+        let baseline = Window::new(grid.time(from), grid.time(split));
+        let incident = Window::new(grid.time(split), grid.end_ms());
+        let old = analyze_line_by_line(&src, baseline, incident, grid, HEALTH).unwrap();
+        let read = |source: &dyn LogSource| {
+            std::thread::scope(|scope| Reading::start(scope, source, grid).finish(source))
+                .unwrap()
+                .analyze(from, split, HEALTH)
+        };
+        for threads in [1, 2, 3] {
+            let parts = LocalStore::open(dir.path())
+                .unwrap()
+                .with_read_threads(threads);
+            assert_eq!(
+                json(&read(&parts)),
+                json(&old),
+                "from {from} split {split}, {threads} threads"
+            );
+        }
+        assert_eq!(json(&read(&InOrder(&src))), json(&old), "in order");
+        if from < split {
+            assert!(
+                old.lines > 100,
+                "from {from} split {split}: {} lines",
+                old.lines
+            );
+        }
+    }
 }
