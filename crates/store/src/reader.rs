@@ -384,10 +384,20 @@ impl Reader {
     /// in one walk along the table's rowids instead of one index search per
     /// series and a table search per sample.
     pub fn window_samples(&self, w: Window) -> Result<Vec<Vec<MetricSample>>> {
+        self.window_samples_where(w, &|_, _, _| true)
+    }
+
+    /// [`Reader::window_samples`] for the series `keep` wants (see
+    /// [`Reader::window_samples_ids_where`]).
+    pub fn window_samples_where(
+        &self,
+        w: Window,
+        keep: &dyn Fn(&str, &str, &str) -> bool,
+    ) -> Result<Vec<Vec<MetricSample>>> {
         // One read transaction: the id range and the rows from one snapshot.
         let _txn = self.conn.unchecked_transaction().map_err(self.err())?;
         match self.metric_id_range(w)? {
-            Some(ids) => self.window_samples_ids(w, ids),
+            Some(ids) => self.window_samples_ids_where(w, ids, keep),
             None => Ok(Vec::new()),
         }
     }
@@ -402,10 +412,18 @@ impl Reader {
     /// [`Reader::window_samples`] restricted to the samples whose rowid is in
     /// `lo..=hi`. Parts of one window read this way concatenate, part after
     /// part, into the stored order of each series.
-    pub fn window_samples_ids(
+    pub fn window_samples_ids(&self, w: Window, ids: (i64, i64)) -> Result<Vec<Vec<MetricSample>>> {
+        self.window_samples_ids_where(w, ids, &|_, _, _| true)
+    }
+
+    /// [`Reader::window_samples_ids`] for the series `keep` wants (asked once
+    /// per series, with its namespace, name and dimension): the samples of
+    /// the others are stepped over, not built.
+    pub fn window_samples_ids_where(
         &self,
         w: Window,
         (lo, hi): (i64, i64),
+        keep: &dyn Fn(&str, &str, &str) -> bool,
     ) -> Result<Vec<Vec<MetricSample>>> {
         let mut stmt = self
             .conn
@@ -414,12 +432,7 @@ impl Reader {
         let mut rows = stmt
             .query([w.start_ms, w.end_ms, lo, hi])
             .map_err(self.err())?;
-        // Rows come in rowid order; samples of one series are grouped by a
-        // map from the series to its slot, with the last hit tried first.
-        let mut slots: std::collections::HashMap<(String, String, String), usize> =
-            std::collections::HashMap::new();
-        let mut series: Vec<Vec<MetricSample>> = Vec::new();
-        let mut last: Option<usize> = None;
+        let mut slots = SeriesSlots::default();
         while let Some(r) = rows.next().map_err(self.err())? {
             let (namespace, name, dimension) = (|| -> rusqlite::Result<(&str, &str, &str)> {
                 Ok((
@@ -429,36 +442,25 @@ impl Reader {
                 ))
             })()
             .map_err(self.err())?;
-            let hit = last.filter(|&i| {
-                let s = &series[i][0];
-                s.namespace == namespace && s.name == name && s.dimension == dimension
-            });
-            let slot = match hit {
-                Some(i) => i,
-                None => {
-                    let key = (namespace.to_owned(), name.to_owned(), dimension.to_owned());
-                    let next = series.len();
-                    let i = *slots.entry(key).or_insert(next);
-                    if i == next {
-                        series.push(Vec::new());
-                    }
-                    i
-                }
+            let slot = slots.find(namespace, name, dimension, keep);
+            let Some(samples) = slot.samples.as_mut() else {
+                continue;
             };
-            last = Some(slot);
             let sample = (|| -> rusqlite::Result<MetricSample> {
                 Ok(MetricSample {
                     ts_ms: r.get(3)?,
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    dimension: dimension.to_owned(),
+                    namespace: slot.key.0.clone(),
+                    name: slot.key.1.clone(),
+                    dimension: slot.key.2.clone(),
                     value: r.get(4)?,
                     count: r.get(5)?,
                 })
             })()
             .map_err(self.err())?;
-            series[slot].push(sample);
+            samples.push(sample);
         }
+        let mut series: Vec<Vec<MetricSample>> =
+            slots.slots.into_iter().filter_map(|s| s.samples).collect();
         // Oldest first; the sort is stable, so equal times stay in stored order.
         for s in &mut series {
             s.sort_by_key(|m| m.ts_ms);
@@ -755,5 +757,73 @@ impl Reader {
             })
             .map_err(self.err())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+}
+
+/// The series met in a rowid walk of the metrics table, in first-met order.
+/// A collector writes one sample of each series per tick, always in the same
+/// order, so the series after the one just met is most often the one that
+/// followed it last time: that is tried first (three string comparisons), and
+/// only then a map, searched without allocating.
+#[derive(Default)]
+struct SeriesSlots {
+    slots: Vec<SeriesSlot>,
+    by_key: std::collections::HashMap<String, usize>,
+    last: Option<usize>,
+    buf: String,
+}
+
+struct SeriesSlot {
+    key: (String, String, String),
+    /// `None`: a series the caller does not want.
+    samples: Option<Vec<MetricSample>>,
+    /// The series met right after this one the last time.
+    next: Option<usize>,
+}
+
+impl SeriesSlots {
+    fn find(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        dimension: &str,
+        keep: &dyn Fn(&str, &str, &str) -> bool,
+    ) -> &mut SeriesSlot {
+        let is = |s: &SeriesSlot| s.key.0 == namespace && s.key.1 == name && s.key.2 == dimension;
+        let predicted = self
+            .last
+            .and_then(|l| self.slots[l].next)
+            .filter(|&i| is(&self.slots[i]))
+            .or_else(|| self.last.filter(|&l| is(&self.slots[l])));
+        let i = match predicted {
+            Some(i) => i,
+            None => {
+                // Each part after its length: no two keys run together alike.
+                self.buf.clear();
+                for part in [namespace, name, dimension] {
+                    use std::fmt::Write;
+                    let _ = write!(self.buf, "{}:{part}", part.len());
+                }
+                let i = match self.by_key.get(self.buf.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.slots.len();
+                        self.by_key.insert(self.buf.clone(), i);
+                        self.slots.push(SeriesSlot {
+                            key: (namespace.to_owned(), name.to_owned(), dimension.to_owned()),
+                            samples: keep(namespace, name, dimension).then(Vec::new),
+                            next: None,
+                        });
+                        i
+                    }
+                };
+                if let Some(l) = self.last {
+                    self.slots[l].next = Some(i);
+                }
+                i
+            }
+        };
+        self.last = Some(i);
+        &mut self.slots[i]
     }
 }

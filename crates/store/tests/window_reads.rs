@@ -133,3 +133,57 @@ fn window_samples_are_the_series_and_their_samples() {
     assert_eq!(r.window_samples(window).unwrap(), expected);
     assert!(r.window_samples(Window::new(100, 200)).unwrap().is_empty());
 }
+
+/// The walk that predicts each series from the one before it gives the
+/// per-series reads' samples when the order of series changes from tick to
+/// tick, and a filter leaves out whole series and nothing else.
+#[test]
+fn window_samples_where_keeps_the_wanted_series_whatever_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    let series: Vec<(String, String, String)> = (0..7)
+        .map(|i| {
+            (
+                if i % 3 == 0 { "App" } else { "AWS/ECS" }.to_string(),
+                format!("m{}", i % 2),
+                format!("d{i}"),
+            )
+        })
+        .collect();
+    for tick in 0..60i64 {
+        // Mostly the same order, sometimes rotated, sometimes one missing.
+        let rot = if tick % 7 == 3 { tick as usize } else { 0 };
+        for k in 0..series.len() {
+            let (ns, name, dim) = &series[(k + rot) % series.len()];
+            if tick % 5 == 1 && k == 2 {
+                continue;
+            }
+            w.metric(MetricSample::new(
+                tick,
+                ns,
+                name,
+                dim,
+                (tick * 10 + k as i64) as f64,
+            ));
+        }
+    }
+    w.flush();
+    let r = store.reader().unwrap();
+    let window = Window::new(5, 50);
+    let all = r.window_samples(window).unwrap();
+    let mut expected = Vec::new();
+    for (ns, name, dim) in r.series(window).unwrap() {
+        expected.push(r.samples(&ns, &name, &dim, window).unwrap());
+    }
+    assert_eq!(all.len(), 7);
+    assert_eq!(all, expected);
+    let keep = |ns: &str, name: &str, dim: &str| ns == "AWS/ECS" && (name == "m1" || dim == "d2");
+    let kept = r.window_samples_where(window, &keep).unwrap();
+    let want: Vec<_> = all
+        .into_iter()
+        .filter(|s| keep(&s[0].namespace, &s[0].name, &s[0].dimension))
+        .collect();
+    assert_eq!(want.len(), 3, "d1, d2 and d5");
+    assert_eq!(kept, want);
+}

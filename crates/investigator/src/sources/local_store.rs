@@ -167,13 +167,18 @@ impl MetricSource for LocalStore {
 
     /// Every sample of the window in one walk along its rowids
     /// (`Reader::window_samples`), cut into parts read at once on
-    /// [`LocalStore::read_threads`] threads, then the unwanted series dropped.
+    /// [`LocalStore::read_threads`] threads; the samples of unwanted series
+    /// are stepped over, not built.
     fn wanted_samples(
         &self,
         w: Window,
-        wanted: &dyn Fn(&SeriesKey) -> bool,
+        wanted: &(dyn Fn(&SeriesKey) -> bool + Sync),
     ) -> SourceResult<Vec<(SeriesKey, Vec<MetricSample>)>> {
         let err = |e| unavailable("metrics", e);
+        // Asked once per series met: the samples of the others are not built.
+        let keep = |namespace: &str, name: &str, dimension: &str| {
+            wanted(&SeriesKey::new(namespace, name, dimension))
+        };
         let all = if self.threads > 1 {
             let Some(ids) = self.reader.metric_id_range(w).map_err(err)? else {
                 return Ok(Vec::new());
@@ -185,7 +190,7 @@ impl MetricSource for LocalStore {
                     .map(|part| {
                         move || {
                             let reader = Reader::open(path).map_err(err)?;
-                            reader.window_samples_ids(w, part).map_err(err)
+                            reader.window_samples_ids_where(w, part, &keep).map_err(err)
                         }
                     })
                     .collect(),
@@ -212,14 +217,14 @@ impl MetricSource for LocalStore {
                 })
                 .collect()
         } else {
-            self.reader.window_samples(w).map_err(err)?
+            self.reader.window_samples_where(w, &keep).map_err(err)?
         };
         Ok(all
             .into_iter()
             .filter_map(|samples| {
                 let first = samples.first()?;
                 let key = SeriesKey::new(&first.namespace, &first.name, &first.dimension);
-                wanted(&key).then_some((key, samples))
+                Some((key, samples))
             })
             .collect())
     }

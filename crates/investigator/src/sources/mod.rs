@@ -118,7 +118,7 @@ pub trait MetricSource {
     fn wanted_samples(
         &self,
         w: Window,
-        wanted: &dyn Fn(&SeriesKey) -> bool,
+        wanted: &(dyn Fn(&SeriesKey) -> bool + Sync),
     ) -> SourceResult<Vec<(SeriesKey, Vec<MetricSample>)>> {
         let mut out = Vec::new();
         for key in self.series(w)? {
