@@ -181,7 +181,14 @@ pub fn analyze(
         let code_ev = match code {
             None => None,
             Some(src) => match correlate_code(src, &d, previous.as_ref(), implicated) {
-                Ok(c) => Some(c),
+                Ok((c, unread)) => {
+                    gaps.extend(
+                        unread
+                            .into_iter()
+                            .map(|g| format!("code for deployment {}: {g}", d.id)),
+                    );
+                    Some(c)
+                }
                 Err(e) => {
                     gaps.push(format!("code for deployment {}: {e}", d.id));
                     None
@@ -205,12 +212,15 @@ pub fn analyze(
 
 const MAX_MATCHES: usize = 40;
 
+/// The code evidence of a deployment, and what the source could not read
+/// along the way (a file it could not show, a line it could not blame): the
+/// evidence stands without them, and the report says what is missing.
 fn correlate_code(
     src: &dyn CodeSource,
     d: &Deployment,
     previous: Option<&Deployment>,
     implicated: &Implicated,
-) -> Result<CodeEvidence, SourceError> {
+) -> Result<(CodeEvidence, Vec<String>), SourceError> {
     let to_sha = src.resolve(&d.git_sha)?;
     let from_sha = match previous {
         Some(p) => Some(src.resolve(&p.git_sha)?),
@@ -303,8 +313,8 @@ fn correlate_code(
         .map(|(n, _)| n.clone())
         .collect();
     if !tree_needles.is_empty() {
-        let hits = src.grep(&to_sha, &tree_needles)?;
-        for h in hits
+        let hits: Vec<_> = src
+            .grep(&to_sha, &tree_needles)?
             .into_iter()
             .filter(|h| {
                 is_code(&h.file)
@@ -312,18 +322,25 @@ fn correlate_code(
                     && !code::in_test_code(&tree.lines(src, &to_sha, &h.file), h.line_no as usize)
             })
             .take(MAX_MATCHES)
-        {
+            .collect();
+        for h in hits {
             let kind = needles
                 .iter()
                 .find(|(n, _)| *n == h.needle)
                 .map_or("template", |(_, k)| *k);
             // Which commit brought this line: for a configuration-only deployment,
             // that commit is the code change the deployment activated.
-            let commit = src
-                .blame_line(&to_sha, &h.file, h.line_no)
-                .ok()
-                .flatten()
-                .map(|c| format!("{} {}", &c.sha[..c.sha.len().min(10)], c.summary));
+            let commit = match src.blame_line(&to_sha, &h.file, h.line_no) {
+                Ok(c) => c,
+                Err(e) => {
+                    tree.unread.push(format!(
+                        "which commit brought {}:{} is unknown: {e}",
+                        h.file, h.line_no
+                    ));
+                    None
+                }
+            }
+            .map(|c| format!("{} {}", &c.sha[..c.sha.len().min(10)], c.summary));
             matches.push(CodeMatch {
                 file: h.file,
                 line_no: h.line_no,
@@ -335,26 +352,41 @@ fn correlate_code(
             });
         }
     }
-    Ok(CodeEvidence {
-        from_sha,
-        to_sha,
-        commits,
-        files,
-        matches,
-    })
+    Ok((
+        CodeEvidence {
+            from_sha,
+            to_sha,
+            commits,
+            files,
+            matches,
+        },
+        tree.unread,
+    ))
 }
 
-/// Files of the deployed tree, each read once (`git show`) and kept; a file
+/// Files of the deployed tree, each read once (`git show`) and kept. A file
 /// the source cannot show reads as empty (no enclosing function, not test
-/// code), as before.
+/// code), and why is kept once in `unread` for the report's gaps.
 #[derive(Default)]
-struct TreeFiles(BTreeMap<String, String>);
+struct TreeFiles {
+    files: BTreeMap<String, String>,
+    unread: Vec<String>,
+}
 
 impl TreeFiles {
     fn lines(&mut self, src: &dyn CodeSource, rev: &str, file: &str) -> Vec<&str> {
-        self.0
+        let unread = &mut self.unread;
+        self.files
             .entry(file.to_owned())
-            .or_insert_with(|| src.show(rev, file).ok().flatten().unwrap_or_default())
+            .or_insert_with(|| match src.show(rev, file) {
+                Ok(text) => text.unwrap_or_default(),
+                Err(e) => {
+                    unread.push(format!(
+                        "{file} could not be read ({e}): its lines were taken as deployed code outside any function"
+                    ));
+                    String::new()
+                }
+            })
             .lines()
             .collect()
     }
@@ -521,5 +553,116 @@ mod code_file_tests {
         ] {
             assert!(super::is_code(f), "{f}");
         }
+    }
+}
+
+#[cfg(test)]
+mod unread_tests {
+    use super::*;
+    use crate::sources::{Commit, Diff, DiffLine, GrepHit, SourceResult};
+    use demo_model::events::{ConfigChange, DeploymentOutcome};
+
+    /// A repository where one changed file cannot be shown and no line can
+    /// be blamed (a broken object, a timed-out git).
+    struct Broken;
+
+    fn unavailable(what: &str) -> SourceError {
+        SourceError::Unavailable {
+            source_name: "git".into(),
+            detail: format!("{what}: object missing"),
+        }
+    }
+
+    impl CodeSource for Broken {
+        fn name(&self) -> &str {
+            "broken git"
+        }
+        fn resolve(&self, rev: &str) -> SourceResult<String> {
+            Ok(rev.to_owned())
+        }
+        fn commits_between(&self, _from: &str, _to: &str) -> SourceResult<Vec<Commit>> {
+            Ok(Vec::new())
+        }
+        fn diff(&self, _from: &str, _to: &str) -> SourceResult<Diff> {
+            Ok(Diff {
+                files: vec!["src/quote.rs".into()],
+                lines: vec![DiffLine {
+                    file: "src/quote.rs".into(),
+                    line_no: 3,
+                    added: true,
+                    text: "let engine = cfg.quote_engine.unwrap();".into(),
+                }],
+            })
+        }
+        fn grep(&self, _rev: &str, needles: &[String]) -> SourceResult<Vec<GrepHit>> {
+            Ok(vec![GrepHit {
+                file: "src/config.rs".into(),
+                line_no: 7,
+                text: "quote_engine: env(\"QUOTE_ENGINE\"),".into(),
+                needle: needles[0].clone(),
+            }])
+        }
+        fn blame_line(
+            &self,
+            _rev: &str,
+            file: &str,
+            _line_no: u32,
+        ) -> SourceResult<Option<Commit>> {
+            Err(unavailable(&format!("blame {file}")))
+        }
+        fn show(&self, _rev: &str, file: &str) -> SourceResult<Option<String>> {
+            if file == "src/quote.rs" {
+                Err(unavailable(&format!("show {file}")))
+            } else {
+                Ok(Some("fn config() {\n}\n".into()))
+            }
+        }
+    }
+
+    fn deployment(id: &str, sha: &str, changes: Vec<ConfigChange>) -> Deployment {
+        Deployment {
+            id: id.into(),
+            started_ms: 0,
+            finished_ms: Some(10),
+            version: "v".into(),
+            git_sha: sha.into(),
+            env: BTreeMap::new(),
+            changes,
+            outcome: DeploymentOutcome::Completed,
+            previous_id: None,
+            description: String::new(),
+            reason: None,
+        }
+    }
+
+    /// What git could not read is named, once per file, beside the evidence
+    /// it still found, instead of being taken silently as an empty file.
+    #[test]
+    fn files_and_lines_git_cannot_read_are_gaps_not_silence() {
+        let prev = deployment("d-1", "aaa", Vec::new());
+        let d = deployment(
+            "d-2",
+            "bbb",
+            vec![ConfigChange {
+                key: "QUOTE_ENGINE".into(),
+                from: Some("v1".into()),
+                to: Some("v2".into()),
+            }],
+        );
+        let (ev, unread) =
+            correlate_code(&Broken, &d, Some(&prev), &Implicated::default()).unwrap();
+        assert!(
+            ev.matches.iter().any(|m| m.file == "src/config.rs"),
+            "{ev:?}"
+        );
+        assert_eq!(unread.len(), 2, "{unread:?}");
+        assert!(
+            unread[0].starts_with("src/quote.rs could not be read"),
+            "{unread:?}"
+        );
+        assert!(
+            unread[1].contains("src/config.rs:7 is unknown"),
+            "{unread:?}"
+        );
     }
 }
