@@ -69,6 +69,8 @@ pub(crate) const SCAN_METRIC_IDS_SQL: &str = "SELECT namespace, name, dimension,
 pub(crate) const TASK_EVENTS_SQL: &str = "SELECT ts_ms, task_id, kind, exit_code, reason, deployment_id FROM task_events WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id";
 
 const LOG_COLS: &str = "logs.ts_ms, logs.task_id, logs.stream, logs.level, logs.message, logs.route, logs.status, logs.line";
+/// [`LOG_COLS`] read back from a subquery.
+const LOG_OUT: &str = "ts_ms, task_id, stream, level, message, route, status, line";
 
 /// The conditions of a log query (its window as `?1`, `?2`, then its
 /// filters) and their arguments, to which a caller may append its own.
@@ -96,9 +98,10 @@ pub(crate) fn log_query_sql(w: Window, q: &LogQuery) -> (String, Vec<rusqlite::t
     let mut sql = format!("SELECT {LOG_COLS} FROM logs WHERE {conditions}");
     match q.limit {
         // The newest `n`, returned oldest first.
+        // Lines with equal times in stored order, as without a limit.
         Some(n) => {
             sql = format!(
-                "SELECT * FROM ({sql} ORDER BY logs.ts_ms DESC, logs.id DESC LIMIT {n}) ORDER BY ts_ms"
+                "SELECT {LOG_OUT} FROM (SELECT logs.id AS id, {LOG_COLS} FROM logs WHERE {conditions} ORDER BY logs.ts_ms DESC, logs.id DESC LIMIT {n}) ORDER BY ts_ms, id"
             )
         }
         None => sql.push_str(" ORDER BY logs.ts_ms, logs.id"),
@@ -132,12 +135,12 @@ pub(crate) fn narrowed_log_query_sql(
             args.len()
         ));
     }
-    let out = "ts_ms, task_id, stream, level, message, route, status, line";
+    let out = LOG_OUT;
     let with = format!("WITH r(lo, hi) AS (VALUES {})", values.join(", "));
     let sql = match q.limit {
         // As in `log_query_sql`: the newest `n`, returned oldest first.
         Some(limit) => format!(
-            "{with} SELECT {out} FROM (SELECT * FROM ({arms}) ORDER BY ts_ms DESC, id DESC LIMIT {limit}) ORDER BY ts_ms"
+            "{with} SELECT {out} FROM (SELECT * FROM ({arms}) ORDER BY ts_ms DESC, id DESC LIMIT {limit}) ORDER BY ts_ms, id"
         ),
         None => format!("{with} SELECT {out} FROM ({arms}) ORDER BY ts_ms, id"),
     };

@@ -341,3 +341,49 @@ fn log_readers_are_told_to_pause_at_the_backlog_limit() {
     assert_eq!(h.to_json()["log_readers_waited_ms"], 12);
     assert_eq!(store.reader().unwrap().log_counts().unwrap()[0].1, 100);
 }
+
+/// Lines with the same time come back in the order they were stored, with a
+/// limit (the newest n) as without one, through the text index or not.
+#[test]
+fn lines_with_equal_times_keep_their_stored_order_under_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    // 3,000 lines over 30 ms: blocks of the text index and an open block.
+    for i in 0..3_000i64 {
+        w.log(log(
+            1_000 + i / 100,
+            "a",
+            "INFO",
+            &format!("line {i:04} of the burst"),
+        ));
+    }
+    w.flush();
+    let r = store.reader().unwrap();
+    let window = Window::new(0, 10_000);
+    for contains in [None, Some("of the burst".to_string())] {
+        let all = r
+            .logs(
+                window,
+                &LogQuery {
+                    contains: contains.clone(),
+                    ..LogQuery::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(all.len(), 3_000);
+        for limit in [1, 150, 2_999] {
+            let q = LogQuery {
+                contains: contains.clone(),
+                limit: Some(limit),
+                ..LogQuery::default()
+            };
+            let newest = r.logs(window, &q).unwrap();
+            assert_eq!(
+                newest,
+                all[3_000 - limit..],
+                "limit {limit}, contains {contains:?}"
+            );
+        }
+    }
+}
