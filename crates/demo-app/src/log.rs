@@ -47,7 +47,8 @@ impl Level {
 
 /// Buffer cap before lines are dropped (stdout stalled for a long time).
 const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
-/// The writer wakes at least this often.
+/// While lines come, the writer wakes at least this often; after an interval
+/// with none it sleeps until the next line.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// Above this many pending bytes the writer is woken early.
 const WAKE_BYTES: usize = 256 * 1024;
@@ -57,6 +58,9 @@ struct Shared {
     dropped: AtomicU64,
     lines: AtomicU64,
     closing: std::sync::atomic::AtomicBool,
+    /// The writer found nothing to write and sleeps until a line wakes it
+    /// (instead of every [`FLUSH_INTERVAL`]: an idle service stays asleep).
+    idle: std::sync::atomic::AtomicBool,
 }
 
 /// Cheap to clone; all clones feed one writer.
@@ -95,6 +99,7 @@ impl Logger {
             dropped: AtomicU64::new(0),
             lines: AtomicU64::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
+            idle: std::sync::atomic::AtomicBool::new(false),
         });
         let writer_shared = shared.clone();
         let suffix: Arc<str> = suffix.into();
@@ -197,7 +202,11 @@ impl Logger {
         let wake = pending.len() >= WAKE_BYTES;
         drop(pending);
         self.shared.lines.fetch_add(1, Ordering::Relaxed);
-        if wake
+        // A plain load first: under load the writer is never idle, and this
+        // costs no locked instruction per line.
+        let idle = self.shared.idle.load(Ordering::SeqCst)
+            && self.shared.idle.swap(false, Ordering::SeqCst);
+        if (wake || idle)
             && let Some(h) = self
                 .writer
                 .lock()
@@ -229,7 +238,8 @@ fn writer_loop(shared: Arc<Shared>, mut out: impl Write, suffix: &str) {
             let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::swap(&mut *pending, &mut spare);
         }
-        if !spare.is_empty() {
+        let wrote = !spare.is_empty();
+        if wrote {
             // A failed write (closed stdout) cannot be reported anywhere better; keep draining.
             let _ = out.write_all(&spare);
             let _ = out.flush();
@@ -253,7 +263,23 @@ fn writer_loop(shared: Arc<Shared>, mut out: impl Write, suffix: &str) {
         if closing {
             return;
         }
-        std::thread::park_timeout(FLUSH_INTERVAL);
+        if wrote {
+            std::thread::park_timeout(FLUSH_INTERVAL);
+            continue;
+        }
+        // Nothing came in a whole interval: sleep until a line (or shutdown)
+        // unparks. Said before looking again, so a line pushed after the look
+        // sees `idle` and unparks (an unpark before the park is kept).
+        shared.idle.store(true, Ordering::SeqCst);
+        let empty = shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if empty && !shared.closing.load(Ordering::Acquire) {
+            std::thread::park();
+        }
+        shared.idle.store(false, Ordering::SeqCst);
     }
 }
 
@@ -600,6 +626,43 @@ mod tests {
         let ts = v["timestamp"].as_str().unwrap();
         assert_eq!(ts.len(), 24, "{ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.');
+    }
+
+    /// A writer asleep with nothing to do is woken by the next line, every
+    /// time: lines logged at random moments around its going to sleep all
+    /// reach the output without a shutdown to flush them.
+    #[test]
+    fn an_idle_writer_wakes_for_the_next_line() {
+        let sink = Sink::default();
+        let log = Logger::new(Level::Info, "1", "t", sink.clone());
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..150 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // 0-12 ms: before, around and after the 5 ms interval that sends it to sleep.
+            std::thread::sleep(Duration::from_micros(x % 12_000));
+            log.info("tick").u64("i", i).emit();
+            let want = format!("\"i\":{i}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !String::from_utf8_lossy(&sink.0.lock().unwrap()).contains(&want) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "line {i} was never written"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // With nothing more to write it goes to sleep (no wake-up every 5 ms).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !log.shared.idle.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        log.shutdown();
     }
 
     #[test]
