@@ -65,6 +65,10 @@ pub struct AlertmanagerAlert {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub starts_at: Option<String>,
+    /// For a resolved alert, when it resolved (a firing one carries a
+    /// placeholder or a time in the future: not read).
+    #[serde(default)]
+    pub ends_at: Option<String>,
 }
 
 /// One alert, whatever format it came in.
@@ -73,7 +77,8 @@ pub struct Incoming {
     pub source: &'static str,
     pub alarm: String,
     pub firing: bool,
-    /// When it started firing (epoch ms), if the payload says.
+    /// When it started firing, or for a resolved alert when it resolved
+    /// (epoch ms), if the payload says.
     pub at_ms: Option<i64>,
     /// Alertmanager's group key, or the SNS topic.
     pub group: String,
@@ -126,9 +131,16 @@ pub fn parse(body: &Value) -> Result<Vec<Incoming>, String> {
                     continue;
                 }
             };
-            let at_ms = match a.starts_at.as_deref() {
+            // A resolved alert's time is when it resolved: its OK ends the
+            // episode there, not where the alert began.
+            let (field, time) = if firing {
+                ("startsAt", a.starts_at.as_deref())
+            } else {
+                ("endsAt", a.ends_at.as_deref())
+            };
+            let at_ms = match time {
                 None => None,
-                Some(s) => match parse_time(&format!("alerts[{i}].startsAt"), s) {
+                Some(s) => match parse_time(&format!("alerts[{i}].{field}"), s) {
                     Ok(t) => Some(t),
                     Err(e) => {
                         problems.push(e);
@@ -488,6 +500,16 @@ mod tests {
         assert!(got[0].firing);
         assert_eq!(got[0].at_ms, Some(1_795_698_000_500));
 
+        // Resolved: when it resolved, from endsAt.
+        let mut resolved = am.clone();
+        resolved["alerts"][0]["status"] = json!("resolved");
+        resolved["alerts"][0]["endsAt"] = json!("2026-11-26T13:05:00Z");
+        let got = parse(&resolved).unwrap();
+        assert!(!got[0].firing);
+        assert_eq!(got[0].at_ms, Some(1_795_698_300_000));
+        resolved["alerts"][0]["endsAt"] = json!("later");
+        assert!(parse(&resolved).unwrap_err().contains("alerts[0].endsAt"));
+
         let mut v3 = am.clone();
         v3["version"] = json!("3");
         assert!(parse(&v3).unwrap_err().contains("version \"3\""));
@@ -560,9 +582,10 @@ mod tests {
             Outcome::Continues(t.id)
         );
         assert!(rx.try_recv().is_err());
+        // Resolved at 6,500 (its endsAt), heard at 7,000: the episode ends at 6,500.
         let resolved = Incoming {
             firing: false,
-            at_ms: None,
+            at_ms: Some(6_500),
             ..a.clone()
         };
         let Outcome::Resolved(Some(_)) =
@@ -570,6 +593,8 @@ mod tests {
         else {
             panic!("expected OK");
         };
+        let ok = &reader.transitions(Some("cpu-high"), 1).unwrap()[0];
+        assert_eq!((ok.to.as_str(), ok.at_ms), ("OK", 6_500));
         assert_eq!(
             apply(&sink, &reader, &catalog, 10.0, 8_000, &resolved).unwrap(),
             Outcome::Resolved(None)
