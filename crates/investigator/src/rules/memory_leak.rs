@@ -71,9 +71,11 @@ fn growth_from<'a>(cx: &Context<'_>, s: &'a SeriesAnalysis, from: usize) -> Opti
 
 /// Where the rise that ends the series began: walking back from the last
 /// value while each value is higher than the one an alarm period
-/// (`per_period` buckets) before it. A leak that grows in steps rises over
-/// every period even when two buckets in a row are equal; a flat series
-/// stops at once.
+/// (`per_period` buckets) before it by at least [`TRAILING_RISE_SHARE`] of
+/// the last period's rise. A leak that grows in steps rises over every period
+/// even when two buckets in a row are equal; a flat series stops at once,
+/// and so does a plateau that only drifts (a process's memory creeps up by a
+/// few kilobytes a request: higher, but not the leak's rise).
 fn trailing_rise(values: &[Option<f64>], per_period: usize) -> usize {
     let pts: Vec<(usize, f64)> = values
         .iter()
@@ -84,11 +86,22 @@ fn trailing_rise(values: &[Option<f64>], per_period: usize) -> usize {
         return values.len();
     };
     let k = per_period.max(1);
-    while i >= k && pts[i - k].1 < pts[i].1 {
+    if i < k {
+        return pts[i].0;
+    }
+    let least = (pts[i].1 - pts[i - k].1) * TRAILING_RISE_SHARE;
+    if least <= 0.0 {
+        return pts[i].0;
+    }
+    while i >= k && pts[i].1 - pts[i - k].1 >= least {
         i -= 1;
     }
     pts[i].0
 }
+
+/// The share of the last period's rise a period must rise by to count as
+/// part of the same trailing rise.
+const TRAILING_RISE_SHARE: f64 = 0.25;
 
 impl Rule for MemoryLeak {
     fn category(&self) -> Category {
@@ -247,6 +260,18 @@ mod tests {
             7,
             "the rise begins at the last plateau value"
         );
+        // The same with a plateau that creeps up a little every bucket (what a
+        // live process's memory does): the rise begins where it left the
+        // plateau (77.5, a period above the plateau by 0.5 points, against
+        // the leak's 4.7 a period), not at the start-up step.
+        let creeping: Vec<Option<f64>> = [
+            1.7, 1.9, 10.3, 68.6, 77.0, 77.0004, 77.0008, 77.0012, 77.0016, 77.0020, 77.5, 79.6,
+            82.2, 84.3, 86.9,
+        ]
+        .iter()
+        .map(|x| Some(*x))
+        .collect();
+        assert_eq!(trailing_rise(&creeping, 2), 10);
         // A flat series has no trailing rise: it starts at its last value.
         let flat = vec![Some(76.0); 10];
         assert_eq!(trailing_rise(&flat, 2), 9);
