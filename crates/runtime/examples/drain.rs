@@ -119,13 +119,7 @@ fn measure(tasks: u64, lines: u64) {
         .map_or("", |f| f.pattern.as_str());
     let filter = cloudwatch::FilterPattern::parse(pattern)
         .unwrap_or_else(|e| fail(&format!("catalogue metric filter: {e}")));
-    let pipeline = Pipeline {
-        writer: store.writer(),
-        filter: Arc::new(filter),
-        matches: Arc::default(),
-        ingested: Arc::default(),
-        open_streams: Arc::default(),
-    };
+    let pipeline = Pipeline::new(store.writer(), filter);
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("own path: {e}")));
     // `up` runs on `tokio::runtime::Runtime::new()`: one worker per core.
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| fail(&format!("runtime: {e}")));

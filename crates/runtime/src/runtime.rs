@@ -142,13 +142,7 @@ impl Runtime {
             .transpose()
             .map_err(|e| RuntimeError::Other(format!("catalogue metric filter: {e}")))?
             .unwrap_or_else(|| cloudwatch::FilterPattern::parse("").expect("empty pattern parses"));
-        let pipeline = Pipeline {
-            writer: store.writer(),
-            filter: Arc::new(filter),
-            matches: Arc::default(),
-            ingested: Arc::default(),
-            open_streams: Arc::default(),
-        };
+        let pipeline = Pipeline::new(store.writer(), filter);
         let open_streams = pipeline.open_streams.clone();
         let hc = &config.catalog.health_check;
         let (health_tx, health_rx) = mpsc::unbounded_channel();

@@ -118,6 +118,20 @@ pub struct Pipeline {
     pub open_streams: Arc<AtomicU64>,
 }
 
+impl Pipeline {
+    /// A pipeline into `writer` counting the lines `filter` matches, every
+    /// counter at zero.
+    pub fn new(writer: Writer, filter: FilterPattern) -> Pipeline {
+        Pipeline {
+            writer,
+            filter: Arc::new(filter),
+            matches: Arc::default(),
+            ingested: Arc::default(),
+            open_streams: Arc::default(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot start {binary}: {source}")]

@@ -19,13 +19,10 @@ async fn the_drain_pauses_at_the_writers_backlog_limit_and_loses_nothing() {
     let store = Store::open(dir.path()).unwrap();
     let writer = store.writer();
     writer.set_log_backlog_limit(LIMIT);
-    let pipeline = Pipeline {
-        writer: writer.clone(),
-        filter: Arc::new(cloudwatch::FilterPattern::parse(r#"{ $.level = "ERROR" }"#).unwrap()),
-        matches: Arc::default(),
-        ingested: Arc::default(),
-        open_streams: Arc::default(),
-    };
+    let pipeline = Pipeline::new(
+        writer.clone(),
+        cloudwatch::FilterPattern::parse(r#"{ $.level = "ERROR" }"#).unwrap(),
+    );
     let input: Vec<u8> = (0..LINES)
         .flat_map(|i| {
             let level = if i % 10 == 0 { "ERROR" } else { "INFO" };

@@ -305,6 +305,15 @@ fn store() -> tempfile::TempDir {
     dir
 }
 
+/// The grid the stored lines were made for.
+fn grid() -> Grid {
+    Grid {
+        start_ms: T0,
+        bucket_ms: BUCKET_MS,
+        len: LEN,
+    }
+}
+
 fn json(a: &LogAnalysis) -> String {
     serde_json::to_string_pretty(a).unwrap()
 }
@@ -313,11 +322,7 @@ fn json(a: &LogAnalysis) -> String {
 fn grouped_analysis_equals_the_line_by_line_analysis() {
     let dir = store();
     let src = LocalStore::open(dir.path()).unwrap();
-    let grid = Grid {
-        start_ms: T0,
-        bucket_ms: BUCKET_MS,
-        len: LEN,
-    };
+    let grid = grid();
     let split = T0 + 100 * BUCKET_MS;
     let end = grid.end_ms();
     // The investigation's framing (baseline from the grid's start or from
@@ -393,11 +398,7 @@ fn an_empty_window_is_analysed_alike() {
 fn a_grid_read_ahead_then_split_equals_the_line_by_line_analysis() {
     let dir = store();
     let src = LocalStore::open(dir.path()).unwrap();
-    let grid = Grid {
-        start_ms: T0,
-        bucket_ms: BUCKET_MS,
-        len: LEN,
-    };
+    let grid = grid();
     for (from, split) in [(0, 100), (5, 100), (0, 60), (30, 31), (100, 100)] {
         let baseline = Window::new(grid.time(from), grid.time(split));
         let incident = Window::new(grid.time(split), grid.end_ms());
