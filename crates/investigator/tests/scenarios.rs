@@ -405,6 +405,15 @@ fn cpu_saturation_of_tasks_being_replaced_is_the_services() {
     assert_eq!(r.hypotheses[0].entity.as_deref(), Some("service"));
 }
 
+/// The starved tasks are replaced one after the other inside the incident
+/// window, the second after its CPU fell: which tasks were hot is judged from
+/// the saturation's rise, so both were and it is the service's.
+#[test]
+fn cpu_saturation_of_tasks_replaced_inside_the_window_is_the_services() {
+    let (r, _d) = run("cpu_starved_replaced_in_window");
+    assert_eq!(r.hypotheses[0].entity.as_deref(), Some("service"));
+}
+
 #[test]
 fn latency_on_one_route_only_is_that_routes_dependency() {
     let (r, _d) = run("latency_one_route");

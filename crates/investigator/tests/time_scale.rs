@@ -112,6 +112,11 @@ fn cpu_starvation_with_replacements_is_the_same_at_every_time_scale() {
 }
 
 #[test]
+fn cpu_starvation_with_replacements_inside_the_window_is_the_same_at_every_time_scale() {
+    same_at_every_scale("cpu_starved_replaced_in_window");
+}
+
+#[test]
 fn a_slow_dependency_is_the_same_at_every_time_scale() {
     same_at_every_scale("slow_dependency");
 }

@@ -103,18 +103,26 @@ pub enum Fault {
         pct_per_s: f64,
         from_s: i64,
     },
-    /// Service CPU at `to_pct` from `from_s` (until `until_s`, if given).
+    /// Service CPU at `to_pct` from `from_s` (until `until_s`, if given); with
+    /// `task`, that task's CPU only (say a per-task cost, or a task that left
+    /// rotation and cooled down), whatever the traffic.
     Cpu {
         to_pct: f64,
         from_s: i64,
         #[serde(default)]
         until_s: Option<i64>,
+        #[serde(default)]
+        task: Option<String>,
     },
     /// The task's health check fails (the process keeps serving).
     Unhealthy { task: String, from_s: i64 },
     /// A task starts at `from_s` (say a replacement for one failing its
     /// health checks) and reports its usage, idle: it takes no traffic yet.
     Provisioning { task: String, from_s: i64 },
+    /// The scheduler replaced `task` (failing its health checks) with `by`, a
+    /// `provisioning` task healthy by `at_s`: `task` drains and stops at
+    /// `at_s`, as `up` stops it (exit 0 on SIGTERM), and `by` serves from then on.
+    Replaced { task: String, by: String, at_s: i64 },
     /// The task exits with code 1 every `every_s` (a replacement starts).
     Crash {
         task: String,
@@ -422,6 +430,7 @@ pub fn generate(
         roll(s, sec, w, &mut tasks, &mut dep_of, &mut mem, &mut pending);
         let mut mult = 1.0;
         let mut cpu_base = 20.0;
+        let mut cpu_of: BTreeMap<String, f64> = BTreeMap::new();
         let mut unhealthy: Vec<String> = Vec::new();
         let mut provisioning: Vec<String> = Vec::new();
         for f in &s.faults {
@@ -431,7 +440,13 @@ pub fn generate(
                     to_pct,
                     from_s,
                     until_s,
-                } if sec >= *from_s && until_s.is_none_or(|u| sec < u) => cpu_base = *to_pct,
+                    task,
+                } if sec >= *from_s && until_s.is_none_or(|u| sec < u) => match task {
+                    Some(t) => {
+                        cpu_of.insert(t.clone(), *to_pct);
+                    }
+                    None => cpu_base = *to_pct,
+                },
                 Fault::Unhealthy { task, from_s } if sec >= *from_s => {
                     if sec == *from_s {
                         w.task_event(TaskEvent {
@@ -457,6 +472,37 @@ pub fn generate(
                         });
                     }
                     provisioning.push(task.clone());
+                }
+                Fault::Replaced { task, by, at_s } if sec == *at_s => {
+                    let idx = tasks
+                        .iter()
+                        .position(|t| t == task)
+                        .unwrap_or_else(|| panic!("replaced: {task} is not serving at {at_s} s"));
+                    let dep = dep_of.get(task).cloned().unwrap_or_else(|| "d-0001".into());
+                    let event = |ts_ms, kind, exit_code, reason: &str| TaskEvent {
+                        ts_ms,
+                        task_id: task.clone(),
+                        kind,
+                        exit_code,
+                        reason: Some(reason.into()),
+                        deployment_id: Some(dep.clone()),
+                    };
+                    w.task_event(event(
+                        ts0,
+                        TaskEventKind::Draining,
+                        None,
+                        "task failed its load balancer health checks and was replaced",
+                    ));
+                    w.task_event(event(
+                        ts0 + tick_ms / 2,
+                        TaskEventKind::Stopped,
+                        Some(0),
+                        "Task stopped by the service (SIGTERM)",
+                    ));
+                    mem.remove(task);
+                    mem.insert(by.clone(), s.memory_pct);
+                    dep_of.insert(by.clone(), dep);
+                    tasks[idx] = by.clone();
                 }
                 Fault::MemoryLeak {
                     tasks: lt,
@@ -513,6 +559,9 @@ pub fn generate(
                 _ => {}
             }
         }
+        // A replaced task is neither unhealthy nor there; its replacement serves.
+        unhealthy.retain(|t| tasks.contains(t));
+        provisioning.retain(|t| !tasks.contains(t));
         // OOM kills at 100 %.
         for t in tasks.clone() {
             if mem[&t] >= 100.0 {
@@ -752,7 +801,8 @@ pub fn generate(
         let mut cpu_sum = 0.0;
         let mut mem_sum = 0.0;
         for t in &tasks {
-            let c = (cpu_traffic + rng.next() * 4.0 - 2.0).clamp(0.0, 100.0);
+            let base = cpu_of.get(t).copied().unwrap_or(cpu_traffic);
+            let c = (base + rng.next() * 4.0 - 2.0).clamp(0.0, 100.0);
             let mm = mem[t] + rng.next() * 1.0 - 0.5;
             cpu_sum += c;
             mem_sum += mm;
