@@ -391,6 +391,16 @@ pub fn status(state_dir: &Path, json_out: bool) -> Result<()> {
             ms as f64 / 1000.0
         );
     }
+    if let Some(since) = store["text_index_failing_since_ms"].as_i64() {
+        println!(
+            "store index     text index failing since {} ({}): {} batches stored unindexed, searches scan them",
+            fmt_ts(since),
+            store["text_index_last_error"]
+                .as_str()
+                .unwrap_or("unknown error"),
+            store["text_index_errors"]
+        );
+    }
     if let Some(started) = Reader::open(state_dir)
         .and_then(|r| r.runtime_events(10))
         .ok()

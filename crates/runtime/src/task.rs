@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cloudwatch::FilterPattern;
 use demo_model::events::{LogRecord, Stream, TaskEvent, TaskEventKind};
-use demo_store::{Room, Writer};
+use demo_store::Writer;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -213,7 +213,7 @@ async fn capture(
             line,
             json.as_ref(),
         ));
-        if pipeline.writer.log_room(false) == Room::Full {
+        if pipeline.writer.log_backlog_full() {
             wait_for_room(&pipeline.writer).await;
         }
     }
@@ -223,13 +223,13 @@ async fn capture(
 const ROOM_POLL: Duration = Duration::from_millis(5);
 
 /// Stops reading until the writer has worked its backlog down (see
-/// [`Writer::log_room`]): lines arriving faster than the disk commits them
+/// [`Writer::log_backlog_full`]): lines arriving faster than the disk commits them
 /// wait in the task's pipe instead of in memory, and the task's own output
 /// stalls (`demo-app` never blocks a request on it: it buffers, then drops
 /// and counts). The wait is counted in the writer's health.
 async fn wait_for_room(writer: &Writer) {
     let start = std::time::Instant::now();
-    while writer.log_room(true) == Room::Full {
+    while !writer.log_backlog_halved() {
         tokio::time::sleep(ROOM_POLL).await;
     }
     writer.log_reader_waited(start.elapsed().as_millis() as u64);

@@ -11,6 +11,7 @@ use rusqlite::{Connection, ErrorCode, params};
 use demo_model::events::Stream;
 
 use crate::StoreError;
+use crate::health::lock;
 use crate::limits::{self, MAX_LINE_BYTES, MAX_MESSAGE_BYTES, MAX_ROUTE_BYTES};
 use crate::textindex::TextIndex;
 use crate::writer::{Op, Reply, WriterState, enforce_cap, now_ms};
@@ -66,7 +67,11 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
         }
     };
     if let Some(txn) = &txn {
-        state.text.ensure(txn);
+        match state.text.ensure(txn) {
+            Ok(false) => {}
+            Ok(true) => lock(&state.health).text_index_rebuilt(),
+            Err(e) => lock(&state.health).text_index_failed(now_ms(), e.to_string()),
+        }
     }
     for op in ops {
         let counts = matches!(op, Op::Log(_) | Op::Metric(_) | Op::TaskEvent(_));
@@ -113,7 +118,7 @@ pub(crate) fn apply(conn: &mut Connection, ops: Vec<Op>, state: &mut WriterState
         state.cap = cap;
     }
     {
-        let mut h = state.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = lock(&state.health);
         match &message {
             Some(m) => {
                 eprintln!(

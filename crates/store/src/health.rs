@@ -32,6 +32,13 @@ pub struct WriterHealth {
     /// Milliseconds log readers (one per task stream) waited, in total, for
     /// the backlog to fall: lines waited in the tasks' pipes meanwhile.
     pub log_readers_waited_ms: u64,
+    /// Since when the text index's open block cannot be read back (retried
+    /// every batch): lines are stored meanwhile, but not indexed, and a search
+    /// scans every one of them. `None` while the index works.
+    pub text_index_failing_since_ms: Option<EpochMs>,
+    /// Batches at whose start that read-back failed, and the latest error.
+    pub text_index_errors: u64,
+    pub text_index_last_error: Option<String>,
 }
 
 impl WriterHealth {
@@ -65,6 +72,9 @@ impl WriterHealth {
             "backlog_records": self.backlog_records,
             "peak_backlog_records": self.peak_backlog_records,
             "log_readers_waited_ms": self.log_readers_waited_ms,
+            "text_index_failing_since_ms": self.text_index_failing_since_ms,
+            "text_index_errors": self.text_index_errors,
+            "text_index_last_error": self.text_index_last_error,
         })
     }
 
@@ -79,4 +89,33 @@ impl WriterHealth {
     pub(crate) fn wrote(&mut self) {
         self.failing_since_ms = None;
     }
+
+    /// The text index's read-back failed at the start of a batch: counted, and
+    /// one line on stderr per episode (it is retried every batch).
+    pub(crate) fn text_index_failed(&mut self, now: EpochMs, error: String) {
+        if self.text_index_failing_since_ms.is_none() {
+            eprintln!(
+                "store: text index: cannot read back the open block ({error}); lines are stored unindexed and searches scan them until a later batch succeeds"
+            );
+            self.text_index_failing_since_ms = Some(now);
+        }
+        self.text_index_errors += 1;
+        self.text_index_last_error = Some(error);
+    }
+
+    /// The text index's open block was read back (after a failed batch, a
+    /// prune or a start): ends a failing episode.
+    pub(crate) fn text_index_rebuilt(&mut self) {
+        if let Some(since) = self.text_index_failing_since_ms.take() {
+            eprintln!(
+                "store: text index: working again (failing since {since} epoch ms; {} failed batches in all)",
+                self.text_index_errors
+            );
+        }
+    }
+}
+
+/// The health behind its mutex, whether or not a panic poisoned it.
+pub(crate) fn lock(h: &std::sync::Mutex<WriterHealth>) -> std::sync::MutexGuard<'_, WriterHealth> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -33,7 +33,7 @@ pub mod writer;
 
 pub use health::WriterHealth;
 pub use reader::{LogQuery, LogRow, Reader};
-pub use writer::{LOG_BACKLOG_LIMIT, Room, Writer};
+pub use writer::{LOG_BACKLOG_LIMIT, Writer};
 
 pub const DB_FILE: &str = "state.db";
 

@@ -189,15 +189,14 @@ impl TextIndex {
     }
 
     /// Before a batch's first line: rebuilds the open block from the table if
-    /// needed. On failure it stays invalid and the next batch tries again.
-    pub(crate) fn ensure(&mut self, conn: &Connection) {
-        if !self.valid
-            && let Err(e) = self.reload(conn)
-        {
-            eprintln!(
-                "store: text index: cannot read back the open block (retried next batch): {e}"
-            );
+    /// needed; `Ok(true)` when it did. On failure it stays invalid, the batch's
+    /// lines are stored without it (a search scans them from the table, as it
+    /// does the open block) and the next batch tries again.
+    pub(crate) fn ensure(&mut self, conn: &Connection) -> rusqlite::Result<bool> {
+        if self.valid {
+            return Ok(false);
         }
+        self.reload(conn).map(|()| true)
     }
 
     /// Reads every row after the last stored block into the open block.

@@ -61,9 +61,9 @@ pub struct Writer {
 pub(crate) struct Backlog {
     pub(crate) now: AtomicU64,
     pub(crate) peak: AtomicU64,
-    /// Milliseconds log readers spent waiting for room ([`Writer::log_room`]).
+    /// Milliseconds log readers spent waiting for room ([`Writer::log_backlog_full`]).
     pub(crate) waited_ms: AtomicU64,
-    /// Where [`Writer::log_room`] says `Full` ([`LOG_BACKLOG_LIMIT`] unless set).
+    /// Where [`Writer::log_backlog_full`] ([`LOG_BACKLOG_LIMIT`] unless set).
     pub(crate) limit: AtomicU64,
 }
 
@@ -81,21 +81,11 @@ impl Backlog {
 const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 
 /// The backlog at which log readers stop reading by default
-/// ([`Writer::log_room`] says "full"; [`Writer::set_log_backlog_limit`]): what waits in memory stays bounded (~0.5 KB a line, so ~100 MB),
-/// and what arrives faster than the disk takes it waits upstream instead, in
-/// the tasks' pipes, where it is never dropped by the runtime.
+/// ([`Writer::log_backlog_full`]; [`Writer::set_log_backlog_limit`]): what waits
+/// in memory stays bounded (~0.5 KB a line, so ~100 MB), and what arrives faster
+/// than the disk takes it waits upstream instead, in the tasks' pipes, where it is
+/// never dropped by the runtime.
 pub const LOG_BACKLOG_LIMIT: u64 = 200_000;
-
-/// Whether a log reader may hand the writer more lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Room {
-    /// Below [`LOG_BACKLOG_LIMIT`].
-    Free,
-    /// At or above it: stop reading until [`Writer::log_room`] says
-    /// `Free` again (the writer has worked the backlog down to half the
-    /// limit), then report the wait with [`Writer::log_reader_waited`].
-    Full,
-}
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,22 +132,22 @@ impl Writer {
         let _ = self.tx.send(Op::Log(r));
     }
 
-    /// Whether a reader of log lines should hand over more now: `Full` from
-    /// [`LOG_BACKLOG_LIMIT`] records behind (or the limit set). `waiting` is whether the caller
-    /// is already waiting for room: it then gets `Free` only once the backlog
-    /// is down to half the limit, so a reader resumes for a whole batch of
-    /// lines instead of one line at a time.
-    pub fn log_room(&self, waiting: bool) -> Room {
-        let limit = self.backlog.limit.load(Ordering::Relaxed);
-        let limit = if waiting { limit / 2 } else { limit };
-        if self.backlog.now.load(Ordering::Relaxed) >= limit {
-            Room::Full
-        } else {
-            Room::Free
-        }
+    /// Whether a reader of log lines should stop handing over more: the writer
+    /// is [`LOG_BACKLOG_LIMIT`] records behind (or the limit set). A reader that
+    /// stops waits until [`Writer::log_backlog_halved`], so it resumes for a whole
+    /// batch of lines instead of one line at a time, and then reports the wait
+    /// with [`Writer::log_reader_waited`].
+    pub fn log_backlog_full(&self) -> bool {
+        self.backlog.now.load(Ordering::Relaxed) >= self.backlog.limit.load(Ordering::Relaxed)
     }
 
-    /// Sets the backlog at which [`Writer::log_room`] says `Full` (at least
+    /// Whether the backlog is below half the limit: a reader that stopped at
+    /// [`Writer::log_backlog_full`] may go on.
+    pub fn log_backlog_halved(&self) -> bool {
+        self.backlog.now.load(Ordering::Relaxed) < self.backlog.limit.load(Ordering::Relaxed) / 2
+    }
+
+    /// Sets the backlog at which [`Writer::log_backlog_full`] (at least
     /// 2): less memory held for a slow disk, readers paused sooner.
     pub fn set_log_backlog_limit(&self, records: u64) {
         self.backlog.limit.store(records.max(2), Ordering::Relaxed);
@@ -257,11 +247,7 @@ impl Writer {
 
     /// Whether writes succeed, and what failed and was lost if not.
     pub fn health(&self) -> WriterHealth {
-        let mut h = self
-            .health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut h = crate::health::lock(&self.health).clone();
         h.backlog_records = self.backlog.now.load(Ordering::Relaxed);
         h.peak_backlog_records = self
             .backlog
@@ -363,7 +349,7 @@ pub(crate) fn enforce_cap(conn: &mut Connection, state: &mut WriterState) {
             p.up_to_ms,
             p.used_after / 1024
         );
-        let mut h = state.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = crate::health::lock(&state.health);
         h.pruned_logs += p.logs;
         h.pruned_samples += p.samples;
     }

@@ -158,3 +158,59 @@ fn a_full_database_turns_the_writer_health_failing_counts_the_loss_and_recovers(
     assert_eq!(after.failed_batches, h.failed_batches);
     assert!(after.last_error.is_some(), "the last failure is remembered");
 }
+
+/// A text index that cannot be read back (here its table is gone) does not stop
+/// lines being stored: each batch that began without it is counted in the
+/// writer's health, the episode ends at the first batch that reads it back, and
+/// a search finds every line, indexed or not.
+#[test]
+fn a_text_index_that_cannot_be_read_back_is_counted_and_lines_are_still_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let store = Store::open(dir.path()).unwrap();
+        let w = store.writer();
+        w.log(line(0));
+        w.flush();
+        assert_eq!(w.health().text_index_errors, 0);
+        store.path().to_path_buf()
+    };
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("ALTER TABLE log_blocks RENAME TO log_blocks_away")
+        .unwrap();
+    // A new store reads the index back at its first batch, and at every batch
+    // after one that failed to.
+    let store = Store::open(dir.path()).unwrap();
+    let w = store.writer();
+    for i in 1..4 {
+        w.log(line(i));
+        w.flush();
+    }
+    let h = w.health();
+    assert!(h.is_ok(), "the lines were stored: {h:?}");
+    assert_eq!(h.text_index_errors, 3, "{h:?}");
+    assert!(h.text_index_failing_since_ms.is_some());
+    let error = h.text_index_last_error.clone().unwrap();
+    assert!(error.contains("log_blocks"), "{error}");
+    assert_eq!(h.to_json()["text_index_errors"], 3);
+    assert_eq!(h.to_json()["text_index_last_error"], error.as_str());
+
+    other
+        .execute_batch("ALTER TABLE log_blocks_away RENAME TO log_blocks")
+        .unwrap();
+    w.log(line(4));
+    w.flush();
+    let h = w.health();
+    assert_eq!(h.text_index_failing_since_ms, None, "{h:?}");
+    assert_eq!(h.text_index_errors, 3, "the count stays");
+    let reader = store.reader().unwrap();
+    for i in 0..5 {
+        let q = LogQuery {
+            contains: Some(format!("request {i}\"")),
+            ..LogQuery::default()
+        };
+        let found = reader.logs(Window::new(0, 10), &q).unwrap();
+        assert_eq!(found.len(), 1, "line {i}: {found:?}");
+        assert_eq!(found[0].ts_ms, i);
+    }
+}

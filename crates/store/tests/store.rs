@@ -310,30 +310,33 @@ fn metrics_transitions_deployments_events_and_investigations() {
 /// bounded; the time they waited is counted in the writer's health.
 #[test]
 fn log_readers_are_told_to_pause_at_the_backlog_limit() {
-    use demo_store::Room;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let w = store.writer();
-    assert_eq!(w.log_room(false), Room::Free);
+    assert!(!w.log_backlog_full());
+    assert!(w.log_backlog_halved());
     w.set_log_backlog_limit(100);
     // Another connection holds the write lock: the writer's batches wait on it
     // (well within the 10 s busy timeout), so nothing sent gets committed.
     let other = rusqlite::Connection::open(store.path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    for i in 0..99 {
+    for i in 0..49 {
         w.log(log(i, "a", "INFO", "m"));
     }
-    assert_eq!(w.log_room(false), Room::Free, "{:?}", w.health());
+    assert!(w.log_backlog_halved(), "{:?}", w.health());
+    w.log(log(49, "a", "INFO", "m"));
+    assert!(!w.log_backlog_halved(), "half the limit is not below it");
+    for i in 50..99 {
+        w.log(log(i, "a", "INFO", "m"));
+    }
+    assert!(!w.log_backlog_full(), "{:?}", w.health());
     w.log(log(99, "a", "INFO", "m"));
-    assert_eq!(w.log_room(false), Room::Full);
-    assert_eq!(
-        w.log_room(true),
-        Room::Full,
-        "a waiting reader waits for half"
-    );
+    assert!(w.log_backlog_full());
+    assert!(!w.log_backlog_halved(), "a waiting reader waits for half");
     other.execute_batch("COMMIT").unwrap();
     w.flush();
-    assert_eq!(w.log_room(true), Room::Free);
+    assert!(w.log_backlog_halved());
+    assert!(!w.log_backlog_full());
     w.log_reader_waited(7);
     w.log_reader_waited(5);
     let h = w.health();

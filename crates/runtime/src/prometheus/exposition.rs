@@ -288,6 +288,11 @@ pub fn render(s: &Snapshot<'_>) -> String {
             s.store.pruned_samples,
             "Metric samples pruned to keep the store under its cap.",
         ),
+        (
+            "text_index_errors",
+            s.store.text_index_errors,
+            "Store batches that began without the text index (its read-back failed): their lines are searched by a scan.",
+        ),
     ] {
         let metric = format!("devops_agent_store_{name}_total");
         family(&mut out, &metric, "counter", help);
@@ -431,6 +436,7 @@ mod tests {
                 backlog_records: 1200,
                 peak_backlog_records: 50_000,
                 log_readers_waited_ms: 1500,
+                text_index_errors: 3,
                 ..Default::default()
             },
             metrics: &m,
@@ -446,6 +452,10 @@ mod tests {
         );
         assert!(
             text.contains("devops_agent_store_log_readers_waited_seconds_total 1.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("devops_agent_store_text_index_errors_total 3\n"),
             "{text}"
         );
         assert!(text.contains("devops_agent_alarm_datapoint{alarm=\"cpu-high\",namespace=\"AWS/ECS\",metric_name=\"CPUUtilization\",statistic=\"Average\"} 91.5"), "{text}");
