@@ -414,6 +414,21 @@ fn cpu_saturation_of_tasks_replaced_inside_the_window_is_the_services() {
     assert_eq!(r.hypotheses[0].entity.as_deref(), Some("service"));
 }
 
+/// The saturation began as the window opened and the starved tasks were
+/// replaced before the alarm: over the whole range CPU rose and fell, and
+/// the rise is read through its plateau.
+#[test]
+fn cpu_saturation_that_began_as_the_window_opened_is_the_cause() {
+    let (r, _d) = run("cpu_starved_at_window_start");
+    assert_eq!(r.hypotheses[0].entity.as_deref(), Some("service"));
+    assert!(
+        r.evidence.iter().any(|e| e.kind == "metric_change"
+            && e.summary.contains("then fell as the tasks stopped serving")),
+        "{:#?}",
+        r.evidence
+    );
+}
+
 #[test]
 fn latency_on_one_route_only_is_that_routes_dependency() {
     let (r, _d) = run("latency_one_route");

@@ -117,6 +117,11 @@ fn cpu_starvation_with_replacements_inside_the_window_is_the_same_at_every_time_
 }
 
 #[test]
+fn cpu_starvation_as_the_window_opened_is_the_same_at_every_time_scale() {
+    same_at_every_scale("cpu_starved_at_window_start");
+}
+
+#[test]
 fn a_slow_dependency_is_the_same_at_every_time_scale() {
     same_at_every_scale("slow_dependency");
 }

@@ -10,8 +10,11 @@
 //! surge is the cause, saturation its effect). Its peak counts from where
 //! the rise began when that was shortly (a few alarm periods) before the
 //! incident window: tasks starved long enough fail their health checks and
-//! leave rotation, and their CPU falls before the unhealthy-targets alarm
-//! opens the window; the saturation is still the cause.
+//! leave rotation (or are replaced), and their CPU falls before the
+//! unhealthy-targets alarm fires; the saturation is still the cause. Over
+//! the whole range CPU then rose and fell, which no single level shift fits,
+//! so the rise is read up to the end of the level it reached (an episode),
+//! whichever side of the window's start it began on.
 //!
 //! Example: a busy thread per task takes CPU from 20 % to 95 %; p99 latency
 //! of every route doubles; health checks start failing → cpu_saturation
@@ -22,7 +25,7 @@ use serde_json::json;
 
 use super::{Cand, Context, Rule};
 use crate::analyze::metrics::SeriesAnalysis;
-use crate::analyze::series::{ChangePoint, change_point_rel};
+use crate::analyze::series::{ChangePoint, change_point_rel, median};
 use crate::hypothesis::evidence::{cite, f2};
 use crate::hypothesis::{CMD_FAULTS_RESET, cmd_scale};
 use crate::report::Category;
@@ -44,11 +47,49 @@ fn shortly_before(cx: &Context<'_>, onset: usize) -> bool {
     onset < s0 && onset + LEAD_PERIODS * cx.buckets_per_period() >= s0
 }
 
-/// A significant rise of `s` in the buckets up to the incident's start that
-/// began [`shortly_before`] it.
-fn rise_before(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
-    let cp = change_point_rel(&s.values[..cx.f.split.min(s.values.len())], 5.0, 0.0)?;
-    (cp.significant && cp.after > cp.before && shortly_before(cx, cp.onset)).then_some(cp)
+/// The first bucket a rise may begin at and still count as the incident's
+/// cause: [`LEAD_PERIODS`] alarm periods before its window.
+fn lead_start(cx: &Context<'_>) -> usize {
+    cx.f.split
+        .saturating_sub(LEAD_PERIODS * cx.buckets_per_period())
+}
+
+/// A saturation episode: a significant rise of `s` that began shortly before
+/// the incident window or inside it, read up to the end of the level it
+/// reached ([`plateau_end`]), for a series that over the whole range rose and
+/// fell (the starved tasks left rotation or were replaced), so that no single
+/// level shift fits it.
+fn episode(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
+    let end = plateau_end(&s.values, lead_start(cx), cx.f.grid.len);
+    let cp = change_point_rel(&s.values[..end], 5.0, 0.0)?;
+    (cp.significant && cp.after > cp.before && cp.onset >= lead_start(cx)).then_some(cp)
+}
+
+/// Where the highest level `values` reached in `from..len` ends: the first
+/// bucket after its peak whose value falls below half-way between the
+/// series' usual level before the peak (its median) and the peak; `len` when
+/// it never does. A saturation that began shortly before the incident window
+/// (or in it) runs on until the starved tasks leave; reading the rise up to
+/// there sees it however the window's start falls against it (one bucket
+/// before the rise or one after), and leaves out the fall that follows, which
+/// no single level shift fits. `from` when there is no value in `from..len`.
+fn plateau_end(values: &[Option<f64>], from: usize, len: usize) -> usize {
+    let len = len.min(values.len());
+    let from = from.min(len);
+    let Some((peak_at, peak)) = values[from..len]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (from + i, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    else {
+        return from;
+    };
+    let mut before: Vec<f64> = values[..peak_at].iter().flatten().copied().collect();
+    let half_way = (median(&mut before) + peak) / 2.0;
+    values[peak_at..len]
+        .iter()
+        .position(|v| v.is_some_and(|v| v < half_way))
+        .map_or(len, |i| peak_at + i)
 }
 
 /// Where the saturation's peak is read from: the rise's onset when it began
@@ -76,10 +117,10 @@ impl Rule for CpuSaturation {
         };
         // The series' own change, or — when the saturation ended as the tasks
         // left rotation, so over the whole range CPU rose and fell and no
-        // single shift stands out — the rise before the incident began.
-        let (cp, before_incident) = match s.changed(true).copied() {
+        // single shift stands out — the episode's rise.
+        let (cp, episode) = match s.changed(true).copied() {
             Some(cp) => (cp, false),
-            None => match rise_before(cx, s) {
+            None => match episode(cx, s) {
                 Some(cp) => (cp, true),
                 None => return Vec::new(),
             },
@@ -119,18 +160,23 @@ impl Rule for CpuSaturation {
         c.explains_tasks = hot;
         if let Some(id) = cx.ev.change(f, s, true) {
             c.support(id, 0.3);
-        } else if before_incident {
+        } else if episode {
             let id = cx.ev.add(
                 &format!("rise-before:{}", s.key),
                 "metric_change",
                 format!(
-                    "{}/{} [{}] rose at {}: {}% → {}% before the incident began, then fell as the tasks stopped serving",
+                    "{}/{} [{}] rose at {}: {}% → {}%{}, then fell as the tasks stopped serving",
                     s.key.namespace,
                     s.key.name,
                     s.key.dimension,
                     crate::report::fmt_time(f.grid.time(cp.onset)),
                     f2(cp.before),
-                    f2(cp.after)
+                    f2(cp.after),
+                    if cp.onset < s0 {
+                        " before the incident began"
+                    } else {
+                        " as the incident began"
+                    }
                 ),
                 Some(f.grid.time(cp.onset)),
                 json!({"series": s.key, "before": cp.before, "after": cp.after}),
@@ -218,5 +264,46 @@ impl Rule for CpuSaturation {
         {
             c.support(id.0.clone(), 0.1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plateau_end;
+
+    fn series(v: &[f64]) -> Vec<Option<f64>> {
+        v.iter().map(|x| Some(*x)).collect()
+    }
+
+    #[test]
+    fn the_plateau_ends_where_the_value_falls_half_way_back_from_its_peak() {
+        // Idle, saturated from one bucket before the window (bucket 9) on into
+        // it, then down as the starved tasks leave (the time-scale-20 run of
+        // cpu-starved-health-checks: before the window only one saturated
+        // bucket, and the fall after it hid the rise from a single shift).
+        let v = series(&[
+            1.3, 4.0, 2.7, 2.7, 4.0, 5.3, 1.3, 4.0, 94.0, 98.6, 98.7, 99.3, 65.7, 12.5, 0.0,
+        ]);
+        assert_eq!(
+            plateau_end(&v, 0, v.len()),
+            13,
+            "through 65.7 (above half-way, 51.6), not 12.5"
+        );
+        // The same from any start before the peak, and with the rise one
+        // bucket later (inside a window starting at 8).
+        assert_eq!(plateau_end(&v, 5, v.len()), 13);
+        let mut later = v.clone();
+        later[8] = Some(3.0);
+        assert_eq!(plateau_end(&later, 8, v.len()), 13);
+        // Missing buckets neither end the plateau nor count in it.
+        let mut gaps = v.clone();
+        gaps[12] = None;
+        assert_eq!(plateau_end(&gaps, 0, v.len()), 13);
+        // Still high at the end: the plateau runs to `len`.
+        let high = series(&[2.0, 3.0, 2.0, 3.0, 90.0, 95.0, 97.0]);
+        assert_eq!(plateau_end(&high, 2, 7), 7);
+        assert_eq!(plateau_end(&high, 2, 6), 6, "never past len");
+        // Nothing to read from `from`: the prefix ends there.
+        assert_eq!(plateau_end(&[Some(1.0), None, None], 1, 3), 1);
     }
 }
