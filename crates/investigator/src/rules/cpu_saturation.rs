@@ -40,18 +40,17 @@ const AT_LIMIT: f64 = 80.0;
 /// and still count as its cause.
 const LEAD_PERIODS: usize = 5;
 
-/// Whether bucket `onset` lies before the incident window by at most
-/// [`LEAD_PERIODS`] alarm periods.
-fn shortly_before(cx: &Context<'_>, onset: usize) -> bool {
-    let s0 = cx.f.split;
-    onset < s0 && onset + LEAD_PERIODS * cx.buckets_per_period() >= s0
-}
-
 /// The first bucket a rise may begin at and still count as the incident's
 /// cause: [`LEAD_PERIODS`] alarm periods before its window.
 fn lead_start(cx: &Context<'_>) -> usize {
     cx.f.split
         .saturating_sub(LEAD_PERIODS * cx.buckets_per_period())
+}
+
+/// Whether bucket `onset` lies before the incident window by at most
+/// [`LEAD_PERIODS`] alarm periods.
+fn shortly_before(cx: &Context<'_>, onset: usize) -> bool {
+    (lead_start(cx)..cx.f.split).contains(&onset)
 }
 
 /// A saturation episode: a significant rise of `s` that began shortly before
@@ -60,9 +59,10 @@ fn lead_start(cx: &Context<'_>) -> usize {
 /// fell (the starved tasks left rotation or were replaced), so that no single
 /// level shift fits it.
 fn episode(cx: &Context<'_>, s: &SeriesAnalysis) -> Option<ChangePoint> {
-    let end = plateau_end(&s.values, lead_start(cx), cx.f.grid.len);
+    let lead = lead_start(cx);
+    let end = plateau_end(&s.values, lead, cx.f.grid.len);
     let cp = change_point_rel(&s.values[..end], 5.0, 0.0)?;
-    (cp.significant && cp.after > cp.before && cp.onset >= lead_start(cx)).then_some(cp)
+    (cp.significant && cp.after > cp.before && cp.onset >= lead).then_some(cp)
 }
 
 /// Where the highest level `values` reached in `from..len` ends: the first
@@ -162,7 +162,7 @@ impl Rule for CpuSaturation {
             c.support(id, 0.3);
         } else if episode {
             let id = cx.ev.add(
-                &format!("rise-before:{}", s.key),
+                &format!("episode:{}", s.key),
                 "metric_change",
                 format!(
                     "{}/{} [{}] rose at {}: {}% → {}%{}, then fell as the tasks stopped serving",
