@@ -415,11 +415,11 @@ impl LoadBalancer {
             )
         });
 
-        target.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = InFlight::count(&target);
         let start = Instant::now();
         let result =
             tokio::time::timeout(self.upstream_timeout, upstreams.send(&target, req)).await;
-        target.in_flight.fetch_sub(1, Ordering::AcqRel);
+        drop(in_flight);
         if let Some((exporter, started, method, path)) = span {
             let status = match &result {
                 Ok(Ok(resp)) => resp.status().as_u16(),
@@ -511,6 +511,26 @@ impl LoadBalancer {
             Duration::from_secs(30),
         )
         .await;
+    }
+}
+
+/// One request counted in its target's `in_flight` until dropped: also when
+/// the request's future is, as hyper drops it when the client goes away
+/// mid-request. (Counting down after the `await` alone left such a request
+/// counted forever, and deregistering the target then waited its whole
+/// limit for it.)
+struct InFlight<'a>(&'a Target);
+
+impl<'a> InFlight<'a> {
+    fn count(target: &'a Target) -> InFlight<'a> {
+        target.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(target)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -344,3 +344,60 @@ async fn a_malformed_response_is_a_502_from_the_load_balancer() {
     drop(c);
     s.stop().await;
 }
+
+/// A client that goes away while its request waits on the target: the request
+/// no longer counts as in flight, so deregistering the target does not wait
+/// for it.
+#[tokio::test]
+async fn a_request_whose_client_left_is_no_longer_in_flight() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() != "/health" {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    Ok::<_, Infallible>(Response::new(full("ok")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let (lb, _changes) = load_balancer();
+    let s = Serving::start(lb, &[target]).await;
+    let t = s.lb.targets()[0].clone();
+    let mut client = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let wait = |want: u64| {
+        let t = t.clone();
+        async move {
+            let start = std::time::Instant::now();
+            while t.in_flight() != want {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "in flight {} (want {want})",
+                    t.in_flight()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait(1).await;
+    drop(client);
+    wait(0).await;
+    let start = std::time::Instant::now();
+    s.lb.deregister("task-0", Duration::from_secs(10)).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    s.stop().await;
+}
