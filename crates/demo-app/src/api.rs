@@ -2,21 +2,17 @@
 //! and pagination, lookup by id, a validated POST) for realistic traffic and
 //! for every kind of bad input.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::config::QuoteEngine;
 use crate::error::AppError;
-use crate::extract::{ValidQuery, parse_json};
+use crate::extract::parse_json;
+use crate::routes::{Call, Reply};
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Product {
@@ -91,7 +87,11 @@ pub struct ListQuery {
     q: Option<String>,
 }
 
-pub async fn list_products(ValidQuery(q): ValidQuery<ListQuery>) -> Result<Json<Value>, AppError> {
+pub fn list_products(cx: Call) -> Reply {
+    cx.query().and_then(list).into()
+}
+
+fn list(q: ListQuery) -> Result<Json<Value>, AppError> {
     let page = q.page.unwrap_or(1);
     if page == 0 {
         return Err(AppError::bad_field("page", "must be at least 1"));
@@ -152,11 +152,12 @@ pub fn find(id: u32) -> Option<&'static Product> {
     PRODUCTS.iter().find(|p| p.id == id)
 }
 
-pub async fn get_product(
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Product>, AppError> {
+pub fn get_product(cx: Call) -> Reply {
     // A segment that does not decode to UTF-8 (`%FF`) is bad input like any other.
-    let Path(id) = id.map_err(|e| AppError::bad_field("id", e.body_text()))?;
+    cx.param("id").and_then(product).into()
+}
+
+fn product(id: String) -> Result<Json<Product>, AppError> {
     let id: u32 = id
         .parse()
         .map_err(|_| AppError::bad_field("id", format!("{id:?} is not a positive integer")))?;
@@ -203,12 +204,16 @@ fn volume_discount_v2(distinct: usize) -> Result<u64, String> {
         .ok_or_else(|| format!("discount tier lookup out of range for {distinct} products"))
 }
 
-pub async fn quote(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, AppError> {
-    let is_json = headers
+pub fn quote(cx: Call) -> Reply {
+    Reply::later(priced(cx))
+}
+
+async fn priced(mut cx: Call) -> Result<Json<Value>, AppError> {
+    let body = cx.body_bytes().await?;
+    let st = &cx.state;
+    let is_json = cx
+        .parts
+        .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -309,7 +314,12 @@ pub struct SalesQuery {
 const REPORT_COST_PER_DAY: Duration = Duration::from_millis(40);
 
 /// `GET /api/reports/sales?days=N`: daily totals over the last N days (1-90).
-pub async fn sales_report(ValidQuery(q): ValidQuery<SalesQuery>) -> Result<Json<Value>, AppError> {
+pub fn sales_report(cx: Call) -> Reply {
+    Reply::later(report(cx.query()))
+}
+
+async fn report(q: Result<SalesQuery, AppError>) -> Result<Json<Value>, AppError> {
+    let q = q?;
     let days = q.days.unwrap_or(30);
     if !(1..=90).contains(&days) {
         return Err(AppError::bad_field("days", "must be 1..=90"));

@@ -1,45 +1,40 @@
-//! The HTTP application: state, router and the request pipeline.
+//! The HTTP application: state, route table and the request pipeline.
 //!
 //! Pipeline, outermost first:
-//! 1. `observe` (`crate::observe`) — request id, timing, metrics and the access log, in one place so every
+//! 1. `observe` (`crate::observe::Service`) — the route lookup (`crate::routes`), then
+//!    request id, timing, faults, metrics and the access log, in one place so every
 //!    response (including timeouts, injected failures, panics and cancelled requests) is
-//!    counted and logged exactly once. It sits inside routing (`Router::layer`) so it sees
-//!    `MatchedPath` and labels metrics by route template, never by raw path. A declared
-//!    `Content-Length` over the body limit is answered 413 here, before any body is read.
-//!    Inside it, `poll_catching_panics`: a bug in a handler becomes a 500 (not a dropped
-//!    connection), which `observe` then counts on its route like any other 5xx. The panic
+//!    counted and logged exactly once. Metrics and logs are labelled by the route's
+//!    template, never by raw path. A declared `Content-Length` over the body limit is
+//!    answered 413 here, before any body is read. A panic in a handler becomes a 500
+//!    (not a dropped connection), counted on its route like any other 5xx; the panic
 //!    itself is logged once at ERROR by the panic hook (`cli::serve`).
-//! 2. Body limit (`DefaultBodyLimit`) on the one route that reads a body (`/api/quote`):
-//!    oversized bodies are refused before parsing.
-//! 3. Handlers; the `/error/*` routes additionally pass the `gate` (FAULTS, token).
+//! 2. The `/error/*` routes pass the `gate` (FAULTS, token).
+//! 3. Handlers. The one route that reads a body (`/api/quote`) reads at most
+//!    `MAX_BODY_BYTES` of it, also when it comes chunked.
 //!
-//! Every `Router::layer` wraps each route in one more boxed service that is cloned, and
-//! whose future is boxed, on every request. Panic catching and the body limit used to
-//! be two such layers around every route; they now live inside `observe` and on the
-//! route that needs them (docs/PERFORMANCE.md, "The service").
+//! The route table was an axum `Router` with `observe` as a layer: per request that
+//! cloned two boxed services, boxed three futures and built two request extensions,
+//! more than the request's own work (docs/PERFORMANCE.md, "The service").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api;
 use crate::config::{Config, FaultMode};
 use crate::error::AppError;
-use crate::extract::ValidQuery;
 use crate::faults::{ErrorRate, Faults, Latency};
 use crate::log::{Logger, Timestamp};
 use crate::metrics::{self, HttpMetrics, Info, MemorySampler, ProcessSampler};
-use crate::observe::ObserveLayer;
+use crate::observe::Service;
+use crate::routes::{Call, Reply, Routes, get, post};
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const FAULT_TOKEN_HEADER: &str = "x-fault-token";
@@ -101,64 +96,54 @@ impl AppState {
     }
 }
 
-/// Builds the router. No sockets: tests drive it with `oneshot`.
-pub fn app(state: Arc<AppState>) -> Router {
-    let faults = Router::new()
-        .route("/error/500", get(fault_500).post(fault_500))
-        .route("/error/timeout", get(fault_timeout).post(fault_timeout))
-        .route("/error/memory-leak", get(fault_leak).post(fault_leak))
-        .route("/error/clear-memory", get(fault_clear).post(fault_clear))
-        .route("/error/cpu-spike", get(fault_cpu).post(fault_cpu))
-        .route(
-            "/error/disable-health",
-            get(fault_disable_health).post(fault_disable_health),
-        )
-        .route(
-            "/error/enable-health",
-            get(fault_enable_health).post(fault_enable_health),
-        )
-        .route(
-            "/error/error-rate",
-            get(fault_error_rate).post(fault_error_rate),
-        )
-        .route("/error/latency", get(fault_latency).post(fault_latency))
-        .route("/error/crash", get(fault_crash).post(fault_crash))
-        .route("/error/reset", get(fault_reset).post(fault_reset))
-        .route("/error/panic", get(fault_panic).post(fault_panic))
-        .route(
-            "/error/cpu-cost",
-            get(crate::faults::http_cpu_cost).post(crate::faults::http_cpu_cost),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), gate));
-
-    let limit = state.config.max_body_bytes;
-    Router::new()
+/// Builds the application: the route table inside the request pipeline. No sockets:
+/// tests call it as a `tower_service::Service`.
+pub fn app(state: Arc<AppState>) -> Service {
+    let routes = Routes::new(not_found, method_not_allowed)
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics_handler))
         .route("/api/products", get(api::list_products))
         .route("/api/products/{id}", get(api::get_product))
-        .route(
-            "/api/quote",
-            post(api::quote).layer(DefaultBodyLimit::max(limit)),
-        )
+        .route("/api/quote", post(api::quote))
         .route("/api/reports/sales", get(api::sales_report))
-        .merge(faults)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(ObserveLayer::new(state.clone()))
-        .with_state(state)
+        .gated("/error/500", get(fault_500).post(fault_500))
+        .gated("/error/timeout", get(fault_timeout).post(fault_timeout))
+        .gated("/error/memory-leak", get(fault_leak).post(fault_leak))
+        .gated("/error/clear-memory", get(fault_clear).post(fault_clear))
+        .gated("/error/cpu-spike", get(fault_cpu).post(fault_cpu))
+        .gated(
+            "/error/disable-health",
+            get(fault_disable_health).post(fault_disable_health),
+        )
+        .gated(
+            "/error/enable-health",
+            get(fault_enable_health).post(fault_enable_health),
+        )
+        .gated(
+            "/error/error-rate",
+            get(fault_error_rate).post(fault_error_rate),
+        )
+        .gated("/error/latency", get(fault_latency).post(fault_latency))
+        .gated("/error/crash", get(fault_crash).post(fault_crash))
+        .gated("/error/reset", get(fault_reset).post(fault_reset))
+        .gated("/error/panic", get(fault_panic).post(fault_panic))
+        .gated(
+            "/error/cpu-cost",
+            get(crate::faults::http_cpu_cost).post(crate::faults::http_cpu_cost),
+        );
+    Service::new(state, routes)
 }
 
 /// Admits `/error/*` requests only when faults are enabled and, if a token is configured,
 /// the request carries it.
-async fn gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(crate) fn gate(state: &AppState, req: &Parts) -> Result<(), AppError> {
     if state.config.faults == FaultMode::Disabled {
-        return AppError::FaultsDisabled.into_response();
+        return Err(AppError::FaultsDisabled);
     }
     if let Some(expected) = &state.config.fault_token {
         let given = req
-            .headers()
+            .headers
             .get(FAULT_TOKEN_HEADER)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
@@ -166,12 +151,12 @@ async fn gate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
             state
                 .log
                 .warn("Fault request rejected: missing or wrong token")
-                .capped("path", req.uri().path(), crate::log::MAX_LOGGED_PATH)
+                .capped("path", req.uri.path(), crate::log::MAX_LOGGED_PATH)
                 .emit();
-            return AppError::FaultTokenRequired.into_response();
+            return Err(AppError::FaultTokenRequired);
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -223,8 +208,9 @@ fn root_body(head: &[u8], timestamp: Timestamp, request_count: u64) -> Vec<u8> {
     body
 }
 
-async fn root(State(st): State<Arc<AppState>>) -> Response {
-    json_bytes(root_body(&st.root_head, Timestamp::now(), st.http.total()))
+fn root(cx: Call) -> Reply {
+    let st = &cx.state;
+    json_bytes(root_body(&st.root_head, Timestamp::now(), st.http.total())).into()
 }
 
 /// How old `/health`'s `memory_rss_bytes` may be: a figure a tenth of a second old
@@ -246,7 +232,8 @@ struct HealthBody<'a> {
     version: &'a str,
 }
 
-async fn health(State(st): State<Arc<AppState>>) -> Response {
+fn health(cx: Call) -> Reply {
+    let st = &cx.state;
     if !st.faults.health_enabled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -256,7 +243,7 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
                 "task_id": st.config.task_id,
             })),
         )
-            .into_response();
+            .into();
     }
     json_response(
         &st.log,
@@ -271,18 +258,18 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
             version: &st.config.version,
         },
     )
+    .into()
 }
 
-/// A response of serialised JSON, with `Json`'s `content-type`.
+/// A response of serialised JSON, with `Json`'s `content-type` (built directly: the
+/// `([(header, value)], body)` form first sets `application/octet-stream`, then replaces it).
 fn json_bytes(body: Vec<u8>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `Json(body).into_response()` for the bodies served on every request (`/`,
@@ -302,7 +289,8 @@ fn json_response<T: serde::Serialize>(log: &Logger, body: &T) -> Response {
     }
 }
 
-async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
+fn metrics_handler(cx: Call) -> Reply {
+    let st = &cx.state;
     let mut body = metrics::render(
         &st.http,
         &st.info,
@@ -319,22 +307,22 @@ async fn metrics_handler(State(st): State<Arc<AppState>>) -> Response {
         )],
         body,
     )
-        .into_response()
+        .into()
 }
 
-async fn not_found(req: Request<Body>) -> AppError {
-    let path = req.uri().path();
+fn not_found(cx: Call) -> Reply {
+    let path = cx.parts.uri.path();
     let shown = match crate::log::cap(path, crate::log::MAX_LOGGED_PATH) {
         None => path.to_string(),
         Some((kept, cut)) => format!("{kept}…[cut {cut} bytes]"),
     };
-    let method = req.method().as_str();
+    let method = cx.parts.method.as_str();
     let method = crate::log::cap(method, 32).map_or(method, |(kept, _)| kept);
-    AppError::NotFound(format!("no route for {method} {shown}"))
+    AppError::NotFound(format!("no route for {method} {shown}")).into()
 }
 
-async fn method_not_allowed() -> AppError {
-    AppError::MethodNotAllowed
+fn method_not_allowed(_: Call) -> Reply {
+    AppError::MethodNotAllowed.into()
 }
 
 // ---- faults -------------------------------------------------------------------------
@@ -343,12 +331,18 @@ async fn method_not_allowed() -> AppError {
 #[serde(deny_unknown_fields)]
 struct NoParams {}
 
-async fn fault_500(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> AppError {
+fn fault_500(cx: Call) -> Reply {
+    cx.query::<NoParams>().and_then(|_| fail(&cx.state)).into()
+}
+
+fn fail(st: &AppState) -> Result<(), AppError> {
     st.log
         .error("Intentional 500 error triggered")
         .str("fault", "error-500")
         .emit();
-    AppError::Injected("intentional 500 error (/error/500)".into())
+    Err(AppError::Injected(
+        "intentional 500 error (/error/500)".into(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,10 +351,12 @@ struct TimeoutParams {
     delay_ms: Option<u64>,
 }
 
-async fn fault_timeout(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<TimeoutParams>,
-) -> Result<AppError, AppError> {
+fn fault_timeout(cx: Call) -> Reply {
+    Reply::later(timeout(cx))
+}
+
+async fn timeout(cx: Call) -> Result<AppError, AppError> {
+    let (st, p) = (&cx.state, cx.query::<TimeoutParams>()?);
     let delay = st.faults.delay(p.delay_ms.unwrap_or(5_000), "delay_ms")?;
     tokio::time::sleep(delay).await;
     st.log
@@ -380,10 +376,12 @@ struct LeakParams {
     mb: Option<u64>,
 }
 
-async fn fault_leak(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<LeakParams>,
-) -> Result<Json<Value>, AppError> {
+fn fault_leak(cx: Call) -> Reply {
+    Reply::later(leak(cx))
+}
+
+async fn leak(cx: Call) -> Result<Json<Value>, AppError> {
+    let (st, p) = (&cx.state, cx.query::<LeakParams>()?);
     let mb = p.mb.unwrap_or(10);
     let st2 = st.clone();
     // Allocating and touching tens of MiB takes milliseconds: keep it off the reactor.
@@ -413,7 +411,11 @@ async fn fault_leak(
     }
 }
 
-async fn fault_clear(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {
+fn fault_clear(cx: Call) -> Reply {
+    cx.query::<NoParams>().map(|_| clear(&cx.state)).into()
+}
+
+fn clear(st: &AppState) -> Json<Value> {
     let freed = st.faults.clear_memory();
     st.memory.invalidate();
     st.log
@@ -432,10 +434,12 @@ struct CpuParams {
     percent: Option<u32>,
 }
 
-async fn fault_cpu(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<CpuParams>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+fn fault_cpu(cx: Call) -> Reply {
+    cpu(&cx).into()
+}
+
+fn cpu(cx: &Call) -> Result<(StatusCode, Json<Value>), AppError> {
+    let (st, p) = (&cx.state, cx.query::<CpuParams>()?);
     let spike = st.faults.cpu_spike(
         p.threads.unwrap_or(1),
         p.seconds.unwrap_or(30),
@@ -460,10 +464,12 @@ struct DurationParams {
     duration_s: Option<u64>,
 }
 
-async fn fault_disable_health(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<DurationParams>,
-) -> Result<Json<Value>, AppError> {
+fn fault_disable_health(cx: Call) -> Reply {
+    disable_health(&cx).into()
+}
+
+fn disable_health(cx: &Call) -> Result<Json<Value>, AppError> {
+    let (st, p) = (&cx.state, cx.query::<DurationParams>()?);
     let lasts = st.faults.duration(p.duration_s)?;
     st.faults.disable_health(lasts);
     st.log
@@ -476,10 +482,13 @@ async fn fault_disable_health(
     ))
 }
 
-async fn fault_enable_health(
-    State(st): State<Arc<AppState>>,
-    _: ValidQuery<NoParams>,
-) -> Json<Value> {
+fn fault_enable_health(cx: Call) -> Reply {
+    cx.query::<NoParams>()
+        .map(|_| enable_health(&cx.state))
+        .into()
+}
+
+fn enable_health(st: &AppState) -> Json<Value> {
     st.faults.enable_health();
     st.log
         .warn("Health check re-enabled")
@@ -496,10 +505,12 @@ struct ErrorRateParams {
     duration_s: Option<u64>,
 }
 
-async fn fault_error_rate(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<ErrorRateParams>,
-) -> Result<Json<Value>, AppError> {
+fn fault_error_rate(cx: Call) -> Reply {
+    error_rate(&cx).into()
+}
+
+fn error_rate(cx: &Call) -> Result<Json<Value>, AppError> {
+    let (st, p) = (&cx.state, cx.query::<ErrorRateParams>()?);
     let lasts = st.faults.duration(p.duration_s)?;
     st.faults.set_error_rate(
         ErrorRate {
@@ -529,10 +540,12 @@ struct LatencyParams {
     duration_s: Option<u64>,
 }
 
-async fn fault_latency(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<LatencyParams>,
-) -> Result<Json<Value>, AppError> {
+fn fault_latency(cx: Call) -> Reply {
+    latency(&cx).into()
+}
+
+fn latency(cx: &Call) -> Result<Json<Value>, AppError> {
+    let (st, p) = (&cx.state, cx.query::<LatencyParams>()?);
     let delay = st.faults.delay(p.ms, "ms")?;
     let lasts = st.faults.duration(p.duration_s)?;
     let percent = p.percent.unwrap_or(100.0);
@@ -564,10 +577,12 @@ struct CrashParams {
     delay_ms: Option<u64>,
 }
 
-async fn fault_crash(
-    State(st): State<Arc<AppState>>,
-    ValidQuery(p): ValidQuery<CrashParams>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+fn fault_crash(cx: Call) -> Reply {
+    crash(&cx).into()
+}
+
+fn crash(cx: &Call) -> Result<(StatusCode, Json<Value>), AppError> {
+    let (st, p) = (&cx.state, cx.query::<CrashParams>()?);
     let code = p.exit_code.unwrap_or(1);
     if !(1..=255).contains(&code) {
         return Err(AppError::bad_field(
@@ -596,11 +611,17 @@ async fn fault_crash(
 
 /// A handler bug on purpose: shows that a panic answers 500, is logged once at ERROR
 /// (by the panic hook) and is counted on its route.
-async fn fault_panic(_: ValidQuery<NoParams>) -> Response {
-    panic!("panic injected by /error/panic");
+fn fault_panic(cx: Call) -> Reply {
+    cx.query::<NoParams>()
+        .map(|_| -> Json<Value> { panic!("panic injected by /error/panic") })
+        .into()
 }
 
-async fn fault_reset(State(st): State<Arc<AppState>>, _: ValidQuery<NoParams>) -> Json<Value> {
+fn fault_reset(cx: Call) -> Reply {
+    cx.query::<NoParams>().map(|_| reset(&cx.state)).into()
+}
+
+fn reset(st: &AppState) -> Json<Value> {
     let freed = st.faults.reset();
     st.memory.invalidate();
     st.log

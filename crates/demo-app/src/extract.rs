@@ -1,25 +1,12 @@
-//! Request extractors that turn bad input into `AppError`s naming the field,
-//! instead of axum's plain-text rejections.
+//! Query strings and JSON bodies parsed so that bad input is an `AppError` naming
+//! the field (a 400 or 422 in JSON), never a plain-text rejection.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
 
-/// Query string parsed into `T`; unknown parameters and bad values are 400s naming the parameter.
-#[derive(Debug)]
-pub struct ValidQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ValidQuery<T> {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
-        let q = parts.uri.query().unwrap_or("");
-        parse_query(q).map(ValidQuery)
-    }
-}
-
+/// The query string parsed into `T`; unknown parameters and bad values are 400s
+/// naming the parameter.
 pub fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, AppError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
     serde_path_to_error::deserialize(de).map_err(|e| {

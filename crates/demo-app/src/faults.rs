@@ -557,10 +557,14 @@ fn check_percent(p: f64, field: &'static str) -> Result<(), FaultError> {
 /// request (only routes starting with R if given) needs M ms of CPU (of a
 /// whole core, fractions allowed) on a task that may use L % of a core
 /// (default 100; 25 = 256 CPU units). See the module docs.
-pub async fn http_cpu_cost(
-    axum::extract::State(st): axum::extract::State<Arc<crate::app::AppState>>,
-    crate::extract::ValidQuery(p): crate::extract::ValidQuery<CpuCostParams>,
+pub fn http_cpu_cost(cx: crate::routes::Call) -> crate::routes::Reply {
+    cpu_cost(&cx).into()
+}
+
+fn cpu_cost(
+    cx: &crate::routes::Call,
 ) -> Result<axum::Json<serde_json::Value>, crate::error::AppError> {
+    let (st, p) = (&cx.state, cx.query::<CpuCostParams>()?);
     if !(p.ms.is_finite() && p.ms > 0.0) {
         return Err(FaultError::Invalid {
             field: "ms",

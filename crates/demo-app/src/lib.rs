@@ -14,6 +14,7 @@ pub mod healthcheck;
 pub mod log;
 pub mod metrics;
 pub mod observe;
+pub mod routes;
 pub mod server;
 pub mod supervised;
 pub mod trace;

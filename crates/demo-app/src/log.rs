@@ -312,14 +312,20 @@ pub struct Line<'a> {
     buf: Option<Vec<u8>>,
 }
 
+/// Keys are program text (`&'static str`), never data, and are written as they are:
+/// a key that would need a JSON escape is a bug, caught in debug builds (tests).
 impl Line<'_> {
-    fn key(buf: &mut Vec<u8>, key: &str) {
-        buf.push(b',');
-        push_json_str(buf, key);
-        buf.push(b':');
+    fn key(buf: &mut Vec<u8>, key: &'static str) {
+        debug_assert!(
+            first_to_escape(key.as_bytes()).is_none(),
+            "log key {key:?} needs escaping"
+        );
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(b"\":");
     }
 
-    pub fn str(mut self, key: &str, value: &str) -> Self {
+    pub fn str(mut self, key: &'static str, value: &str) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             push_json_str(buf, value);
@@ -327,16 +333,33 @@ impl Line<'_> {
         self
     }
 
+    /// Like `str`, for a value that needs no JSON escape by construction (a request id
+    /// admitted only from safe characters, a method label, a route template): written as
+    /// it is. Checked in debug builds.
+    pub fn plain(mut self, key: &'static str, value: &str) -> Self {
+        if let Some(buf) = self.buf.as_mut() {
+            debug_assert!(
+                first_to_escape(value.as_bytes()).is_none(),
+                "{key}: {value:?} needs escaping"
+            );
+            Self::key(buf, key);
+            buf.push(b'"');
+            buf.extend_from_slice(value.as_bytes());
+            buf.push(b'"');
+        }
+        self
+    }
+
     /// Like `str`, but a value longer than `max` bytes is cut at a character boundary and
     /// ends with the marker `…[cut N bytes]`, so one request cannot write a huge line.
-    pub fn capped(self, key: &str, value: &str, max: usize) -> Self {
+    pub fn capped(self, key: &'static str, value: &str, max: usize) -> Self {
         match cap(value, max) {
             None => self.str(key, value),
             Some((kept, cut)) => self.str(key, &format!("{kept}…[cut {cut} bytes]")),
         }
     }
 
-    pub fn u64(mut self, key: &str, value: u64) -> Self {
+    pub fn u64(mut self, key: &'static str, value: u64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             push_int(buf, value);
@@ -344,7 +367,7 @@ impl Line<'_> {
         self
     }
 
-    pub fn i64(mut self, key: &str, value: i64) -> Self {
+    pub fn i64(mut self, key: &'static str, value: i64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             push_int(buf, value);
@@ -353,7 +376,7 @@ impl Line<'_> {
     }
 
     /// Non-finite values are written as `null` (JSON has no NaN).
-    pub fn f64(mut self, key: &str, value: f64) -> Self {
+    pub fn f64(mut self, key: &'static str, value: f64) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             if value.is_finite() {
@@ -367,7 +390,7 @@ impl Line<'_> {
 
     /// A duration in milliseconds with microsecond precision (`12.345`), formatted
     /// with integer arithmetic (no float formatting on the request path).
-    pub fn millis(mut self, key: &str, d: Duration) -> Self {
+    pub fn millis(mut self, key: &'static str, d: Duration) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -388,15 +411,15 @@ impl Line<'_> {
     pub fn trace(mut self, t: &crate::trace::TraceContext) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             buf.extend_from_slice(b",\"trace_id\":\"");
-            push_hex(buf, t.trace_id, 32);
+            buf.extend_from_slice(&hex32(t.trace_id));
             buf.extend_from_slice(b"\",\"span_id\":\"");
-            push_hex(buf, u128::from(t.span_id), 16);
+            buf.extend_from_slice(&hex32(u128::from(t.span_id))[16..]);
             buf.push(b'"');
         }
         self
     }
 
-    pub fn bool(mut self, key: &str, value: bool) -> Self {
+    pub fn bool(mut self, key: &'static str, value: bool) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             buf.extend_from_slice(if value { b"true" } else { b"false" });
@@ -406,7 +429,7 @@ impl Line<'_> {
 
     /// An IP address as a JSON string (`"127.0.0.1"`, `"::1"`); IPv4, the common
     /// case, is written digit by digit rather than through `Display`.
-    pub fn ip(mut self, key: &str, value: std::net::IpAddr) -> Self {
+    pub fn ip(mut self, key: &'static str, value: std::net::IpAddr) -> Self {
         match value {
             std::net::IpAddr::V4(v4) => {
                 if let Some(buf) = self.buf.as_mut() {
@@ -428,7 +451,7 @@ impl Line<'_> {
 
     /// Writes `value` with `Display`, unquoted escaping aside: for numbers and
     /// addresses, which need no JSON escaping, without a temporary string.
-    pub fn display(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+    pub fn display(mut self, key: &'static str, value: impl std::fmt::Display) -> Self {
         if let Some(buf) = self.buf.as_mut() {
             Self::key(buf, key);
             buf.push(b'"');
@@ -456,14 +479,17 @@ fn push_int(buf: &mut Vec<u8>, v: impl itoa::Integer) {
 }
 
 /// Lowercase hex digits, by value.
-pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends the low `digits` hex digits of `v` (an even number), lowercase, zero-padded:
-/// a byte at a time, not a 128-bit shift per digit.
-fn push_hex(buf: &mut Vec<u8>, v: u128, digits: usize) {
-    for b in &v.to_be_bytes()[16 - digits / 2..] {
-        buf.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+/// `v` as 32 lowercase hex digits, zero-padded (the low 16 of them: `[16..]`): a
+/// byte at a time into an array, not a 128-bit shift or a `Vec` push per digit.
+pub(crate) fn hex32(v: u128) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (pair, b) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
+    out
 }
 
 /// Which bytes a JSON string literal cannot hold as they are: `"`, `\`, control
@@ -483,14 +509,38 @@ const NEEDS_ESCAPE: [bool; 256] = {
 
 /// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole; one
 /// table lookup per byte finds the next byte to escape.
+/// The first byte of `bytes` that `NEEDS_ESCAPE`. Eight bytes at a time while none
+/// of them can be one (most strings logged need no escape at all), then byte by byte:
+/// the word test may flag a word that holds none (then the table decides), never miss one.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `v` is zero / below `n` (n <= 0x80): the classic bit tricks.
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let has_below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH != 0;
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        let x = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+        if has_below(x, 0x20)
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+            || has_zero(x ^ (ONES * 0x7f))
+        {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
+        .map(|i| at + i)
+}
+
 pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    while let Some(off) = bytes[start..]
-        .iter()
-        .position(|&b| NEEDS_ESCAPE[usize::from(b)])
-    {
+    while let Some(off) = first_to_escape(&bytes[start..]) {
         let i = start + off;
         buf.extend_from_slice(&bytes[start..i]);
         match bytes[i] {
@@ -501,7 +551,7 @@ pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
             b'\t' => buf.extend_from_slice(b"\\t"),
             b => {
                 buf.extend_from_slice(b"\\u00");
-                push_hex(buf, u128::from(b), 2);
+                buf.extend_from_slice(&hex32(u128::from(b))[30..]);
             }
         }
         start = i + 1;
@@ -670,9 +720,10 @@ mod tests {
         let sink = Sink::default();
         let log = Logger::new(Level::Info, "1", "t", sink.clone());
         let cases = [0u64, 7, 10, 99, 100, 12_345, u64::MAX];
+        const KEYS: [&str; 7] = ["u0", "u1", "u2", "u3", "u4", "u5", "u6"];
         let mut line = log.info("x");
-        for (i, v) in cases.iter().enumerate() {
-            line = line.u64(&format!("u{i}"), *v);
+        for (key, v) in KEYS.iter().zip(&cases) {
+            line = line.u64(key, *v);
         }
         line.i64("neg", i64::MIN)
             .i64("pos", 42)
@@ -708,6 +759,26 @@ mod tests {
             let back: String = serde_json::from_str(&text).unwrap();
             assert_eq!(back, s);
             assert!(!text.bytes().any(|b| b < 0x20 || b == 0x7f), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_word_scan_finds_every_byte_to_escape_wherever_it_is() {
+        for b in 0u8..=0x7f {
+            for pad in ["abcdefgh", "é€😀x"] {
+                for at in 0..20 {
+                    let mut text: Vec<u8> = pad.bytes().cycle().take(at).collect();
+                    while std::str::from_utf8(&text).is_err() {
+                        text.pop();
+                    }
+                    let at = text.len();
+                    text.push(b);
+                    text.extend(pad.bytes());
+                    let found = first_to_escape(&text);
+                    let want = NEEDS_ESCAPE[usize::from(b)].then_some(at);
+                    assert_eq!(found, want, "byte {b:#x} at {at} after {pad:?}");
+                }
+            }
         }
     }
 

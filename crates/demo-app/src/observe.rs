@@ -3,12 +3,11 @@
 //! (including timeouts, injected failures, panics and cancelled requests) is counted and
 //! logged exactly once. See the pipeline in `crate::app`.
 //!
-//! It is a hand-written tower layer rather than `axum::middleware::from_fn`: `from_fn`
-//! clones the route, boxes it again as `Next` and boxes `Next`'s future on every
-//! request; here the route's own future is created directly, and `ObserveFuture` is a
-//! hand-written future holding it once: the box axum puts every route's future in is
-//! the only one, and a request without faults allocates nothing here beyond its
-//! generated id (docs/PERFORMANCE.md, "The service").
+//! [`Service`] is the whole application as one service: it looks the request up in the
+//! route table (`crate::routes`), decides the faults that apply, runs the handler and
+//! completes the record. A handler that answers at once is served inside `call`, and
+//! the future returned holds its response: no boxed future, no cloned service and
+//! nothing allocated here beyond the response (docs/PERFORMANCE.md, "The service").
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -18,13 +17,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::body::{Bytes, HttpBody};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tower_service::Service;
 
 use crate::app::{AppState, REQUEST_ID};
+use crate::routes::{Found, Reply, Routes};
 
 /// The header names read or written on every request, parsed once: a `&str` name is
 /// parsed and hashed anew on every lookup.
@@ -34,66 +33,92 @@ const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(crate::trace::TRA
 use crate::error::AppError;
 use crate::metrics;
 
-/// Wraps each route in [`Observe`]: `Router::layer(ObserveLayer::new(state))`.
+/// The application: the route table and the pipeline around it. Cheap to clone (one
+/// per connection).
 #[derive(Clone)]
-pub struct ObserveLayer {
+pub struct Service {
     state: Arc<AppState>,
+    routes: Arc<Routes>,
 }
 
-impl ObserveLayer {
-    pub fn new(state: Arc<AppState>) -> ObserveLayer {
-        ObserveLayer { state }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            state: self.state.clone(),
-            inner,
+impl Service {
+    pub fn new(state: Arc<AppState>, routes: Routes) -> Service {
+        Service {
+            state,
+            routes: Arc::new(routes),
         }
     }
-}
 
-/// One route, observed.
-#[derive(Clone)]
-pub struct Observe<S> {
-    state: Arc<AppState>,
-    inner: S,
-}
-
-impl<S> Service<Request> for Observe<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + Unpin + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = ObserveFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let (record, too_large) = begin(&self.state, &req);
-        // Built now, polled only if the request is admitted (dropped unpolled otherwise).
+    /// Serves one request from `peer` (the connection's TCP peer, `None` in tests).
+    pub fn serve<B>(&self, req: Request<B>, peer: Option<SocketAddr>) -> ObserveFuture
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let found = self.routes.find(req.method(), req.uri().path());
+        let (record, too_large) = begin(&self.state, &req, found.template, peer);
+        let (parts, body) = req.into_parts();
+        let state = self.state.clone();
+        let stage = match admit(&record, too_large) {
+            None => crate::trace::in_scope(record.trace, || {
+                match run_catching_panics(|| dispatch(found, state, parts, body)) {
+                    Reply::Now(response) => Stage::Ready(response),
+                    Reply::Later(work) => Stage::Work(work),
+                }
+            }),
+            Some(faults) => Stage::Work(Box::pin(faulted(faults, found, state, parts, body))),
+        };
         ObserveFuture {
             record,
-            too_large,
-            stage: Stage::Start(self.inner.call(req)),
+            stage,
             timeout: None,
         }
     }
+}
+
+impl<B> tower_service::Service<Request<B>> for Service
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ObserveFuture {
+        self.serve(req, None)
+    }
+}
+
+/// The gate, then the handler.
+fn dispatch<B>(
+    found: Found,
+    state: Arc<AppState>,
+    parts: axum::http::request::Parts,
+    body: B,
+) -> Reply
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if found.gated()
+        && let Err(refused) = crate::app::gate(&state, &parts)
+    {
+        return refused.into();
+    }
+    found.run(state, parts, body)
 }
 
 /// Logs and counts a request exactly once, even when its future is dropped (client gone).
 struct RequestRecord {
     state: Arc<AppState>,
     method: Method,
-    route: Option<MatchedPath>,
+    /// The route's template, `None` when no route has the path.
+    route: Option<&'static str>,
     uri: axum::http::Uri,
     request_id: RequestId,
     client_ip: IpAddr,
@@ -108,10 +133,7 @@ impl RequestRecord {
     fn finish(&mut self, status: u16) {
         self.done = true;
         let latency = self.start.elapsed();
-        let route = self
-            .route
-            .as_ref()
-            .map_or(metrics::UNMATCHED, |m| m.as_str());
+        let route = self.route.unwrap_or(metrics::UNMATCHED);
         let st = &self.state;
         st.http
             .observe(self.method.as_str(), route, status, latency);
@@ -126,10 +148,10 @@ impl RequestRecord {
         };
         st.log
             .line(level, "request completed")
-            .str("request_id", self.request_id.as_str())
+            .plain("request_id", self.request_id.as_str())
             .trace(&self.trace)
-            .str("method", method)
-            .str("route", route)
+            .plain("method", method)
+            .plain("route", route)
             .capped("path", self.uri.path(), crate::log::MAX_LOGGED_PATH)
             .u64("status", u64::from(status))
             .millis("latency_ms", latency)
@@ -231,125 +253,132 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 
 /// 32 random hex digits.
 fn new_request_id() -> RequestId {
-    use crate::log::HEX;
-    let mut n = fastrand::u128(..);
-    let mut buf = [0u8; 32];
-    for b in buf.iter_mut().rev() {
-        *b = HEX[(n & 0xf) as usize];
-        n >>= 4;
+    RequestId::New(crate::log::hex32(fastrand::u128(..)))
+}
+
+/// The request headers the pipeline reads, found in one pass over the request's headers
+/// (a request carries a handful: five lookups by name hashed each name five times).
+#[derive(Default)]
+struct Wanted<'a> {
+    /// The first of each, as `HeaderMap::get` would find it.
+    request_id: Option<&'a HeaderValue>,
+    user_agent: Option<&'a HeaderValue>,
+    traceparent: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+    /// The last `X-Forwarded-For` (the one our proxy appended).
+    forwarded_for: Option<&'a HeaderValue>,
+}
+
+impl<'a> Wanted<'a> {
+    fn read(headers: &'a HeaderMap) -> Wanted<'a> {
+        let mut w = Wanted::default();
+        for (name, value) in headers {
+            if *name == header::CONTENT_LENGTH {
+                w.content_length.get_or_insert(value);
+            } else if *name == header::USER_AGENT {
+                w.user_agent.get_or_insert(value);
+            } else if *name == REQUEST_ID_HEADER {
+                w.request_id.get_or_insert(value);
+            } else if *name == TRACEPARENT_HEADER {
+                w.traceparent.get_or_insert(value);
+            } else if *name == FORWARDED_FOR {
+                w.forwarded_for = Some(value);
+            }
+        }
+        w
     }
-    RequestId::New(buf)
-}
 
-tokio::task_local! {
-    /// The TCP peer of the connection serving this request (see `with_peer`).
-    static PEER: SocketAddr;
-}
+    /// The client as our load balancer saw it: the last (rightmost) `X-Forwarded-For`
+    /// hop, which the proxy in front appends from its TCP peer, if it is an IP address;
+    /// else the TCP peer. Earlier hops are whatever the client chose to send and are
+    /// never trusted.
+    fn client_ip(&self, peer: Option<SocketAddr>) -> IpAddr {
+        self.forwarded_for
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
+            .or_else(|| peer.map(|p| p.ip()))
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
 
-/// Serves one request of a connection from `peer`: `route` (the router's future for
-/// the request) runs with the peer at hand for `client_ip`. A task-local rather than
-/// a request extension, which would box the address on every request.
-pub async fn with_peer<F: Future>(peer: SocketAddr, route: F) -> F::Output {
-    PEER.scope(peer, route).await
-}
-
-/// The client as our load balancer saw it: the last (rightmost) `X-Forwarded-For` hop,
-/// which the proxy in front appends from its TCP peer, if it is an IP address; else the
-/// TCP peer. Earlier hops are whatever the client chose to send and are never trusted.
-fn client_ip(req: &Request) -> IpAddr {
-    req.headers()
-        .get_all(FORWARDED_FOR)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
-        .or_else(|| PEER.try_with(|p| p.ip()).ok())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
-}
-
-/// Whether the request declares a body longer than `limit` (answered 413 before reading).
-fn declared_too_large(req: &Request, limit: usize) -> bool {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64)
+    /// Whether the request declares a body longer than `limit` (answered 413 before
+    /// reading).
+    fn declared_too_large(&self, limit: usize) -> bool {
+        self.content_length
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > limit as u64)
+    }
 }
 
 /// What `observe` takes from the request before the route runs: the record that logs
 /// and counts it, and whether its declared body is over the limit.
-fn begin(state: &Arc<AppState>, req: &Request) -> (RequestRecord, bool) {
+fn begin<B>(
+    state: &Arc<AppState>,
+    req: &Request<B>,
+    route: Option<&'static str>,
+    peer: Option<SocketAddr>,
+) -> (RequestRecord, bool) {
     state.http.request_started();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
+    let wanted = Wanted::read(req.headers());
+    let request_id = wanted
+        .request_id
         .filter(|v| valid_request_id(v))
         .map_or_else(new_request_id, |v| RequestId::Given(v.clone()));
     let record = RequestRecord {
         state: state.clone(),
         method: req.method().clone(),
         uri: req.uri().clone(),
-        client_ip: client_ip(req),
-        user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        client_ip: wanted.client_ip(peer),
+        user_agent: wanted.user_agent.cloned(),
         trace: crate::trace::TraceContext::continue_or_start(
-            req.headers()
-                .get(TRACEPARENT_HEADER)
-                .and_then(|v| v.to_str().ok()),
+            wanted.traceparent.and_then(|v| v.to_str().ok()),
         ),
         route,
         request_id,
         start: Instant::now(),
         done: false,
     };
-    let too_large = declared_too_large(req, state.config.max_body_bytes);
+    let too_large = wanted.declared_too_large(state.config.max_body_bytes);
     (record, too_large)
 }
 
-/// One request through `Observe`: faults, the timeout, the trace scope, panics, the
-/// response's request id, then the record. A hand-written future, so that the route's
-/// future is held once and moved once (into axum's box), where nested `async` blocks
-/// held several copies of it and moved them on every request.
-pub struct ObserveFuture<F> {
+/// One request: its response (ready, or the work that will produce it), the timeout,
+/// the trace scope, panics, the response's request id, then the record.
+pub struct ObserveFuture {
     record: RequestRecord,
-    too_large: bool,
-    stage: Stage<F>,
+    stage: Stage,
     /// Armed only when the work does not finish on its first poll (most requests do).
     timeout: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-enum Stage<F> {
-    /// Not polled yet: faults are rolled on the first poll.
-    Start(F),
-    /// No fault applies: the route itself, panics caught on every poll.
-    Route(F),
-    /// A fault applies (CPU turn, delay, injected failure, refused body): the rare path,
-    /// boxed, as an `async` block.
-    Faulted(Pin<Box<dyn Future<Output = Response> + Send>>),
+enum Stage {
+    /// The handler answered at once.
+    Ready(Response),
+    /// The handler's future, or the faults that apply and then the handler (the rare
+    /// path): polled inside the request's trace, panics caught on every poll.
+    Work(Pin<Box<dyn Future<Output = Response> + Send>>),
     Done,
 }
 
-impl<F> Future for ObserveFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>> + Send + Unpin + 'static,
-{
+impl Future for ObserveFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Stage::Start(_) = this.stage {
-            let Stage::Start(next) = std::mem::replace(&mut this.stage, Stage::Done) else {
-                unreachable!("matched above")
-            };
-            this.stage = admit(&this.record, this.too_large, next);
-        }
-        // Every line logged while the request is served carries its trace (see crate::trace).
-        let polled = crate::trace::in_scope(this.record.trace, || match &mut this.stage {
-            Stage::Route(next) => poll_catching_panics(Pin::new(next), cx),
-            Stage::Faulted(work) => work.as_mut().poll(cx),
-            Stage::Start(_) | Stage::Done => panic!("ObserveFuture polled after completion"),
-        });
+        let polled = match &mut this.stage {
+            Stage::Ready(_) => {
+                let Stage::Ready(response) = std::mem::replace(&mut this.stage, Stage::Done) else {
+                    unreachable!("matched above")
+                };
+                Poll::Ready(response)
+            }
+            // Every line logged while the request is served carries its trace (see crate::trace).
+            Stage::Work(work) => crate::trace::in_scope(this.record.trace, || {
+                poll_catching_panics(work.as_mut(), cx)
+            }),
+            Stage::Done => panic!("ObserveFuture polled after completion"),
+        };
         let response = match polled {
             Poll::Ready(response) => response,
             Poll::Pending => {
@@ -370,19 +399,20 @@ where
     }
 }
 
-/// Polls the route, turning a panic in it into a clean 500. The panic message itself
-/// was logged by the panic hook (see `cli::serve`); the body stays clean. Unlike a
-/// `CatchPanicLayer` this neither boxes nor clones anything per request.
-fn poll_catching_panics<F>(next: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<Response>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| next.poll(cx))) {
-        Ok(Poll::Pending) => Poll::Pending,
-        Ok(Poll::Ready(Ok(response))) => Poll::Ready(response),
-        Ok(Poll::Ready(Err(never))) => match never {},
-        Err(_) => Poll::Ready(panic_response()),
-    }
+/// Runs a handler, turning a panic in it into a clean 500. The panic message itself
+/// was logged by the panic hook (see `cli::serve`); the body stays clean.
+fn run_catching_panics(run: impl FnOnce() -> Reply) -> Reply {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .unwrap_or_else(|_| Reply::Now(panic_response()))
+}
+
+/// Polls a handler's future, a panic in it likewise a 500.
+fn poll_catching_panics(
+    work: Pin<&mut (dyn Future<Output = Response> + Send)>,
+    cx: &mut Context<'_>,
+) -> Poll<Response> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll(cx)))
+        .unwrap_or_else(|_| Poll::Ready(panic_response()))
 }
 
 fn panic_response() -> Response {
@@ -393,14 +423,21 @@ fn panic_response() -> Response {
         .into_response()
 }
 
-/// Decides how the request is served, on its first poll: straight to the route, or
-/// through the faults that apply to it (and the declared-size refusal).
-fn admit<F>(record: &RequestRecord, too_large: bool, mut next: F) -> Stage<F>
-where
-    F: Future<Output = Result<Response, Infallible>> + Send + Unpin + 'static,
-{
-    let state = record.state.clone();
-    let route = record.route.as_ref().map(|r| r.as_str());
+/// The faults that apply to one request (and the declared-size refusal).
+struct Faults {
+    cpu_turn: Option<crate::faults::CpuTurn>,
+    too_large: bool,
+    delay: Option<Duration>,
+    fail: bool,
+    request_id: String,
+    route: &'static str,
+}
+
+/// Decides, before the handler runs, whether the request goes straight to it (`None`)
+/// or through the faults that apply to it first.
+fn admit(record: &RequestRecord, too_large: bool) -> Option<Faults> {
+    let state = &record.state;
+    let route = record.route;
     let is_api = route.is_some_and(|r| r.starts_with("/api/"));
     let (fail, delay) = match route.filter(|_| is_api) {
         Some(route) => state.faults.roll(route),
@@ -409,37 +446,57 @@ where
     // The CPU-cost fault: this request waits its turn on the task's CPU (see crate::faults).
     let cpu_turn = route.and_then(|r| state.faults.cpu_turn(r));
     if !fail && delay.is_none() && cpu_turn.is_none() && !too_large {
-        return Stage::Route(next);
+        return None;
     }
-    let request_id = record.request_id.as_str().to_owned();
-    let route = route.unwrap_or("").to_owned();
-    Stage::Faulted(Box::pin(async move {
-        if let Some(turn) = cpu_turn {
-            state.faults.take_cpu_turn(turn).await;
+    Some(Faults {
+        cpu_turn,
+        too_large,
+        delay,
+        fail,
+        request_id: record.request_id.as_str().to_owned(),
+        route: route.unwrap_or(""),
+    })
+}
+
+/// The rare path: the faults that apply, then (unless one of them answered) the handler.
+async fn faulted<B>(
+    faults: Faults,
+    found: Found,
+    state: Arc<AppState>,
+    parts: axum::http::request::Parts,
+    body: B,
+) -> Response
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if let Some(turn) = faults.cpu_turn {
+        state.faults.take_cpu_turn(turn).await;
+    }
+    if faults.too_large {
+        // Waiting for a body that may never come (or is gigabytes) helps nobody.
+        return AppError::PayloadTooLarge {
+            limit: state.config.max_body_bytes,
         }
-        if too_large {
-            // Waiting for a body that may never come (or is gigabytes) helps nobody.
-            return AppError::PayloadTooLarge {
-                limit: state.config.max_body_bytes,
-            }
-            .into_response();
-        }
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
-        if fail {
-            state
-                .log
-                .error("Injected failure on API request")
-                .str("request_id", &request_id)
-                .str("route", &route)
-                .str("fault", "error-rate")
-                .emit();
-            return AppError::Injected("injected failure (error-rate fault)".into())
-                .into_response();
-        }
-        std::future::poll_fn(|cx| poll_catching_panics(Pin::new(&mut next), cx)).await
-    }))
+        .into_response();
+    }
+    if let Some(d) = faults.delay {
+        tokio::time::sleep(d).await;
+    }
+    if faults.fail {
+        state
+            .log
+            .error("Injected failure on API request")
+            .str("request_id", &faults.request_id)
+            .str("route", faults.route)
+            .str("fault", "error-rate")
+            .emit();
+        return AppError::Injected("injected failure (error-rate fault)".into()).into_response();
+    }
+    match run_catching_panics(|| dispatch(found, state, parts, body)) {
+        Reply::Now(response) => response,
+        Reply::Later(work) => work.await,
+    }
 }
 
 /// The request ran past `REQUEST_TIMEOUT_MS`: logged at ERROR, answered 504.
@@ -450,13 +507,7 @@ fn timed_out(record: &RequestRecord, limit: Duration) -> Response {
         .error("Request timed out")
         .str("request_id", record.request_id.as_str())
         .trace(&record.trace)
-        .str(
-            "route",
-            record
-                .route
-                .as_ref()
-                .map_or(metrics::UNMATCHED, |r| r.as_str()),
-        )
+        .str("route", record.route.unwrap_or(metrics::UNMATCHED))
         .u64("timeout_ms", limit.as_millis() as u64)
         .emit();
     AppError::Timeout(format!(
@@ -466,28 +517,11 @@ fn timed_out(record: &RequestRecord, limit: Duration) -> Response {
     .into_response()
 }
 
-/// The response's request id, extractor rejections made JSON, then the record.
+/// The response's request id, then the record.
 fn complete(record: &mut RequestRecord, mut response: Response) -> Response {
-    let state = &record.state;
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER, record.request_id.header());
-    // Rejections from axum's own extractors (body limit) are plain text: make them JSON.
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_none_or(|v| v != "application/json")
-    {
-        let id = response.headers().get(REQUEST_ID_HEADER).cloned();
-        response = AppError::PayloadTooLarge {
-            limit: state.config.max_body_bytes,
-        }
-        .into_response();
-        if let Some(id) = id {
-            response.headers_mut().insert(REQUEST_ID_HEADER, id);
-        }
-    }
     record.finish(response.status().as_u16());
     response
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use demo_netlimits::{Budget, ConnLimits, Drained, Event};
 use tokio::net::TcpListener;
-use tower_service::Service;
 
 use crate::app::{AppState, app};
 
@@ -60,12 +59,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
     };
 
     let limits = connection_limits(&state);
-    let router = app(state.clone());
+    let app = app(state.clone());
     let service = move |peer: SocketAddr| {
-        let router = router.clone();
+        let app = app.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            // A Router is always ready (`poll_ready` returns `Ready`), so no `oneshot`.
-            crate::observe::with_peer(peer, router.clone().call(req))
+            app.serve(req, Some(peer))
         })
     };
     let drained = demo_netlimits::serve(

@@ -179,9 +179,25 @@ fn unknown_routes_and_methods_answer_json() {
     assert_eq!((s, v["error"].as_str().unwrap()), (404, "not_found"));
     let mut r = app.agent.delete(&app.url("/health")).call().unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        r.headers()["allow"],
+        "GET,HEAD",
+        "the methods the path answers"
+    );
     let v: serde_json::Value =
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(v["error"], "method_not_allowed");
+    let mut r = app.agent.get(&app.url("/api/quote")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let v: serde_json::Value =
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(v["error"], "method_not_allowed");
+    // A GET route answers HEAD: the same status and headers, no body.
+    let mut r = app.agent.head(&app.url("/health")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "");
 }
 
 #[test]

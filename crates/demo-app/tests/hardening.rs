@@ -1,6 +1,7 @@
 //! Bad input that used to cost the service: made-up methods growing `/metrics`,
 //! huge paths in log lines, a spoofed `X-Forwarded-For`, a non-UTF-8 path segment,
-//! a declared body of 10 GB that never comes, and a handler panic recorded as 499.
+//! a declared body of 10 GB that never comes, a chunked one over the limit, and a
+//! handler panic recorded as 499.
 
 mod util;
 
@@ -134,6 +135,31 @@ fn a_declared_body_over_the_limit_is_refused_before_reading() {
     // A declared length within the limit still reaches the handler.
     let (status, _) = app.post_json("/api/quote", r#"{"items":[{"product_id":1,"quantity":1}]}"#);
     assert_eq!(status, 200);
+}
+
+/// `body` as one chunk of a chunked request to `/api/quote`, on a closing connection.
+fn chunked_quote(app: &App, body: &str) -> String {
+    raw(
+        app,
+        &format!(
+            "POST /api/quote HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        ),
+        Duration::from_secs(10),
+    )
+}
+
+#[test]
+fn a_chunked_body_over_the_limit_is_a_json_413_and_one_within_it_is_served() {
+    let app = App::start(&[("MAX_BODY_BYTES", "1024")]);
+    let big = format!(r#"{{"items":[],"pad":"{}"}}"#, "x".repeat(2000));
+    let r = chunked_quote(&app, &big);
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert!(r.contains(r#""error":"payload_too_large""#), "{r}");
+    let r = chunked_quote(&app, r#"{"items":[{"product_id":1,"quantity":2}]}"#);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains(r#""subtotal_cents":17998"#), "{r}");
 }
 
 #[test]
