@@ -30,11 +30,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::upstream::{self, Upstreams};
+use crate::upstream::{self, IdleBudget, IdleList, Pooled};
 
 /// A response body: the target's, streamed as it arrives (not re-boxed: no
 /// allocation and no dynamic dispatch per response), or the load balancer's own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<Pooled, Full<Bytes>>;
 
 fn full(b: impl Into<Bytes>) -> Body {
     Either::Right(Full::new(b.into()))
@@ -79,6 +79,8 @@ pub struct Target {
     state: AtomicU8,
     reason: Mutex<String>,
     in_flight: AtomicU64,
+    /// Its idle upstream connections, shared by every client connection.
+    pub(crate) idle: IdleList,
 }
 
 impl Target {
@@ -213,6 +215,8 @@ pub struct LoadBalancer {
     /// OTLP span export of this hop, when asked for (`export_spans`); unset, a
     /// request pays one check.
     spans: std::sync::OnceLock<demo_otlp::Exporter>,
+    /// Idle upstream connections across targets: at most `limits.max_connections`.
+    idle_budget: Arc<IdleBudget>,
 }
 
 impl std::fmt::Debug for LoadBalancer {
@@ -238,9 +242,10 @@ static HOP_BY_HOP: [HeaderName; 6] = [
     hyper::header::UPGRADE,
 ];
 
-/// Descriptors one client connection may cost: its socket and the upstream connections
-/// it holds, one per target it was routed to, at most [`upstream::MAX_PER_CLIENT`].
-pub const FDS_PER_CONNECTION: u64 = 1 + upstream::MAX_PER_CLIENT as u64;
+/// Descriptors one client connection may cost: its socket, the upstream connection its
+/// request is using, and one idle upstream connection (idle ones across all targets are
+/// at most the client connection limit; see `upstream`).
+pub const FDS_PER_CONNECTION: u64 = 3;
 
 impl LoadBalancer {
     pub fn new(
@@ -278,6 +283,7 @@ impl LoadBalancer {
             conn_stats: Arc::default(),
             runtime,
             spans: std::sync::OnceLock::new(),
+            idle_budget: IdleBudget::new(limits.max_connections),
         })
     }
 
@@ -286,6 +292,11 @@ impl LoadBalancer {
     /// false if an exporter was already set.
     pub fn export_spans(&self, exporter: demo_otlp::Exporter) -> bool {
         self.spans.set(exporter).is_ok()
+    }
+
+    /// Idle upstream connections held now, across targets.
+    pub fn idle_upstreams(&self) -> usize {
+        self.idle_budget.held()
     }
 
     pub fn targets(&self) -> Vec<Arc<Target>> {
@@ -317,6 +328,7 @@ impl LoadBalancer {
             state: AtomicU8::new(Health::Initial as u8),
             reason: Mutex::new("registered".into()),
             in_flight: AtomicU64::new(0),
+            idle: IdleList::new(self.idle_budget.clone()),
         });
         self.targets
             .write()
@@ -331,6 +343,8 @@ impl LoadBalancer {
         let target = self.targets().into_iter().find(|t| t.task_id == task_id);
         if let Some(t) = &target {
             t.set(Health::Draining, "deregistered".into());
+            // Its idle connections close now; those in use close as their responses end.
+            t.idle.clear();
             let start = Instant::now();
             while t.in_flight() > 0 && start.elapsed() < max_wait {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -355,13 +369,12 @@ impl LoadBalancer {
             .cloned()
     }
 
-    /// Forwards one request on the client connection's own upstream connections;
+    /// Forwards one request on an idle connection to its target (or a new one);
     /// `peer_ip` is the client's address as a header value (made once per connection).
     async fn proxy(
         self: Arc<Self>,
         mut req: Request<Incoming>,
         peer_ip: HeaderValue,
-        upstreams: Upstreams,
     ) -> Response<Body> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let Some(target) = self.pick() else {
@@ -418,7 +431,7 @@ impl LoadBalancer {
         let in_flight = InFlight::count(&target);
         let start = Instant::now();
         let result =
-            tokio::time::timeout(self.upstream_timeout, upstreams.send(&target, req)).await;
+            tokio::time::timeout(self.upstream_timeout, upstream::send(&target, req)).await;
         drop(in_flight);
         if let Some((exporter, started, method, path)) = span {
             let status = match &result {
@@ -470,6 +483,7 @@ impl LoadBalancer {
             eprintln!("load balancer: {short}");
             limits.max_connections = short.fits.max(1) as usize;
         }
+        self.idle_budget.set_max(limits.max_connections);
         let events: demo_netlimits::EventSink = Arc::new(|e| match e {
             Event::AcceptFailing { error } => eprintln!(
                 "load balancer: accepting connections fails ({error}); backing off until it works again"
@@ -491,12 +505,10 @@ impl LoadBalancer {
             let lb = lb.clone();
             let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
                 .expect("an IP address is a valid header value");
-            let upstreams = Upstreams::default();
             hyper::service::service_fn(move |req| {
                 let lb = lb.clone();
                 let peer_ip = peer_ip.clone();
-                let upstreams = upstreams.clone();
-                async move { Ok::<_, Infallible>(lb.proxy(req, peer_ip, upstreams).await) }
+                async move { Ok::<_, Infallible>(lb.proxy(req, peer_ip).await) }
             })
         };
         let stats = self.conn_stats.clone();

@@ -1,7 +1,7 @@
-//! The descriptor bound behind the load balancer's budget: a client connection routed
-//! over more targets than `upstream::MAX_PER_CLIENT` never holds more upstream
-//! connections than that (the least recently used is closed before another opens).
-//! Targets are real HTTP servers on loopback that count their open proxied connections.
+//! Idle upstream connections stay within the budget behind `lb::FDS_PER_CONNECTION`
+//! (the client connection limit, across all targets), however many targets a client
+//! connection is routed over. Targets are real HTTP servers on loopback that count their open proxied
+//! connections.
 
 mod common;
 
@@ -9,39 +9,49 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Seen, Serving, load_balancer, target};
-use demo_runtime::lb::FDS_PER_CONNECTION;
-use demo_runtime::upstream::MAX_PER_CLIENT;
+use common::{Seen, Serving, load_balancer_with, target};
+use demo_runtime::lb::{ConnLimits, FDS_PER_CONNECTION};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_connection_holds_at_most_max_per_client_upstream_connections() {
-    assert_eq!(FDS_PER_CONNECTION, 1 + MAX_PER_CLIENT as u64);
-    let targets = MAX_PER_CLIENT + 3;
-    // One record for all targets: `open` counts proxied connections across them.
-    let seen = Arc::new(Seen::default());
+const TARGETS: usize = 11;
+
+async fn targets(seen: &Arc<Seen>) -> Vec<std::net::SocketAddr> {
     let mut addrs = Vec::new();
-    for _ in 0..targets {
+    for _ in 0..TARGETS {
         addrs.push(target(seen.clone()).await);
     }
-    let (lb, _changes) = load_balancer();
-    let s = Serving::start(lb, &addrs).await;
+    addrs
+}
 
-    // Three rounds over every target on one client connection: round robin routes
-    // each request to the next target, so every request past the eighth needs a
-    // connection this client connection does not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_stay_within_the_client_connection_limit() {
+    assert_eq!(FDS_PER_CONNECTION, 3);
+    const LIMIT: usize = 4;
+    let seen = Arc::new(Seen::default());
+    let addrs = targets(&seen).await;
+    let (lb, _changes) = load_balancer_with(ConnLimits {
+        max_connections: LIMIT,
+        ..ConnLimits::default()
+    });
+    let s = Serving::start(lb, &addrs).await;
+    // Three rounds over every target on one client connection: past the fourth target
+    // no idle slot is free, so those connections close when their response ends.
     let mut client = s.connect().await;
     let mut most = 0;
-    for i in 0..3 * targets {
+    for i in 0..3 * TARGETS {
         assert_eq!(
             client.get(&format!("/work/{i}"), &[]).await,
             200,
             "request {i}"
         );
-        // The load balancer closes the evicted connection before opening the new one,
-        // but its target sees the close a moment later: give it that moment (bounded;
-        // without the cap the count would stay above it and the assertion below fails).
+        assert!(
+            s.lb.idle_upstreams() <= LIMIT,
+            "{} idle",
+            s.lb.idle_upstreams()
+        );
+        // A target sees a close a moment after the load balancer made it: give it that
+        // moment (bounded; without the budget the count would stay above it).
         let settle = Instant::now();
-        while seen.open.load(Ordering::Acquire) > MAX_PER_CLIENT as u64
+        while seen.open.load(Ordering::Acquire) > LIMIT as u64 + 1
             && settle.elapsed() < Duration::from_millis(500)
         {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -49,13 +59,13 @@ async fn a_client_connection_holds_at_most_max_per_client_upstream_connections()
         most = most.max(seen.open.load(Ordering::Acquire));
     }
     assert!(
-        most <= MAX_PER_CLIENT as u64,
-        "{most} upstream connections open at once for one client connection"
+        most <= LIMIT as u64 + 1,
+        "{most} upstream connections open at once: the limit's idle ones and one in use"
     );
-    // All the cap allows was used: eight connections were open together.
-    assert_eq!(most, MAX_PER_CLIENT as u64);
-    let snapshot = s.lb.counters.take();
-    assert_eq!(snapshot.target_2xx, 3 * targets as u64);
+    assert_eq!(s.lb.idle_upstreams(), LIMIT, "every idle slot was used");
+    // The idle ones were reused round after round; the others were opened anew each time.
+    let opened = seen.connections.load(Ordering::Acquire);
+    assert_eq!(opened, (LIMIT + 3 * (TARGETS - LIMIT)) as u64);
     drop(client);
     s.stop().await;
 }

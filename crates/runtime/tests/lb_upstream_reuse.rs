@@ -1,6 +1,6 @@
-//! Connection reuse to targets: requests a client connection sends through the
-//! load balancer reuse one upstream connection per target instead of opening
-//! one per request. Targets are real HTTP servers on loopback that count the
+//! Connection reuse to targets: requests sent through the load balancer reuse one
+//! upstream connection per target instead of opening one per request, whichever
+//! client connection they come on. Targets are real HTTP servers on loopback that count the
 //! connections that carried proxied traffic (health checks open their own).
 
 mod common;
@@ -31,13 +31,21 @@ async fn a_client_connection_reuses_one_upstream_connection_per_target() {
         1,
         "one connection to target b"
     );
-    // A second client connection has upstream connections of its own.
+    // A second client connection takes turns with the first on the same ones (per
+    // client connection, as before, each target would have had two).
     let mut second = s.connect().await;
     for i in 0..20 {
-        assert_eq!(second.get(&format!("/work/{i}"), &[]).await, 200);
+        // Two requests each in turn: round robin sends each client connection to both.
+        let c = if (i / 2) % 2 == 0 {
+            &mut client
+        } else {
+            &mut second
+        };
+        assert_eq!(c.get(&format!("/work/{i}"), &[]).await, 200);
     }
-    assert_eq!(a.connections.load(Ordering::Acquire), 2);
-    assert_eq!(b.connections.load(Ordering::Acquire), 2);
+    assert_eq!(a.connections.load(Ordering::Acquire), 1);
+    assert_eq!(b.connections.load(Ordering::Acquire), 1);
+    assert_eq!(s.lb.idle_upstreams(), 2);
     let snapshot = s.lb.counters.take();
     assert_eq!(snapshot.requests, 40);
     assert_eq!(snapshot.target_2xx, 40);

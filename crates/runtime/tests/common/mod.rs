@@ -69,6 +69,11 @@ pub type Changes = tokio::sync::mpsc::UnboundedReceiver<demo_runtime::lb::Health
 
 /// A load balancer with fast health checks on the current runtime.
 pub fn load_balancer() -> (Arc<LoadBalancer>, Changes) {
+    load_balancer_with(ConnLimits::default())
+}
+
+/// `load_balancer` with `limits` on client connections.
+pub fn load_balancer_with(limits: ConnLimits) -> (Arc<LoadBalancer>, Changes) {
     let (changes, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let lb = LoadBalancer::with_limits(
         HealthCheckConfig {
@@ -79,7 +84,7 @@ pub fn load_balancer() -> (Arc<LoadBalancer>, Changes) {
             unhealthy_threshold: 3,
         },
         changes,
-        ConnLimits::default(),
+        limits,
     );
     (lb, changes_rx)
 }
