@@ -17,13 +17,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
-use axum::body::{Bytes, HttpBody};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::{AppState, REQUEST_ID};
-use crate::routes::{Found, Reply, Routes};
+use crate::routes::{Found, Reply, RequestBody, Routes};
 
 /// The header names read or written on every request, parsed once: a `&str` name is
 /// parsed and hashed anew on every lookup.
@@ -50,23 +49,24 @@ impl Service {
     }
 
     /// Serves one request from `peer` (the connection's TCP peer, `None` in tests).
-    pub fn serve<B>(&self, req: Request<B>, peer: Option<SocketAddr>) -> ObserveFuture
-    where
-        B: HttpBody<Data = Bytes> + Send + 'static,
-        B::Error: Into<axum::BoxError>,
-    {
+    pub fn serve(&self, req: Request<impl RequestBody>, peer: Option<SocketAddr>) -> ObserveFuture {
         let found = self.routes.find(req.method(), req.uri().path());
         let (record, too_large) = begin(&self.state, &req, found.template, peer);
         let (parts, body) = req.into_parts();
-        let state = self.state.clone();
+        let dispatch = Dispatch {
+            found,
+            state: self.state.clone(),
+            parts,
+            body,
+        };
         let stage = match admit(&record, too_large) {
             None => crate::trace::in_scope(record.trace, || {
-                match run_catching_panics(|| dispatch(found, state, parts, body)) {
+                match run_catching_panics(|| dispatch.run()) {
                     Reply::Now(response) => Stage::Ready(response),
                     Reply::Later(work) => Stage::Work(work),
                 }
             }),
-            Some(faults) => Stage::Work(Box::pin(faulted(faults, found, state, parts, body))),
+            Some(faults) => Stage::Work(Box::pin(faulted(faults, dispatch))),
         };
         ObserveFuture {
             record,
@@ -76,11 +76,7 @@ impl Service {
     }
 }
 
-impl<B> tower_service::Service<Request<B>> for Service
-where
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+impl<B: RequestBody> tower_service::Service<Request<B>> for Service {
     type Response = Response;
     type Error = Infallible;
     type Future = ObserveFuture;
@@ -94,23 +90,24 @@ where
     }
 }
 
-/// The gate, then the handler.
-fn dispatch<B>(
+/// A request and the route it found, not yet served.
+struct Dispatch<B> {
     found: Found,
     state: Arc<AppState>,
     parts: axum::http::request::Parts,
     body: B,
-) -> Reply
-where
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    if found.gated()
-        && let Err(refused) = crate::app::gate(&state, &parts)
-    {
-        return refused.into();
+}
+
+impl<B: RequestBody> Dispatch<B> {
+    /// The gate, then the handler.
+    fn run(self) -> Reply {
+        if self.found.gated()
+            && let Err(refused) = crate::app::gate(&self.state, &self.parts)
+        {
+            return refused.into();
+        }
+        self.found.run(self.state, self.parts, self.body)
     }
-    found.run(state, parts, body)
 }
 
 /// Logs and counts a request exactly once, even when its future is dropped (client gone).
@@ -459,17 +456,8 @@ fn admit(record: &RequestRecord, too_large: bool) -> Option<Faults> {
 }
 
 /// The rare path: the faults that apply, then (unless one of them answered) the handler.
-async fn faulted<B>(
-    faults: Faults,
-    found: Found,
-    state: Arc<AppState>,
-    parts: axum::http::request::Parts,
-    body: B,
-) -> Response
-where
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+async fn faulted(faults: Faults, dispatch: Dispatch<impl RequestBody>) -> Response {
+    let state = dispatch.state.clone();
     if let Some(turn) = faults.cpu_turn {
         state.faults.take_cpu_turn(turn).await;
     }
@@ -493,7 +481,7 @@ where
             .emit();
         return AppError::Injected("injected failure (error-rate fault)".into()).into_response();
     }
-    match run_catching_panics(|| dispatch(found, state, parts, body)) {
+    match run_catching_panics(|| dispatch.run()) {
         Reply::Now(response) => response,
         Reply::Later(work) => work.await,
     }

@@ -31,6 +31,17 @@ use crate::error::AppError;
 /// Serves one request.
 pub type Handler = fn(Call) -> Reply;
 
+/// A request body the service takes (hyper's `Incoming`; axum's `Body` in tests).
+pub trait RequestBody:
+    HttpBody<Data = Bytes, Error: Into<axum::BoxError>> + Send + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: HttpBody<Data = Bytes, Error: Into<axum::BoxError>> + Send + 'static
+{
+}
+
 /// What a handler answers: a response now, or a future of one.
 pub enum Reply {
     Now(Response),
@@ -274,11 +285,7 @@ impl Found {
     }
 
     /// Runs the handler on the request.
-    pub fn run<B>(self, state: Arc<AppState>, parts: Parts, body: B) -> Reply
-    where
-        B: HttpBody<Data = Bytes> + Send + 'static,
-        B::Error: Into<axum::BoxError>,
-    {
+    pub fn run(self, state: Arc<AppState>, parts: Parts, body: impl RequestBody) -> Reply {
         let call = Call {
             state,
             parts,
