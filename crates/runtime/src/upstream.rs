@@ -21,6 +21,7 @@
 //! (its socket, the upstream connection its request uses, one idle slot), whatever the
 //! number of targets.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -92,9 +93,17 @@ struct Idle {
     since: Instant,
 }
 
-/// One target's idle connections, most recently used last.
+impl Idle {
+    fn reusable(&self) -> bool {
+        !self.sender.is_closed() && self.since.elapsed() < IDLE_REUSE
+    }
+}
+
+/// One target's idle connections, oldest first: a request takes the newest, and a
+/// connection put back first closes the oldest ones gone stale (so that after a burst
+/// the extra connections give their budget back within `IDLE_REUSE`).
 pub struct IdleList {
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<VecDeque<Idle>>,
     budget: Arc<IdleBudget>,
 }
 
@@ -107,12 +116,12 @@ impl std::fmt::Debug for IdleList {
 impl IdleList {
     pub fn new(budget: Arc<IdleBudget>) -> IdleList {
         IdleList {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             budget,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -123,9 +132,9 @@ impl IdleList {
         let found = {
             let mut idle = self.lock();
             let mut found = None;
-            while let Some(i) = idle.pop() {
+            while let Some(i) = idle.pop_back() {
                 self.budget.give_back(1);
-                if !i.sender.is_closed() && i.since.elapsed() < IDLE_REUSE {
+                if i.reusable() {
                     found = Some(i.sender);
                     break;
                 }
@@ -140,13 +149,22 @@ impl IdleList {
 
     /// Keeps `sender` for the next request, if the budget has room.
     fn put(&self, sender: SendRequest<Incoming>) {
-        if sender.is_closed() || !self.budget.take() {
-            return;
+        let mut stale = Vec::new();
+        {
+            let mut idle = self.lock();
+            while idle.front().is_some_and(|i| !i.reusable()) {
+                stale.extend(idle.pop_front());
+                self.budget.give_back(1);
+            }
+            if !sender.is_closed() && self.budget.take() {
+                idle.push_back(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
         }
-        self.lock().push(Idle {
-            sender,
-            since: Instant::now(),
-        });
+        // Closed outside the lock.
+        drop(stale);
     }
 
     /// Closes every idle connection (the target left rotation).

@@ -69,3 +69,61 @@ async fn idle_upstream_connections_stay_within_the_client_connection_limit() {
     drop(client);
     s.stop().await;
 }
+
+/// A target whose `/burst` requests take 200 ms (so that concurrent ones need
+/// connections of their own).
+async fn slow_target() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                    if req.uri().path() == "/burst" {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_extra_connections_of_a_burst_give_their_idle_slots_back_once_stale() {
+    use demo_runtime::upstream::IDLE_REUSE;
+    let (lb, _changes) = load_balancer_with(ConnLimits::default());
+    let s = Serving::start(lb, &[slow_target().await]).await;
+    // Five at once: five upstream connections, idle afterwards.
+    let mut burst = Vec::new();
+    for _ in 0..5 {
+        let mut c = s.connect().await;
+        burst.push(tokio::spawn(async move { c.get("/burst", &[]).await }));
+    }
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 200);
+    }
+    assert_eq!(s.lb.idle_upstreams(), 5);
+    // Traffic goes on at one request at a time: it keeps reusing the newest connection.
+    let mut client = s.connect().await;
+    tokio::time::sleep(IDLE_REUSE * 5 / 8).await;
+    assert_eq!(client.get("/", &[]).await, 200);
+    assert_eq!(s.lb.idle_upstreams(), 5, "the others are not stale yet");
+    tokio::time::sleep(IDLE_REUSE / 2).await;
+    assert_eq!(client.get("/", &[]).await, 200);
+    assert_eq!(
+        s.lb.idle_upstreams(),
+        1,
+        "the burst's other connections, stale by now, are closed as one is put back"
+    );
+    drop(client);
+    s.stop().await;
+}
