@@ -172,15 +172,6 @@ impl IdleList {
         let closed = std::mem::take(&mut *self.lock());
         self.budget.give_back(closed.len());
     }
-
-    /// Idle connections held for this target now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Drop for IdleList {
