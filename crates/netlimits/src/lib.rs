@@ -33,8 +33,8 @@ use hyper::body::{Body, Incoming};
 use hyper::service::HttpService;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 
 pub use budget::{Budget, Shortfall};
 
@@ -136,6 +136,144 @@ where
     <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    accept_loop(
+        listener,
+        limits,
+        &stats,
+        &events,
+        shutdown,
+        |stream, peer, activity| {
+            let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(HeadTimer::new(activity))
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(io, service(peer));
+            let conn = graceful.watch(conn);
+            async move {
+                let _ = conn.await;
+            }
+        },
+    )
+    .await;
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => Drained::Complete,
+        Err(_) => Drained::Cut {
+            open: stats.open.load(Ordering::Relaxed),
+        },
+    }
+}
+
+/// One accepted connection, for a server that speaks HTTP itself ([`serve_connections`]).
+#[derive(Debug)]
+pub struct Conn {
+    /// The client's socket; every byte moved through it counts as activity.
+    pub stream: Tracked<TcpStream>,
+    pub peer: SocketAddr,
+    /// The header read deadline: arm it while waiting for a request head.
+    pub head: HeadDeadline,
+    /// Turns true when the server stops: close an idle connection at once, finish the
+    /// request in hand (answering it with `Connection: close`) on a busy one.
+    pub closing: watch::Receiver<bool>,
+}
+
+/// A connection's header read deadline ([`ConnLimits::header_read_timeout`]), enforced
+/// by the connection's watchdog: arming it is one clock read and one atomic store.
+#[derive(Debug)]
+pub struct HeadDeadline {
+    activity: Arc<Activity>,
+    timeout: Duration,
+    armed: Option<u64>,
+}
+
+impl HeadDeadline {
+    /// Starts the clock for a request head (a no-op if it already runs).
+    pub fn arm(&mut self) {
+        if self.armed.is_none() {
+            let ms = self
+                .activity
+                .ms_of(tokio::time::Instant::now() + self.timeout);
+            self.activity.arm_head(ms);
+            self.armed = Some(ms);
+        }
+    }
+
+    /// The head is complete: the clock stops.
+    pub fn disarm(&mut self) {
+        if let Some(ms) = self.armed.take() {
+            self.activity.disarm_head(ms);
+        }
+    }
+}
+
+/// Like [`serve`], for a server that reads and writes HTTP itself: `handle` gets each
+/// connection, with its limits applied around it (the idle timeout, the header read
+/// deadline it arms, the connection cap, accept backoff). On shutdown, `closing` turns
+/// true on every open connection and serving waits at most `drain` for them to end.
+pub async fn serve_connections<F, Fut>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    stats: Arc<ConnStats>,
+    events: EventSink,
+    handle: F,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> Drained
+where
+    F: Fn(Conn) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (closing, closing_rx) = watch::channel(false);
+    // Each connection holds a sender: the channel closes when the last one has ended.
+    let (open, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
+    accept_loop(
+        listener,
+        limits,
+        &stats,
+        &events,
+        shutdown,
+        |stream, peer, activity| {
+            let conn = Conn {
+                stream: Tracked::new(stream, activity.clone()),
+                peer,
+                head: HeadDeadline {
+                    activity,
+                    timeout: limits.header_read_timeout,
+                    armed: None,
+                },
+                closing: closing_rx.clone(),
+            };
+            let served = handle(conn);
+            let open = open.clone();
+            async move {
+                served.await;
+                drop(open);
+            }
+        },
+    )
+    .await;
+    let _ = closing.send(true);
+    drop(open);
+    match tokio::time::timeout(drain, all_ended.recv()).await {
+        Ok(_) => Drained::Complete,
+        Err(_) => Drained::Cut {
+            open: stats.open.load(Ordering::Relaxed),
+        },
+    }
+}
+
+/// Accepts connections under `limits` until `shutdown` completes, and spawns each one's
+/// `serve` beside its watchdog (idle timeout and header read deadline).
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    stats: &Arc<ConnStats>,
+    events: &EventSink,
+    shutdown: impl Future<Output = ()>,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, Arc<Activity>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut backoff = BACKOFF_START;
     let mut failing: Option<(tokio::time::Instant, u64)> = None;
@@ -208,12 +346,7 @@ where
         stats.open.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let activity = Activity::new();
-        let io = TokioIo::new(Tracked::new(stream, activity.clone()));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(HeadTimer::new(activity.clone()))
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(io, service(peer));
-        let conn = graceful.watch(conn);
+        let conn = serve(stream, peer, activity.clone());
         let stats = stats.clone();
         let idle = limits.idle_timeout;
         let header = limits.header_read_timeout;
@@ -221,7 +354,7 @@ where
         // deadlines (see `head_timer`).
         tokio::spawn(async move {
             tokio::select! {
-                _ = conn => {}
+                () = conn => {}
                 expiry = activity.expired(idle, Some(header)) => {
                     if expiry == Expiry::Idle {
                         stats.idle_closed.fetch_add(1, Ordering::Relaxed);
@@ -233,12 +366,6 @@ where
         });
     }
     drop(listener);
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
-        Ok(()) => Drained::Complete,
-        Err(_) => Drained::Cut {
-            open: stats.open.load(Ordering::Relaxed),
-        },
-    }
 }
 
 /// A sink that drops every event (tests, or a server with nowhere to log).

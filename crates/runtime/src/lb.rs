@@ -11,7 +11,6 @@
 //! on [`crate::datapath::DataPath`], a thread of its own, so log ingestion and
 //! metric collection never delay a request; see that module for why.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,25 +19,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use demo_netlimits::{Budget, Event};
 pub use demo_netlimits::{ConnLimits, ConnStats};
-use http_body_util::{Either, Empty, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use http_body_util::Empty;
+use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::upstream::{self, IdleBudget, IdleList, Pooled};
-
-/// A response body: the target's, streamed as it arrives (not re-boxed: no
-/// allocation and no dynamic dispatch per response), or the load balancer's own.
-pub type Body = Either<Pooled, Full<Bytes>>;
-
-fn full(b: impl Into<Bytes>) -> Body {
-    Either::Right(Full::new(b.into()))
-}
+use crate::upstream::{IdleBudget, IdleList};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -165,7 +154,18 @@ pub struct LbSnapshot {
 }
 
 impl LbCounters {
-    fn observe_response_time(&self, d: Duration) {
+    /// Counts a target's answer by its status class.
+    pub(crate) fn count_target_status(&self, status: u16) {
+        match status {
+            200..=299 => &self.target_2xx,
+            300..=399 => &self.target_3xx,
+            400..=499 => &self.target_4xx,
+            _ => &self.target_5xx,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe_response_time(&self, d: Duration) {
         let us = d.as_secs_f64() * 1e6;
         let k = if us <= 1.0 {
             0
@@ -227,21 +227,6 @@ impl std::fmt::Debug for LoadBalancer {
     }
 }
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static TRACEPARENT: HeaderName = HeaderName::from_static(demo_tracecontext::TRACEPARENT);
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Headers that belong to one connection and must not be forwarded (RFC 9110 §7.6.1).
-/// Named, not strings: a removal by `&str` parses the name again on every request.
-static HOP_BY_HOP: [HeaderName; 6] = [
-    hyper::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    hyper::header::TE,
-    hyper::header::TRAILER,
-    hyper::header::UPGRADE,
-];
-
 /// Descriptors one client connection may cost: its socket, the upstream connection its
 /// request is using, and one idle upstream connection (idle ones across all targets are
 /// at most the client connection limit; see `upstream`).
@@ -292,6 +277,14 @@ impl LoadBalancer {
     /// false if an exporter was already set.
     pub fn export_spans(&self, exporter: demo_otlp::Exporter) -> bool {
         self.spans.set(exporter).is_ok()
+    }
+
+    pub(crate) fn exports_spans(&self) -> bool {
+        self.spans.get().is_some()
+    }
+
+    pub(crate) fn span_exporter(&self) -> Option<&demo_otlp::Exporter> {
+        self.spans.get()
     }
 
     /// Idle upstream connections held now, across targets.
@@ -356,7 +349,7 @@ impl LoadBalancer {
             .retain(|t| t.task_id != task_id);
     }
 
-    fn pick(&self) -> Option<Arc<Target>> {
+    pub(crate) fn pick(&self) -> Option<Arc<Target>> {
         let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
         let n = targets.len();
         if n == 0 {
@@ -367,111 +360,6 @@ impl LoadBalancer {
             .map(|i| &targets[(start + i) % n])
             .find(|t| t.state() == Health::Healthy)
             .cloned()
-    }
-
-    /// Forwards one request on an idle connection to its target (or a new one);
-    /// `peer_ip` is the client's address as a header value (made once per connection).
-    async fn proxy(
-        self: Arc<Self>,
-        mut req: Request<Incoming>,
-        peer_ip: HeaderValue,
-    ) -> Response<Body> {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let Some(target) = self.pick() else {
-            self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy targets");
-        };
-        // Origin form: the path and query only (the client's Host header is kept).
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
-        let Ok(uri) = hyper::Uri::builder().path_and_query(path).build() else {
-            self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
-            return error_response(StatusCode::BAD_REQUEST, "invalid request target");
-        };
-        *req.uri_mut() = uri;
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.to_str()) {
-            None => Some(peer_ip),
-            Some(Ok(prev)) => peer_ip
-                .to_str()
-                .ok()
-                .and_then(|ip| HeaderValue::from_str(&format!("{prev}, {ip}")).ok()),
-            // Not text: replaced by the one hop this load balancer vouches for.
-            Some(Err(_)) => Some(peer_ip),
-        };
-        if let Some(v) = xff {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-        // W3C trace context: continue the caller's trace as a child span of this hop, or
-        // start one; a `tracestate` without a valid `traceparent` is dropped (spec 3.3.1).
-        let trace = demo_tracecontext::TraceContext::continue_or_start(
-            headers
-                .get(demo_tracecontext::TRACEPARENT)
-                .and_then(|v| v.to_str().ok()),
-        );
-        if trace.parent_id.is_none() {
-            headers.remove(demo_tracecontext::TRACESTATE);
-        }
-        headers.insert(TRACEPARENT.clone(), traceparent_value(&trace));
-        // Only with span export on: what the span needs of the request, before it moves.
-        let span = self.spans.get().map(|x| {
-            (
-                x,
-                std::time::SystemTime::now(),
-                req.method().as_str().to_owned(),
-                req.uri().path().to_owned(),
-            )
-        });
-
-        let in_flight = InFlight::count(&target);
-        let start = Instant::now();
-        let result =
-            tokio::time::timeout(self.upstream_timeout, upstream::send(&target, req)).await;
-        drop(in_flight);
-        if let Some((exporter, started, method, path)) = span {
-            let status = match &result {
-                Ok(Ok(resp)) => resp.status().as_u16(),
-                Ok(Err(_)) => 502,
-                Err(_) => 504,
-            };
-            exporter.record(hop_span(
-                trace,
-                started,
-                method,
-                path,
-                status,
-                &target.task_id,
-            ));
-        }
-        match result {
-            Ok(Ok(resp)) => {
-                self.counters.observe_response_time(start.elapsed());
-                let c = &self.counters;
-                match resp.status().as_u16() {
-                    200..=299 => c.target_2xx.fetch_add(1, Ordering::Relaxed),
-                    300..=399 => c.target_3xx.fetch_add(1, Ordering::Relaxed),
-                    400..=499 => c.target_4xx.fetch_add(1, Ordering::Relaxed),
-                    _ => c.target_5xx.fetch_add(1, Ordering::Relaxed),
-                };
-                resp.map(Either::Left)
-            }
-            Ok(Err(e)) => {
-                self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
-                error_response(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("target {} failed: {e}", target.task_id),
-                )
-            }
-            Err(_) => {
-                self.counters.elb_5xx.fetch_add(1, Ordering::Relaxed);
-                error_response(StatusCode::GATEWAY_TIMEOUT, "target did not answer in time")
-            }
-        }
     }
 
     /// Serves until `shutdown` turns true, then stops accepting and waits (at most 30 s)
@@ -501,24 +389,14 @@ impl LoadBalancer {
             ),
         });
         let lb = self.clone();
-        let service = move |peer: SocketAddr| {
-            let lb = lb.clone();
-            let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-                .expect("an IP address is a valid header value");
-            hyper::service::service_fn(move |req| {
-                let lb = lb.clone();
-                let peer_ip = peer_ip.clone();
-                async move { Ok::<_, Infallible>(lb.proxy(req, peer_ip).await) }
-            })
-        };
         let stats = self.conn_stats.clone();
         // On shutdown: stop accepting, then give open connections at most 30 s.
-        demo_netlimits::serve(
+        demo_netlimits::serve_connections(
             listener,
             limits,
             stats,
             events,
-            service,
+            move |conn| crate::proxy::serve_connection(lb.clone(), conn),
             shutdown_signal(shutdown),
             Duration::from_secs(30),
         )
@@ -531,10 +409,10 @@ impl LoadBalancer {
 /// mid-request. (Counting down after the `await` alone left such a request
 /// counted forever, and deregistering the target then waited its whole
 /// limit for it.)
-struct InFlight<'a>(&'a Target);
+pub(crate) struct InFlight<'a>(&'a Target);
 
 impl<'a> InFlight<'a> {
-    fn count(target: &'a Target) -> InFlight<'a> {
+    pub(crate) fn count(target: &'a Target) -> InFlight<'a> {
         target.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(target)
     }
@@ -555,33 +433,9 @@ async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Removes the headers that belong to one connection (RFC 9110 §7.6.1): the fixed
-/// list, and every header the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    if !headers.contains_key(hyper::header::CONNECTION) {
-        for h in &HOP_BY_HOP[1..] {
-            headers.remove(h);
-        }
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
-    }
-}
-
 /// This hop as an OTLP server span: named by its method (a load balancer knows no
 /// routes), with the HTTP semantic-convention attributes and the target it chose.
-fn hop_span(
+pub(crate) fn hop_span(
     trace: demo_tracecontext::TraceContext,
     start: std::time::SystemTime,
     method: String,
@@ -607,34 +461,6 @@ fn hop_span(
             ),
         ],
     }
-}
-
-/// `trace.header()` written into a stack buffer: the same 55 bytes without a
-/// `String` and `format!`'s machinery for a u128 on every request.
-fn traceparent_value(trace: &demo_tracecontext::TraceContext) -> HeaderValue {
-    fn put_hex(out: &mut [u8], mut v: u128) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        for b in out.iter_mut().rev() {
-            *b = DIGITS[(v & 0xf) as usize];
-            v >>= 4;
-        }
-    }
-    let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    put_hex(&mut buf[3..35], trace.trace_id);
-    put_hex(&mut buf[36..52], u128::from(trace.span_id));
-    put_hex(&mut buf[53..55], u128::from(trace.flags));
-    HeaderValue::from_bytes(&buf).expect("hex digits and dashes are a valid header value")
-}
-
-fn error_response(status: StatusCode, message: &str) -> Response<Body> {
-    let body = serde_json::json!({"error": "load_balancer", "message": message}).to_string();
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 async fn probe(lb: &LoadBalancer, target: &Target) -> Result<(), String> {
@@ -706,24 +532,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hop_by_hop_headers_and_those_named_in_connection_are_not_forwarded() {
-        let mut h = hyper::HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
-        );
-        h.append("connection", HeaderValue::from_static(" x-other ,"));
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert("x-other", HeaderValue::from_static("2"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("te", HeaderValue::from_static("trailers"));
-        h.insert("x-request-id", HeaderValue::from_static("abc"));
-        strip_hop_by_hop(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, vec!["x-request-id"]);
-    }
-
-    #[test]
     fn response_time_buckets_are_within_five_percent() {
         let c = LbCounters::default();
         for ms in [1u64, 10, 100, 1000, 2500] {
@@ -737,29 +545,5 @@ mod tests {
             assert!((secs / want - 1.0).abs() < 0.026, "{secs} vs {want}");
         }
         assert!(c.take().response_times.is_empty(), "take resets");
-    }
-
-    #[test]
-    fn traceparent_value_is_the_trace_contexts_own_header() {
-        for incoming in [
-            None,
-            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            Some("00-0000000000000000000000000000000a-000000000000000b-00"),
-        ] {
-            let t = demo_tracecontext::TraceContext::continue_or_start(incoming);
-            assert_eq!(traceparent_value(&t).to_str().unwrap(), t.header());
-        }
-    }
-
-    #[test]
-    fn without_a_connection_header_the_fixed_hop_by_hop_list_is_still_removed() {
-        let mut h = hyper::HeaderMap::new();
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("upgrade", HeaderValue::from_static("websocket"));
-        h.insert("proxy-connection", HeaderValue::from_static("close"));
-        h.insert("x-request-id", HeaderValue::from_static("abc"));
-        strip_hop_by_hop(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, vec!["x-request-id"]);
     }
 }

@@ -27,6 +27,7 @@ pub mod datapath;
 pub mod lb;
 pub mod procfs;
 pub mod prometheus;
+pub mod proxy;
 pub mod runtime;
 pub mod service;
 pub mod supervision;

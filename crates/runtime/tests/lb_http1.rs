@@ -8,43 +8,21 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Serving, load_balancer};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Frame, Incoming};
+use common::{BoxBody, Serving, full, hyper_server, load_balancer, raw_server, streamed};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-
-fn full(b: impl Into<Bytes>) -> BoxBody {
-    Full::new(b.into()).boxed()
-}
 
 /// A hyper target whose routes exercise each framing.
 async fn hyper_target() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    Ok::<_, Infallible>(route(req).await)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    hyper_server(route).await
 }
 
 async fn route(req: Request<Incoming>) -> Response<BoxBody> {
@@ -89,33 +67,6 @@ async fn route(req: Request<Incoming>) -> Response<BoxBody> {
     h.insert("x-seen-hop", hop.parse().unwrap());
     h.insert("x-seen-uri", uri.parse().unwrap());
     resp
-}
-
-/// A body whose frames arrive over time through a channel: its length is
-/// unknown, so hyper sends it chunked.
-struct Streamed(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for Streamed {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
-}
-
-/// `parts` sent one by one, `pause` apart.
-fn streamed(parts: &'static [&'static str], pause: Duration) -> BoxBody {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        for part in parts {
-            tokio::time::sleep(pause).await;
-            let _ = tx.send(Bytes::from_static(part.as_bytes())).await;
-        }
-    });
-    Streamed(rx).boxed()
 }
 
 /// A client connection that sends any body.
@@ -241,50 +192,46 @@ async fn raw_target(
     close_after: Option<Duration>,
     proxied: Arc<AtomicU64>,
 ) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let proxied = proxied.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut counted = false;
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    let Ok(n) = stream.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let health = buf.starts_with(b"GET /health ");
-                    buf.drain(..end + 4);
-                    if health {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await;
-                        continue;
-                    }
-                    if !counted {
-                        counted = true;
-                        proxied.fetch_add(1, Ordering::AcqRel);
-                    }
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                    if let Some(after) = close_after {
-                        tokio::time::sleep(after).await;
-                        return;
-                    }
+    raw_server(move |mut stream| {
+        let proxied = proxied.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut counted = false;
+            loop {
+                let mut chunk = [0u8; 4096];
+                let Ok(n) = stream.read(&mut chunk).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
                 }
-            });
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let health = buf.starts_with(b"GET /health ");
+                buf.drain(..end + 4);
+                if health {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    continue;
+                }
+                if !counted {
+                    counted = true;
+                    proxied.fetch_add(1, Ordering::AcqRel);
+                }
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                if let Some(after) = close_after {
+                    tokio::time::sleep(after).await;
+                    return;
+                }
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,23 +297,13 @@ async fn a_malformed_response_is_a_502_from_the_load_balancer() {
 /// for it.
 #[tokio::test]
 async fn a_request_whose_client_left_is_no_longer_in_flight() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                    if req.uri().path() != "/health" {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                    }
-                    Ok::<_, Infallible>(Response::new(full("ok")))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let target = hyper_server(|req| async move {
+        if req.uri().path() != "/health" {
+            tokio::time::sleep(Duration::from_secs(30)).await;
         }
-    });
+        Response::new(full("ok"))
+    })
+    .await;
     let (lb, _changes) = load_balancer();
     let s = Serving::start(lb, &[target]).await;
     let t = s.lb.targets()[0].clone();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Seen, Serving, load_balancer_with, target};
+use common::{Seen, Serving, full, hyper_server, load_balancer_with, target};
 use demo_runtime::lb::{ConnLimits, FDS_PER_CONNECTION};
 
 const TARGETS: usize = 11;
@@ -73,28 +73,13 @@ async fn idle_upstream_connections_stay_within_the_client_connection_limit() {
 /// A target whose `/burst` requests take 200 ms (so that concurrent ones need
 /// connections of their own).
 async fn slow_target() -> std::net::SocketAddr {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<_>| async move {
-                    if req.uri().path() == "/burst" {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        Bytes::from_static(b"ok"),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
+    hyper_server(|req| async move {
+        if req.uri().path() == "/burst" {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    });
-    addr
+        hyper::Response::new(full("ok"))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! they are healthy, and requests over one client connection.
 #![allow(dead_code)]
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use demo_runtime::lb::{ConnLimits, Health, HealthCheckConfig, LoadBalancer};
 use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
@@ -27,41 +30,106 @@ pub struct Seen {
 
 /// A target answering 200 "ok" to everything, recording in `seen`.
 pub async fn target(seen: Arc<Seen>) -> SocketAddr {
+    raw_server(move |stream| {
+        let seen = seen.clone();
+        async move {
+            let proxied = Arc::new(AtomicBool::new(false));
+            let (p, s) = (proxied.clone(), seen.clone());
+            let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                if req.uri().path() != "/health" {
+                    if !p.swap(true, Ordering::AcqRel) {
+                        s.connections.fetch_add(1, Ordering::AcqRel);
+                        s.open.fetch_add(1, Ordering::AcqRel);
+                    }
+                    if let Some(v) = req.headers().get("traceparent") {
+                        let v = v.to_str().unwrap_or("").to_string();
+                        s.traceparents.lock().unwrap().push(v);
+                    }
+                }
+                async { Ok::<_, Infallible>(hyper::Response::new(full("ok"))) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+            if proxied.load(Ordering::Acquire) {
+                seen.open.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    })
+    .await
+}
+
+/// A response body of any kind.
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+pub fn full(b: impl Into<Bytes>) -> BoxBody {
+    Full::new(b.into()).boxed()
+}
+
+/// A body whose frames arrive over time through a channel: its length is
+/// unknown, so hyper sends it chunked.
+struct Streamed(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// `parts` sent one by one, `pause` apart.
+pub fn streamed(parts: &'static [&'static str], pause: Duration) -> BoxBody {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for part in parts {
+            tokio::time::sleep(pause).await;
+            let _ = tx.send(Bytes::from_static(part.as_bytes())).await;
+        }
+    });
+    Streamed(rx).boxed()
+}
+
+/// A listener on loopback whose every connection is handed to `serve`, in a task of its own.
+pub async fn raw_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let proxied = Arc::new(AtomicBool::new(false));
-                let (p, s) = (proxied.clone(), seen.clone());
-                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                    if req.uri().path() != "/health" {
-                        if !p.swap(true, Ordering::AcqRel) {
-                            s.connections.fetch_add(1, Ordering::AcqRel);
-                            s.open.fetch_add(1, Ordering::AcqRel);
-                        }
-                        if let Some(v) = req.headers().get("traceparent") {
-                            let v = v.to_str().unwrap_or("").to_string();
-                            s.traceparents.lock().unwrap().push(v);
-                        }
-                    }
-                    async {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-                if proxied.load(Ordering::Acquire) {
-                    seen.open.fetch_sub(1, Ordering::AcqRel);
-                }
-            });
+            tokio::spawn(serve(stream));
         }
     });
     addr
+}
+
+/// An HTTP/1.1 server on loopback (hyper's) answering every request with `handler`.
+pub async fn hyper_server<H, Fut>(handler: H) -> SocketAddr
+where
+    H: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<BoxBody>> + Send + 'static,
+{
+    raw_server(move |stream| {
+        let handler = handler.clone();
+        async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let answer = handler(req);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        }
+    })
+    .await
 }
 
 /// Health changes the load balancer reports (kept open; the tests do not read them).
