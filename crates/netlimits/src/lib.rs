@@ -2,11 +2,12 @@
 //! `demo-app` so both survive the same abuse: a flood of idle (slowloris) connections,
 //! a client that stops reading, and running out of file descriptors.
 //!
-//! - **Header read timeout** (hyper's own, which needs a timer): a connection that has not
-//!   sent a complete request head within it is closed. hyper starts this timer whenever
-//!   the connection waits for a request head, so it also ends idle keep-alive connections.
-//!   The timer is `head_timer::HeadTimer`: arming it per request is an atomic store, and
-//!   the idle watchdog's one timer per connection enforces it.
+//! - **Header read timeout**: a connection that has not sent a complete request head
+//!   within it is closed. The deadline starts whenever the connection waits for a request
+//!   head, so it also ends idle keep-alive connections. With hyper ([`serve`]) it is
+//!   hyper's own timer, given `head_timer::HeadTimer`; a server that reads HTTP itself
+//!   ([`serve_connections`]) arms [`HeadDeadline`]. Either way arming it per request is an
+//!   atomic store, and the idle watchdog's one timer per connection enforces it.
 //! - **Idle timeout** (the ALB's): no byte in either direction for this long closes the
 //!   connection, whatever state it is in (slow body, a client that stopped reading).
 //! - **Connection cap**: a semaphore permit is taken *before* `accept`, so over the cap

@@ -7,7 +7,9 @@
 //! header read and idle timeouts, a connection cap, backoff on accept errors and a
 //! descriptor budget checked when serving starts.
 //!
-//! In `up` all of it (accept loop, proxying, upstream pool, health checks) runs
+//! The HTTP/1.1 proxying itself is [`crate::proxy`] (one task per client connection,
+//! bytes to bytes), over upstream connections shared per target ([`crate::upstream`]).
+//! In `up` all of it (accept loop, proxying, upstream connections, health checks) runs
 //! on [`crate::datapath::DataPath`], a thread of its own, so log ingestion and
 //! metric collection never delay a request; see that module for why.
 

@@ -137,6 +137,13 @@ struct Client {
     peer_ip: String,
 }
 
+impl Client {
+    /// Writes all of `bytes`; a client that cannot take them is gone.
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), Gone> {
+        self.io.write_all(bytes).await.map_err(|_| Gone)
+    }
+}
+
 /// A connection's buffers towards and from its targets, kept between requests.
 #[derive(Default)]
 struct Bufs {
@@ -317,11 +324,7 @@ async fn exchange(
         return answer_error(client, 503, "no healthy targets", req, keep_if_bodiless).await;
     };
     if req.expect_continue {
-        client
-            .io
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|_| Gone)?;
+        client.send(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
     }
     let start = Instant::now();
     let span_start = req.span.as_ref().map(|_| std::time::SystemTime::now());
@@ -391,11 +394,7 @@ async fn exchange(
             break;
         }
         if !bufs.to_client.is_empty() {
-            client
-                .io
-                .write_all(&bufs.to_client)
-                .await
-                .map_err(|_| Gone)?;
+            client.send(&bufs.to_client).await?;
             bufs.to_client.clear();
         }
         match read_more(&mut up, &mut bufs.from_target).await {
@@ -415,11 +414,7 @@ async fn exchange(
     }
     bufs.from_target.clear();
     if !bufs.to_client.is_empty() {
-        client
-            .io
-            .write_all(&bufs.to_client)
-            .await
-            .map_err(|_| Gone)?;
+        client.send(&bufs.to_client).await?;
     }
     Ok(if !body_sent {
         After::Linger
@@ -443,7 +438,7 @@ async fn answer_error(
     let keep = keep_if_bodiless && bodiless;
     let mut out = Vec::new();
     head::error(&mut out, status, message, !keep);
-    client.io.write_all(&out).await.map_err(|_| Gone)?;
+    client.send(&out).await?;
     Ok(match (keep, bodiless) {
         (true, _) => After::Next,
         (false, true) => After::Close,
@@ -551,8 +546,8 @@ async fn round_trip(
                                 return Ok((resp, body.done && !pending));
                             }
                             if !bufs.to_client.is_empty() {
-                                client.io.write_all(&bufs.to_client).await
-                                    .map_err(|_| Trip::Failed(Failed::Client))?;
+                                client.send(&bufs.to_client).await
+                                    .map_err(|Gone| Trip::Failed(Failed::Client))?;
                             }
                         }
                         Err(why) => {
