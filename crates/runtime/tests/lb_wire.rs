@@ -38,6 +38,28 @@ async fn target() -> std::net::SocketAddr {
     .await
 }
 
+/// A raw target that answers every head with `answer` (health checks with a 200) the
+/// moment the head is complete, and never reads a body.
+async fn answering(answer: &'static [u8]) -> std::net::SocketAddr {
+    raw_server(move |mut stream| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let reply: &[u8] = if buf.starts_with(b"GET /health ") {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    answer
+                };
+                let _ = stream.write_all(reply).await;
+                buf.clear();
+            }
+        }
+    })
+    .await
+}
+
 /// Writes `bytes` on a new connection and reads until the load balancer closes it.
 async fn send_raw(s: &Serving, bytes: &[u8]) -> String {
     let mut c = TcpStream::connect(s.addr).await.unwrap();
@@ -100,6 +122,52 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
         a[2]
     );
     assert_eq!(s.lb.counters.take().target_2xx, 3);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interim_answer_and_the_final_one_in_one_read_are_both_passed_on() {
+    let t = answering(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    let (lb, _changes) = load_balancer();
+    let s = Serving::start(lb, &[t]).await;
+    let started = std::time::Instant::now();
+    let text = send_raw(
+        &s,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        text,
+        "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+         HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_field_cannot_take_away_a_requests_framing() {
+    let (lb, _changes) = load_balancer();
+    let s = Serving::start(lb, &[target().await]).await;
+    // Were Content-Length dropped because Connection names it, the target would read
+    // "hello" as the start of a second request on a connection shared by all clients.
+    let text = send_raw(
+        &s,
+        b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: content-length, close\r\n\
+          content-length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\nhello"),
+        "{text}"
+    );
     s.stop().await;
 }
 
@@ -187,23 +255,7 @@ async fn heads_and_bodies_it_cannot_read_safely_are_refused_and_the_connection_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_before_the_body_is_done_ends_the_body_and_the_connection() {
     // Answers 413 as soon as it has a head, and never reads a body.
-    let t = raw_server(|mut stream| async move {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                let answer: &[u8] = if buf.starts_with(b"GET /health ") {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-                } else {
-                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!"
-                };
-                let _ = stream.write_all(answer).await;
-                buf.clear();
-            }
-        }
-    })
-    .await;
+    let t = answering(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!").await;
     let (lb, _changes) = load_balancer();
     let s = Serving::start(lb, &[t]).await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();
@@ -264,7 +316,17 @@ async fn a_bodiless_request_is_sent_again_when_its_reused_connection_closes_unde
         "sent again on a new connection"
     );
     assert_eq!(opened.load(Ordering::Acquire), 2);
-    // A request with a body is not sent twice: the target may have acted on it.
+    // Nor is a bodiless request whose method is not idempotent (/b's connection is now
+    // the one idle, and the target closes it on its second request).
+    let text = send_raw(
+        &s,
+        b"POST /deploy HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
+    // A request with a body is not sent twice either: the target may have acted on it.
+    // (The failed connection is gone: one more GET leaves a once-used one idle.)
+    assert_eq!(c.get("/warm", &[]).await, 200);
     let text = send_raw(
         &s,
         b"POST /c HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi",
@@ -276,6 +338,6 @@ async fn a_bodiless_request_is_sent_again_when_its_reused_connection_closes_unde
         "{text}"
     );
     let snap = s.lb.counters.take();
-    assert_eq!((snap.target_2xx, snap.elb_5xx), (2, 1));
+    assert_eq!((snap.target_2xx, snap.elb_5xx), (3, 2));
     s.stop().await;
 }

@@ -28,6 +28,9 @@ const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
+/// Fields a `Connection` header may not take away (see `Fields::stays`).
+const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -61,6 +64,8 @@ pub struct RequestHead {
     pub keep_alive: bool,
     pub body: Framing,
     pub expect_continue: bool,
+    /// The method is idempotent (RFC 9110 §9.2.2): the request may be sent again.
+    pub idempotent: bool,
     pub trace: TraceContext,
     /// Method and path, kept only when spans are exported.
     pub span: Option<(String, String)>,
@@ -123,12 +128,17 @@ impl<'a> Fields<'a> {
     }
 
     /// Not forwarded whatever the direction: hop-by-hop, or named by `Connection`.
+    ///
+    /// The fields that frame or route a message are kept even when `Connection` names
+    /// them: the framing was read from them, and removing them would let the next hop
+    /// read a different message (`Connection: content-length` smuggles a request).
     fn stays(&self, name: &str) -> bool {
         HOP_BY_HOP.iter().any(|h| is(name, h))
-            || self
-                .named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+            || (!FRAMING.iter().any(|h| is(name, h))
+                && self
+                    .named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name.as_bytes())))
     }
 }
 
@@ -233,6 +243,10 @@ pub fn request(
         if f.length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
+        // RFC 9112 §6.1: HTTP/1.0 has no transfer codings; such framing is faulty.
+        if version == 0 {
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
         if !f.chunked_last {
             return Err(bad("a transfer coding other than chunked last"));
         }
@@ -289,6 +303,10 @@ pub fn request(
         },
         body,
         expect_continue: f.expect_continue && !http10 && body != Framing::None,
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         trace,
         span: want_span.then(|| {
             let path = path.split('?').next().unwrap_or(path);
@@ -506,6 +524,27 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_take_away_the_fields_that_frame_a_message() {
+        let (out, r) = rewrite(
+            "POST / HTTP/1.1\r\nHost: x\r\nConnection: content-length, host, x-a\r\n\
+             Content-Length: 5\r\nx-a: 1\r\n\r\n",
+        );
+        assert_eq!(r.body, Framing::Sized(5));
+        assert!(
+            out.contains("\r\nContent-Length: 5\r\n") && out.contains("\r\nHost: x\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("x-a"), "{out}");
+        let (out, r) = answer(
+            "HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\ntransfer-encoding: chunked\r\n\r\n",
+            GET11,
+        )
+        .unwrap();
+        assert_eq!(r.body, Framing::Chunked);
+        assert!(out.contains("\r\ntransfer-encoding: chunked\r\n"), "{out}");
+    }
+
+    #[test]
     fn forwarding_fields_are_this_hops() {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let (out, r) = rewrite(&format!(
@@ -588,6 +627,7 @@ mod tests {
             "POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
             "POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nbad header\r\n\r\n",
         ] {
             assert_eq!(

@@ -342,8 +342,10 @@ async fn exchange(
         Err(Failed::BadBody(_)) => 400,
         Err(_) => 502,
     };
-    if let (Some((method, path)), Some(started), Some(exporter)) =
-        (&req.span, span_start, lb.span_exporter())
+    // A client that left got no answer: no span (as when hyper dropped its request).
+    let answered = !matches!(sent, Err(Failed::Client));
+    if let (true, Some((method, path)), Some(started), Some(exporter)) =
+        (answered, &req.span, span_start, lb.span_exporter())
     {
         exporter.record(crate::lb::hop_span(
             req.trace,
@@ -416,7 +418,9 @@ async fn exchange(
     if !bufs.to_client.is_empty() {
         client.send(&bufs.to_client).await?;
     }
-    Ok(if !body_sent {
+    Ok(if !body_sent || (resp.close_client && req.keep_alive) {
+        // Closed while the client may still be sending: the rest of its body, or the
+        // requests it pipelined on a connection it meant to keep.
         After::Linger
     } else if resp.close_client {
         After::Close
@@ -493,11 +497,31 @@ async fn send(
 
 enum Trip {
     /// The target closed (or reset) the connection before a whole response head.
-    /// `replayable`: no answer byte arrived and the request had no body.
+    /// `replayable`: no answer byte arrived, and the request (idempotent, bodiless) may
+    /// go out again.
     Closed {
         replayable: bool,
     },
     Failed(Failed),
+}
+
+/// The response head at the start of `bufs.from_target`, if it is complete: taken from
+/// there and written for the client into `bufs.to_client`.
+fn next_head(bufs: &mut Bufs, for_client: ForClient) -> Result<Option<head::ResponseHead>, Trip> {
+    bufs.to_client.clear();
+    if bufs.from_target.is_empty() {
+        return Ok(None);
+    }
+    match head::response(&bufs.from_target, for_client, &mut bufs.to_client) {
+        Ok(Some(resp)) => {
+            bufs.from_target.drain(..resp.len);
+            Ok(Some(resp))
+        }
+        Ok(None) => Ok(None),
+        Err(why) => Err(Trip::Failed(Failed::Target(format!(
+            "invalid response: {why}"
+        )))),
+    }
 }
 
 /// One request on one upstream connection, up to the final response head.
@@ -513,6 +537,10 @@ async fn round_trip(
     body.take(&mut client.buf, &mut bufs.to_target)
         .map_err(|e| Trip::Failed(Failed::BadBody(e)))?;
     let mut written = 0;
+    // Whether any byte of an answer came: a request is sent again only if none did, it
+    // has no body, and its method is idempotent (RFC 9112 §9.3.1.1).
+    let mut answered = false;
+    let replayable = |answered: bool| !answered && req.body == Framing::None && req.idempotent;
     let (mut up_read, mut up_write) = up.split();
     loop {
         let pending = written < bufs.to_target.len();
@@ -527,38 +555,30 @@ async fn round_trip(
                         written = 0;
                     }
                 }
-                _ => return Err(Trip::Closed { replayable: req.body == Framing::None }),
+                _ => return Err(Trip::Closed { replayable: replayable(answered) }),
             },
             r = read_more(&mut up_read, &mut bufs.from_target) => match r {
                 Ok(n) if n > 0 => {
-                    bufs.to_client.clear();
+                    answered = true;
                     // A final answer while the body is still going ends the body, so the
                     // client connection cannot carry on (it is told so).
                     let for_client = ForClient {
                         keep_alive: for_client.keep_alive && body.done && !pending,
                         ..for_client
                     };
-                    match head::response(&bufs.from_target, for_client, &mut bufs.to_client) {
-                        Ok(None) => {}
-                        Ok(Some(resp)) => {
-                            bufs.from_target.drain(..resp.len);
-                            if !resp.interim {
-                                return Ok((resp, body.done && !pending));
-                            }
-                            if !bufs.to_client.is_empty() {
-                                client.send(&bufs.to_client).await
-                                    .map_err(|Gone| Trip::Failed(Failed::Client))?;
-                            }
+                    // Every head this read completed: interim ones go on to the client
+                    // (a final one may have come in the same read), a final one ends here.
+                    while let Some(resp) = next_head(bufs, for_client)? {
+                        if !resp.interim {
+                            return Ok((resp, body.done && !pending));
                         }
-                        Err(why) => {
-                            return Err(Trip::Failed(Failed::Target(format!("invalid response: {why}"))));
+                        if !bufs.to_client.is_empty() {
+                            client.send(&bufs.to_client).await
+                                .map_err(|Gone| Trip::Failed(Failed::Client))?;
                         }
                     }
                 }
-                _ => {
-                    let replayable = bufs.from_target.is_empty() && req.body == Framing::None;
-                    return Err(Trip::Closed { replayable });
-                }
+                _ => return Err(Trip::Closed { replayable: replayable(answered) }),
             },
             r = read_more(&mut client.io, &mut client.buf), if read_client => match r {
                 Ok(n) if n > 0 => {
