@@ -14,7 +14,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct Activity {
     origin: Instant,
     last_ms: AtomicU64,
     head_deadline_ms: AtomicU64,
+    /// The connection waits on something with a timeout of its own (a proxied request
+    /// on its target): not idle meanwhile.
+    waiting: AtomicBool,
 }
 
 /// Which limit `Activity::expired` found passed.
@@ -48,6 +51,7 @@ impl Activity {
             origin: Instant::now(),
             last_ms: AtomicU64::new(0),
             head_deadline_ms: AtomicU64::new(UNARMED),
+            waiting: AtomicBool::new(false),
         })
     }
 
@@ -79,6 +83,15 @@ impl Activity {
         self.at(self.last_ms.load(Ordering::Relaxed))
     }
 
+    /// Starts or ends a wait that is not idleness; ending one counts as activity, so the
+    /// idle timeout runs from there.
+    pub(crate) fn set_waiting(&self, on: bool) {
+        self.waiting.store(on, Ordering::Relaxed);
+        if !on {
+            self.touch();
+        }
+    }
+
     /// Arms the header read deadline (milliseconds since `origin`).
     pub(crate) fn arm_head(&self, deadline_ms: u64) {
         self.head_deadline_ms.store(deadline_ms, Ordering::Relaxed);
@@ -105,7 +118,11 @@ impl Activity {
         let mut sleep = std::pin::pin!(sleep);
         loop {
             let now = Instant::now();
-            let idle_at = self.last() + idle;
+            let mut idle_at = self.last() + idle;
+            if self.waiting.load(Ordering::Relaxed) {
+                // Not idle while waiting: look again one idle period from now.
+                idle_at = idle_at.max(now + idle);
+            }
             if now >= idle_at {
                 return Expiry::Idle;
             }
@@ -197,6 +214,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_is_not_idleness_and_the_idle_time_runs_from_its_end() {
+        let activity = Activity::new();
+        let idle = Duration::from_millis(150);
+        let start = Instant::now();
+        activity.set_waiting(true);
+        let watch = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.expired(idle, None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!watch.is_finished(), "cut while waiting");
+        activity.set_waiting(false);
+        assert_eq!(watch.await.unwrap(), Expiry::Idle);
+        // The wait ended at 500 ms; nothing moved after it. The watchdog looks again
+        // one idle period after its last look while waiting, so it ends within two.
+        let ended = start.elapsed();
+        assert!(
+            ended >= Duration::from_millis(650) && ended <= Duration::from_millis(800),
+            "{ended:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn reads_and_writes_push_the_idle_deadline_back() {

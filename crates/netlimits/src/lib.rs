@@ -172,6 +172,9 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The header read deadline: arm it while waiting for a request head.
     pub head: HeadDeadline,
+    /// Marks a wait with a timeout of its own (a request on its target), during which
+    /// the idle timeout does not end the connection.
+    pub waiting: Waiting,
     /// Turns true when the server stops: close an idle connection at once, finish the
     /// request in hand (answering it with `Connection: close`) on a busy one.
     pub closing: watch::Receiver<bool>,
@@ -206,6 +209,25 @@ impl HeadDeadline {
     }
 }
 
+/// A connection's waits that are not idleness: a proxy waiting on its target has its
+/// own timeout (and answers 504 when it passes), which the idle timeout must not
+/// pre-empt by closing the connection silently.
+#[derive(Debug)]
+pub struct Waiting {
+    activity: Arc<Activity>,
+}
+
+impl Waiting {
+    pub fn begin(&self) {
+        self.activity.set_waiting(true);
+    }
+
+    /// The wait is over: the idle timeout runs again, from now.
+    pub fn end(&self) {
+        self.activity.set_waiting(false);
+    }
+}
+
 /// Like [`serve`], for a server that reads and writes HTTP itself: `handle` gets each
 /// connection, with its limits applied around it (the idle timeout, the header read
 /// deadline it arms, the connection cap, accept backoff). On shutdown, `closing` turns
@@ -236,6 +258,9 @@ where
             let conn = Conn {
                 stream: Tracked::new(stream, activity.clone()),
                 peer,
+                waiting: Waiting {
+                    activity: activity.clone(),
+                },
                 head: HeadDeadline {
                     activity,
                     timeout: limits.header_read_timeout,

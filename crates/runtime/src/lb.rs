@@ -206,8 +206,6 @@ pub struct LoadBalancer {
     pub counters: LbCounters,
     health: HealthCheckConfig,
     changes: mpsc::UnboundedSender<HealthChange>,
-    /// Upstream request timeout (the ALB idle timeout).
-    pub upstream_timeout: Duration,
     /// Limits on client connections.
     pub limits: ConnLimits,
     /// Client connection counters (accepted, open, accept errors, idle closes).
@@ -265,7 +263,6 @@ impl LoadBalancer {
             counters: LbCounters::default(),
             health,
             changes,
-            upstream_timeout: Duration::from_secs(60),
             limits,
             conn_stats: Arc::default(),
             runtime,
@@ -279,6 +276,13 @@ impl LoadBalancer {
     /// false if an exporter was already set.
     pub fn export_spans(&self, exporter: demo_otlp::Exporter) -> bool {
         self.spans.set(exporter).is_ok()
+    }
+
+    /// How long a request may wait for its target's answer before the load balancer
+    /// answers 504: the client connection's idle timeout, as the ALB has one idle timeout
+    /// for both (the connection is not cut as idle meanwhile; see `proxy`).
+    pub fn upstream_timeout(&self) -> Duration {
+        self.limits.idle_timeout
     }
 
     pub(crate) fn exports_spans(&self) -> bool {

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Serving, full, hyper_server, load_balancer, raw_server, streamed};
+use common::{
+    Serving, full, hyper_server, load_balancer, load_balancer_with, raw_server, streamed,
+};
+use demo_runtime::lb::ConnLimits;
 use http_body_util::BodyExt;
 use hyper::Response;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -339,5 +342,35 @@ async fn a_bodiless_request_is_sent_again_when_its_reused_connection_closes_unde
     );
     let snap = s.lb.counters.take();
     assert_eq!((snap.target_2xx, snap.elb_5xx), (3, 2));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_slower_than_the_idle_timeout_gets_the_client_a_504() {
+    let t = hyper_server(|req| async move {
+        if req.uri().path() != "/health" {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Response::new(full("ok"))
+    })
+    .await;
+    let idle = Duration::from_millis(400);
+    let (lb, _changes) = load_balancer_with(ConnLimits {
+        idle_timeout: idle,
+        ..ConnLimits::default()
+    });
+    let s = Serving::start(lb, &[t]).await;
+    let started = std::time::Instant::now();
+    // Nothing moves on the client connection while the target thinks: the idle timeout
+    // must not close it silently before the load balancer's own answer.
+    let text = send_raw(&s, b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let took = started.elapsed();
+    assert!(
+        text.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{text:?}"
+    );
+    assert!(text.contains("target did not answer in time"), "{text}");
+    assert!(took >= idle && took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(s.lb.counters.take().elb_5xx, 1);
     s.stop().await;
 }

@@ -16,7 +16,9 @@
 //! What one exchange watches at once: the request body still to send, the target's
 //! answer (an early one ends the body: the client connection then closes), the client
 //! going away (the request stops counting as in flight and its upstream connection is
-//! closed), and the upstream timeout. The client connection's own limits (header read
+//! closed), and the upstream timeout: the idle timeout, as the ALB's, during which the
+//! waiting connection does not count as idle, so a target too slow gets a 504 rather than
+//! a silent close. The client connection's own limits (header read
 //! timeout, idle timeout, connection cap) come from `demo_netlimits::serve_connections`.
 
 pub mod chunked;
@@ -61,15 +63,17 @@ pub(crate) async fn serve_connection(lb: Arc<LoadBalancer>, conn: Conn) {
         stream,
         peer,
         head: mut deadline,
+        waiting,
         closing,
     } = conn;
     let mut client = Client {
         io: stream,
         buf: Vec::with_capacity(READ_SIZE),
         peer_ip: peer.ip().to_string(),
+        waiting,
     };
     let mut bufs = Bufs::default();
-    let timeout = tokio::time::sleep(lb.upstream_timeout);
+    let timeout = tokio::time::sleep(lb.upstream_timeout());
     let mut timeout = std::pin::pin!(timeout);
     let stopping = closing.clone();
     let closed = async move {
@@ -135,6 +139,8 @@ struct Client {
     /// Bytes read from the client and not yet used.
     buf: Vec<u8>,
     peer_ip: String,
+    /// Set while the request waits on its target, which has its own timeout (a 504).
+    waiting: demo_netlimits::Waiting,
 }
 
 impl Client {
@@ -334,7 +340,9 @@ async fn exchange(
         http10: req.http10,
         keep_alive: req.keep_alive && !closing,
     };
+    client.waiting.begin();
     let sent = send(lb, &target, client, bufs, req, for_client, timeout).await;
+    client.waiting.end();
     drop(in_flight);
     let status = match &sent {
         Ok((resp, _, _)) => resp.status,
@@ -465,7 +473,7 @@ async fn send(
 ) -> Result<(head::ResponseHead, TcpStream, bool), Failed> {
     timeout
         .as_mut()
-        .reset(tokio::time::Instant::now() + lb.upstream_timeout);
+        .reset(tokio::time::Instant::now() + lb.upstream_timeout());
     let head_len = bufs.to_target.len();
     let mut reused = target.idle.take();
     loop {
