@@ -285,10 +285,6 @@ impl LoadBalancer {
         self.limits.idle_timeout
     }
 
-    pub(crate) fn exports_spans(&self) -> bool {
-        self.spans.get().is_some()
-    }
-
     pub(crate) fn span_exporter(&self) -> Option<&demo_otlp::Exporter> {
         self.spans.get()
     }

@@ -76,10 +76,24 @@ impl TraceContext {
 
     /// The `traceparent` to send downstream (this hop as the parent).
     pub fn header(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        String::from_utf8_lossy(&self.header_bytes()).into_owned()
+    }
+
+    /// [`header`](Self::header) in a stack buffer: the same 55 bytes without a `String`
+    /// (for a hot path such as the load balancer's per-request rewrite).
+    pub fn header_bytes(&self) -> [u8; 55] {
+        fn put_hex(out: &mut [u8], mut v: u128) {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            for b in out.iter_mut().rev() {
+                *b = DIGITS[(v & 0xf) as usize];
+                v >>= 4;
+            }
+        }
+        let mut buf = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put_hex(&mut buf[3..35], self.trace_id);
+        put_hex(&mut buf[36..52], u128::from(self.span_id));
+        put_hex(&mut buf[53..55], u128::from(self.flags));
+        buf
     }
 
     /// 32 lowercase hex digits, as logged.
@@ -98,6 +112,25 @@ mod tests {
     use super::*;
 
     const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_header_is_the_w3c_form_of_its_ids() {
+        for (trace_id, span_id, flags) in [
+            (1u128, 2u64, 0u8),
+            (u128::MAX, u64::MAX, 0xff),
+            (0x4bf92f3577b34da6a3ce929d0e0e4736, 0x00f067aa0ba902b7, 1),
+        ] {
+            let t = TraceContext {
+                trace_id,
+                span_id,
+                parent_id: None,
+                flags,
+            };
+            let want = format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}");
+            assert_eq!(t.header(), want);
+            assert_eq!(&t.header_bytes()[..], want.as_bytes());
+        }
+    }
 
     #[test]
     fn a_valid_traceparent_is_continued_with_a_new_span() {

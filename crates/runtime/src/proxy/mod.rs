@@ -81,7 +81,7 @@ pub(crate) async fn serve_connection(lb: Arc<LoadBalancer>, conn: Conn) {
         let _ = closing.wait_for(|c| *c).await;
     };
     let mut closed = std::pin::pin!(closed);
-    let want_span = lb.exports_spans();
+    let want_span = lb.span_exporter().is_some();
     loop {
         // A whole request head: the header read deadline runs while it is incomplete.
         bufs.to_target.clear();
